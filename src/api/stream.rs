@@ -60,6 +60,11 @@ impl BodyReader {
         }
     }
 
+    /// Bytes read but not yet handed out (what arrived before a failure).
+    pub fn take_buffered(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+
     /// Reads the whole body, refusing it as soon as it grows past `limit`.
     pub async fn read_all(&mut self, limit: usize) -> ApiResult<Option<Bytes>> {
         let mut all = BytesMut::new();

@@ -252,9 +252,11 @@ async fn stream_chunk(
     let limits = reg.limits();
     let mut reader = BodyReader::new(reg, body, limits.append_batch_bytes);
     let mut pipe = Appender::new(reg, id.clone(), offset);
+    let too_long =
+        |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
     let streamed = async {
         while let Some(batch) = reader.next_batch().await? {
-            if declared.is_some_and(|d| pipe.planned - offset + batch.len() as u64 > d) {
+            if too_long(pipe.planned - offset, batch.len()) {
                 return Err(ApiError::bad_request(
                     ErrorCode::SizeInvalid,
                     "chunk longer than its Content-Range",
@@ -265,6 +267,15 @@ async fn stream_chunk(
         Ok(())
     }
     .await;
+    // A body cut short (client gone, stalled) keeps what arrived, so the client can resume
+    // from the offset a status request reports.
+    if streamed.is_err() {
+        if let Some(rest) = reader.take_buffered() {
+            if !too_long(pipe.planned - offset, rest.len()) {
+                let _ = pipe.push(rest).await;
+            }
+        }
+    }
     // Whatever happened, the append in flight must land before the reply goes out.
     let end = pipe.finish().await;
     streamed?;
