@@ -214,6 +214,15 @@ impl Log {
         st.progress = p;
     }
 
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().poisoned
+    }
+
+    /// Whether session chunks are waiting to be recorded in the index.
+    pub fn has_progress(&self) -> bool {
+        !self.lock().progress.is_empty()
+    }
+
     /// Segment id -> end of complete records, for scrubbing and space reports.
     pub fn ends(&self) -> BTreeMap<u64, u64> {
         self.lock().ends.clone()

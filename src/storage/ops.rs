@@ -104,6 +104,14 @@ pub fn apply_batch(
         chunks: txn.open_table(UPLOAD_CHUNKS)?,
     };
     let mut delta = SpaceDelta::new();
+    // Session rows first, so chunks written by a session begun in this very batch are kept.
+    let mut outs: Vec<Option<Result<Out, StorageError>>> = Vec::with_capacity(ops.len());
+    for op in ops {
+        outs.push(match op {
+            Op::Begin { .. } => Some(apply(&mut t, op, &mut delta)?),
+            _ => None,
+        });
+    }
     for p in progress {
         if t.uploads.get(&p.session.0[..])?.is_some() {
             let mut v = Vec::with_capacity(20);
@@ -112,10 +120,12 @@ pub fn apply_batch(
                 .insert(&upload_chunk_key(&p.session.0, p.blob_offset)[..], &v[..])?;
         }
     }
-    let mut outs = Vec::with_capacity(ops.len());
-    for op in ops {
-        outs.push(apply(&mut t, op, &mut delta)?);
+    for (op, out) in ops.iter().zip(outs.iter_mut()) {
+        if out.is_none() {
+            *out = Some(apply(&mut t, op, &mut delta)?);
+        }
     }
+    let outs = outs.into_iter().flatten().collect();
     let mut segs = txn.open_table(SEGMENTS)?;
     for (&id, &(dl, dd)) in &delta {
         let (live, dead) = match segs.get(id)? {

@@ -87,16 +87,10 @@ pub(crate) fn recover(
             )));
         }
         if id > ckpt.segment && !header_ok(io, id, len)? {
-            if Some(id) == last {
-                reset_segment(io, id)?;
-                ends.insert(id, seg::LEN as u64);
-            } else {
-                tracing::warn!(
-                    segment = id,
-                    "segment header damaged; its records are skipped"
-                );
-                ends.insert(id, seg::LEN as u64);
-            }
+            // Created after the checkpoint, so the index refers to nothing in it: its creation
+            // was torn by the crash. Start it over.
+            reset_segment(io, id)?;
+            ends.insert(id, seg::LEN as u64);
             continue;
         }
         let body = io.read(id, start, (len - start) as usize)?;

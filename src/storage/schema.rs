@@ -49,7 +49,10 @@ pub fn decode_digest_key(b: &[u8]) -> Result<(Digest, usize), StorageError> {
     let bad = || StorageError::Corrupt("bad digest key in index".into());
     let alg = Algorithm::from_code(*b.first().ok_or_else(bad)?).ok_or_else(bad)?;
     let raw = b.get(1..1 + alg.digest_len()).ok_or_else(bad)?;
-    Ok((Digest::from_raw(alg, raw).ok_or_else(bad)?, 1 + alg.digest_len()))
+    Ok((
+        Digest::from_raw(alg, raw).ok_or_else(bad)?,
+        1 + alg.digest_len(),
+    ))
 }
 
 /// `repo 0x00 rest`: repository names never contain 0x00, so a repo's keys form one range.

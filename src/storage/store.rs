@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use redb::Database;
+use redb::{Database, ReadableTable};
 
 use super::error::StorageError;
 use super::group::Group;
@@ -37,8 +37,13 @@ pub(crate) struct Inner {
     /// Segment id -> (live, dead) bytes, mirrored from the `segments` table.
     pub space: Mutex<BTreeMap<u64, (u64, u64)>>,
     pub closed: AtomicBool,
+    /// Index changes nobody waits for (session starts); they ride along with the next batch.
+    pub deferred: Mutex<Vec<Op>>,
     _lock: Option<File>,
 }
+
+/// How often the background checkpointer persists session progress nobody committed yet.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,7 +108,7 @@ impl Store {
             .into_iter()
             .map(|(id, s)| (id, Arc::new(Mutex::new(s))))
             .collect();
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 opts,
                 log,
@@ -112,9 +117,48 @@ impl Store {
                 sessions: RwLock::new(sessions),
                 space: Mutex::new(rec.space),
                 closed: AtomicBool::new(false),
+                deferred: Mutex::new(Vec::new()),
                 _lock: lock,
             }),
-        })
+        };
+        store.spawn_checkpointer()?;
+        Ok(store)
+    }
+
+    /// Persists upload progress about once a second so a session survives a crash even when
+    /// no commit happens to carry it. Holds only a weak reference: dropping the store ends it.
+    fn spawn_checkpointer(&self) -> Result<(), StorageError> {
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("berth-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
+                    break;
+                }
+                let pending = inner.log.has_progress()
+                    || !inner
+                        .deferred
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_empty();
+                if pending {
+                    if let Err(e) = (Store { inner }).submit(Op::Checkpoint) {
+                        tracing::warn!(error = %e, "background checkpoint failed");
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Queues an index change that needs no waiting caller; the next batch applies it.
+    pub(crate) fn defer(&self, op: Op) {
+        self.inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(op);
     }
 
     /// Writes out buffered session bytes and makes everything durable; later calls fail.
@@ -153,12 +197,28 @@ impl Store {
     fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
         let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
         let n = ops.len();
+        let deferred = std::mem::take(
+            &mut *self
+                .inner
+                .deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let skip = deferred.len();
+        let mut all = deferred;
+        all.extend(ops);
+        let ops = all;
         let log = &self.inner.log;
         let snap = match log.snapshot() {
             Ok(s) => s,
-            Err(e) => return fail(e, n),
+            Err(e) => {
+                self.requeue(ops, skip);
+                return fail(e, n);
+            }
         };
         if let Err(e) = log.sync(&snap) {
+            log.restore(snap);
+            self.requeue(ops, skip);
             return fail(e, n);
         }
         let result = (|| {
@@ -175,13 +235,26 @@ impl Store {
                     slot.0 = slot.0.saturating_add_signed(dl);
                     slot.1 = slot.1.saturating_add_signed(dd);
                 }
-                outs
+                outs.into_iter().skip(skip).collect()
             }
             Err(e) => {
                 log.restore(snap);
+                self.requeue(ops, skip);
                 fail(e, n)
             }
         }
+    }
+
+    /// Puts the deferred head of a failed batch back so a later batch applies it.
+    fn requeue(&self, ops: Vec<Op>, skip: usize) {
+        let mut d = self
+            .inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut back: Vec<Op> = ops.into_iter().take(skip).collect();
+        back.append(&mut d);
+        *d = back;
     }
 
     /// Appends one chunk record for `session` and returns where its payload landed.
@@ -395,6 +468,33 @@ impl Store {
             return Err(e);
         }
         Ok(extents)
+    }
+
+    /// Committed blobs in digest-key order after `last`, at most `n` (GC, scrub tools, tests).
+    pub fn list_blobs(
+        &self,
+        last: Option<&Digest>,
+        n: usize,
+    ) -> Result<Vec<BlobInfo>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(BLOBS)?;
+        let after = last.map(digest_key);
+        let iter = match &after {
+            Some(a) => t.range::<&[u8]>((
+                std::ops::Bound::Excluded(&a[..]),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => t.iter()?,
+        };
+        let mut out = Vec::new();
+        for r in iter.take(n) {
+            let (k, v) = r?;
+            let (digest, _) = decode_digest_key(k.value())?;
+            let (size, _) = decode_blob(v.value())?;
+            out.push(BlobInfo { digest, size });
+        }
+        Ok(out)
     }
 
     pub fn space(&self) -> SpaceStats {

@@ -72,11 +72,13 @@ impl Store {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        self.submit(Op::Begin {
+        // Not waited for: the session row rides along with the next group commit, before any
+        // of its chunks are recorded (see storage-format.md, "Upload sessions").
+        self.defer(Op::Begin {
             id,
             repo: repo.to_string(),
             started_ms,
-        })?;
+        });
         let s = Session {
             repo: repo.to_string(),
             started,
