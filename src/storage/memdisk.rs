@@ -3,7 +3,8 @@
 //! It serves both the segment files ([`SegmentIo`]) and the redb index file
 //! ([`redb::StorageBackend`]), records every write, truncate and sync in one global log, and can
 //! rebuild the image a power cut would leave after any prefix of that log: writes covered by a
-//! later sync of the same file survive, the others are kept, dropped or torn at random.
+//! later sync of the same file survive, the others are kept, dropped or torn at random. File
+//! creation, removal and size changes are durable in order (see storage-format.md, "Assumptions").
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,6 +18,13 @@ const INDEX_FILE: &str = "index.redb";
 
 #[derive(Clone, Debug)]
 enum Op {
+    /// Creating or removing a name is durable at once (the file backend syncs the directory).
+    Create {
+        file: String,
+    },
+    Remove {
+        file: String,
+    },
     Write {
         file: String,
         offset: u64,
@@ -116,7 +124,14 @@ impl MemDisk {
 
     /// Drops the index file, as if `index.redb` had been lost.
     pub fn remove_index(&self) {
-        self.lock().files.remove(INDEX_FILE);
+        let mut st = self.lock();
+        st.files.remove(INDEX_FILE);
+        MemDisk::log(
+            &mut st,
+            Op::Remove {
+                file: INDEX_FILE.to_string(),
+            },
+        );
     }
 
     /// Limits the bytes segment files may hold; `None` lifts the limit.
@@ -137,6 +152,25 @@ impl MemDisk {
             .enumerate()
             .filter(|(_, op)| matches!(op, Op::Sync { .. }))
             .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    /// One line per logged operation (for diagnosing a failing replay).
+    pub fn describe_ops(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        let st = self.lock();
+        st.log
+            .get(range.start.min(st.log.len())..range.end.min(st.log.len()))
+            .unwrap_or(&[])
+            .iter()
+            .map(|op| match op {
+                Op::Write { file, offset, data } => {
+                    format!("write {file} @{offset} +{}", data.len())
+                }
+                Op::SetLen { file, len } => format!("set_len {file} {len}"),
+                Op::Sync { file } => format!("sync {file}"),
+                Op::Create { file } => format!("create {file}"),
+                Op::Remove { file } => format!("remove {file}"),
+            })
             .collect()
     }
 
@@ -161,24 +195,25 @@ impl MemDisk {
         }
         let mut rng = SplitMix(seed);
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        // Files that exist now existed at the cut too unless created later; names are made
-        // durable at creation, so start from every file name ever written.
-        for name in st.files.keys() {
-            files.insert(name.clone(), Vec::new());
-        }
         for (i, op) in ops.iter().enumerate() {
             let file = match op {
+                Op::Create { file } => {
+                    files.insert(file.clone(), Vec::new());
+                    continue;
+                }
+                Op::Remove { file } => {
+                    files.remove(file);
+                    continue;
+                }
                 Op::Write { file, .. } | Op::SetLen { file, .. } | Op::Sync { file } => file,
             };
             let durable = last_sync.get(file.as_str()).is_some_and(|&s| s > i);
             let buf = files.entry(file.clone()).or_default();
             match op {
-                Op::Sync { .. } => {}
-                Op::SetLen { len, .. } => {
-                    if durable || rng.below(2) == 0 {
-                        buf.resize(*len as usize, 0);
-                    }
-                }
+                Op::Sync { .. } | Op::Create { .. } | Op::Remove { .. } => {}
+                // Size changes are journaled metadata: they reach the disk in order, before the
+                // data writes issued after them (redb relies on this when it grows its file).
+                Op::SetLen { len, .. } => buf.resize(*len as usize, 0),
                 Op::Write { offset, data, .. } => {
                     if durable {
                         write_into(buf, *offset, data);
@@ -234,7 +269,8 @@ impl SegmentIo for MemSegments {
         if st.files.contains_key(&name) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, name));
         }
-        st.files.insert(name, Vec::new());
+        st.files.insert(name.clone(), Vec::new());
+        MemDisk::log(&mut st, Op::Create { file: name });
         Ok(())
     }
 

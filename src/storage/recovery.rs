@@ -210,10 +210,18 @@ fn rebuild(io: &dyn SegmentIo, db: &Database, ids: &[u64]) -> Result<Recovered, 
     for &id in ids {
         let len = io.len(id)?;
         if !header_ok(io, id, len)? {
-            if Some(id) == last {
+            // Too short to hold a record: a creation torn by a crash. Anything longer is kept
+            // for scrub to report rather than overwritten.
+            if len <= seg::LEN as u64 || Some(id) == last {
                 reset_segment(io, id)?;
+                ends.insert(id, seg::LEN as u64);
+            } else {
+                tracing::warn!(
+                    segment = id,
+                    "segment header damaged; its records are skipped"
+                );
+                ends.insert(id, len);
             }
-            ends.insert(id, seg::LEN as u64);
             continue;
         }
         let start = seg::LEN as u64;

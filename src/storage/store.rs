@@ -73,11 +73,16 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
         let index = dir.join("index.redb");
-        let fresh = !index.exists();
         let map_len = opts
             .max_segment_bytes
             .max((seg::LEN + rec::OVERHEAD + opts.chunk_record_bytes) as u64 + 4096);
         let io: Arc<dyn SegmentIo> = Arc::new(FileIo::new(&dir.join("segments"), map_len)?);
+        // Segment 1 is only created once the new index is durable, so with no segment an index
+        // file can only be a creation torn by a crash (redb's is not atomic): start it over.
+        if io.list()?.is_empty() && index.exists() {
+            std::fs::remove_file(&index)?;
+        }
+        let fresh = !index.exists();
         let db = Database::create(&index)?;
         Store::assemble(io, db, fresh, opts, Some(lock))
     }
@@ -88,6 +93,9 @@ impl Store {
         index: impl redb::StorageBackend,
         opts: StoreOptions,
     ) -> Result<Store, StorageError> {
+        if segments.list()?.is_empty() {
+            index.set_len(0)?;
+        }
         let fresh = index.len()? == 0;
         let db = redb::Builder::new().create_with_backend(index)?;
         Store::assemble(segments, db, fresh, opts, None)

@@ -22,6 +22,7 @@ impl Store {
         let ends = self.inner.log.ends();
         for (&id, &end) in &ends {
             report.segments += 1;
+            let end = end.min(io.len(id)?);
             let data = io.read(id, 0, end as usize)?;
             let mut bad = |off: u64, to: u64, reason: String, report: &mut VerifyReport| {
                 report.corrupt.push(CorruptRecord {
