@@ -10,7 +10,7 @@ use common::registry::Registry;
 #[test]
 fn skopeo_copy_in_and_out_is_byte_identical() {
     let reg = Registry::start();
-    let work = tempfile::tempdir().unwrap();
+    let work = common::workdir();
     let image = OciImage::build(&work.path().join("src"), "v1", &[1024, 2048, 512]);
     let remote = format!("docker://{}/e2e/skopeo:v1", reg.host());
 
