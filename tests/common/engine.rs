@@ -43,12 +43,3 @@ impl Engine {
         c
     }
 }
-
-impl Drop for Engine {
-    /// vfs layers are plain directories, but podman may leave its runroot mounted; unmount
-    /// everything it knows about so the temp dir can be removed.
-    fn drop(&mut self) {
-        let _ = cmd::output(self.podman().args(["unshare", "true"]));
-        let _ = cmd::output(self.podman().args(["image", "unmount", "--all"]));
-    }
-}

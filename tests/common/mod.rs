@@ -28,3 +28,4 @@ pub fn workdir() -> tempfile::TempDir {
     );
     tempfile::Builder::new().prefix(&name).rand_bytes(0).tempdir().unwrap()
 }
+pub mod containerd;
