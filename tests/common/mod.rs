@@ -29,3 +29,4 @@ pub fn workdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix(&name).rand_bytes(0).tempdir().unwrap()
 }
 pub mod containerd;
+pub mod python;

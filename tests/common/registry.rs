@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 /// How long a freshly started server may take to answer `/v2/` before the test gives up.
 const STARTUP_GUARD: Duration = Duration::from_secs(60);
 
+pub const ACCEPT_MANIFESTS: &str = "Accept: application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Berth,
@@ -120,6 +125,19 @@ impl Registry {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// GET a manifest as clients do, accepting every manifest type (distribution answers 404
+    /// to a request for an OCI manifest that does not accept it).
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> serde_json::Value {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let body = cmd::run(
+            self.curl()
+                .arg("--fail-with-body")
+                .args(["-H", ACCEPT_MANIFESTS])
+                .arg(self.url(&path)),
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
     /// Status code and body of a request.
     pub fn request(&self, method: &str, path: &str, extra: &[&str]) -> (u16, String) {
         let out = cmd::run(
@@ -181,7 +199,7 @@ impl Drop for Registry {
         self.stop();
         if std::thread::panicking() {
             let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("---- last lines of the registry log ({:?}) ----", self.kind);
             for line in tail.iter().rev() {
                 eprintln!("{line}");
