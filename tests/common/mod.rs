@@ -30,3 +30,5 @@ pub fn workdir() -> tempfile::TempDir {
 }
 pub mod containerd;
 pub mod python;
+pub mod nginx;
+pub mod flows;
