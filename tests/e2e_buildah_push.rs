@@ -20,10 +20,20 @@ fn buildah_built_image_pushes_and_pulls_back() {
     let builder = Engine::new(&work.path().join("builder"));
     let ctr = run(builder.buildah().args(["from", "scratch"]));
     let ctr = ctr.trim();
-    run(builder.buildah().args(["copy", ctr, "/bin/busybox", "/bin/busybox"]));
-    run(builder.buildah().args(["copy", ctr]).arg(&payload).arg("/data/payload.bin"));
-    run(builder.buildah().args(["config", "--cmd", "/bin/busybox sh", "--os", "linux", ctr]));
-    run(builder.buildah().args(["commit", "-q", ctr, "localhost/e2e/built:v1"]));
+    run(builder
+        .buildah()
+        .args(["copy", ctr, "/bin/busybox", "/bin/busybox"]));
+    run(builder
+        .buildah()
+        .args(["copy", ctr])
+        .arg(&payload)
+        .arg("/data/payload.bin"));
+    run(builder
+        .buildah()
+        .args(["config", "--cmd", "/bin/busybox sh", "--os", "linux", ctr]));
+    run(builder
+        .buildah()
+        .args(["commit", "-q", ctr, "localhost/e2e/built:v1"]));
 
     let puller = Engine::new(&work.path().join("puller"));
     for format in ["docker", "oci"] {
@@ -31,7 +41,14 @@ fn buildah_built_image_pushes_and_pulls_back() {
         let remote = format!("{}/e2e/buildah:{format}", reg.host());
         run(builder
             .buildah()
-            .args(["push", "-q", "--tls-verify=false", "--format", format, "--digestfile"])
+            .args([
+                "push",
+                "-q",
+                "--tls-verify=false",
+                "--format",
+                format,
+                "--digestfile",
+            ])
             .arg(&digest_file)
             .arg("localhost/e2e/built:v1")
             .arg(format!("docker://{remote}")));
@@ -41,13 +58,25 @@ fn buildah_built_image_pushes_and_pulls_back() {
             .arg(format!("docker://{remote}")));
         assert_eq!(cmd::sha256_digest(raw.as_bytes()), pushed, "{format}");
 
-        run(puller.podman().args(["pull", "-q", "--tls-verify=false"]).arg(&remote));
+        run(puller
+            .podman()
+            .args(["pull", "-q", "--tls-verify=false"])
+            .arg(&remote));
         let sum = run(puller
             .podman()
             .args(["run", "--rm", "--network", "none"])
-            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
             .arg(&remote)
             .args(["/bin/busybox", "sha256sum", "/data/payload.bin"]));
-        assert_eq!(sum.split_whitespace().next(), Some(payload_sha.as_str()), "{format}");
+        assert_eq!(
+            sum.split_whitespace().next(),
+            Some(payload_sha.as_str()),
+            "{format}"
+        );
     }
 }

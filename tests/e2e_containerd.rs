@@ -30,7 +30,10 @@ fn local_digest(ctrd: &Containerd, name: &str) -> String {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{listing}"));
-    line.split_whitespace().find(|w| w.starts_with("sha256:")).unwrap().to_string()
+    line.split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap()
+        .to_string()
 }
 
 fn assert_all_blobs_fetched(ctrd: &Containerd, layout: &std::path::Path, digest: &str) {
@@ -38,9 +41,18 @@ fn assert_all_blobs_fetched(ctrd: &Containerd, layout: &std::path::Path, digest:
     let manifest: serde_json::Value =
         serde_json::from_slice(&common::image::read_blob(layout, digest)).unwrap();
     let mut wanted = vec![manifest["config"]["digest"].as_str().unwrap()];
-    wanted.extend(manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap()));
+    wanted.extend(
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap()),
+    );
     for d in wanted {
-        assert!(content.lines().any(|l| l.trim() == d), "{d} not in containerd's content store");
+        assert!(
+            content.lines().any(|l| l.trim() == d),
+            "{d} not in containerd's content store"
+        );
     }
 }
 
@@ -58,14 +70,20 @@ fn ctr_pull_push_and_mirror() {
 
     // Direct pull over plain HTTP, unpacked into the snapshotter.
     let name = format!("{}/e2e/ctr:v1", reg.host());
-    run(ctrd.ctr().args(["images", "pull", "--plain-http"]).arg(&name));
+    run(ctrd
+        .ctr()
+        .args(["images", "pull", "--plain-http"])
+        .arg(&name));
     assert_eq!(local_digest(&ctrd, &name), digest);
     assert_all_blobs_fetched(&ctrd, &image.layout, &digest);
 
     // Push under another repository name: containerd mounts the blobs from e2e/ctr.
     let pushed = format!("{}/e2e/ctr-pushed:v1", reg.host());
     run(ctrd.ctr().args(["images", "tag"]).arg(&name).arg(&pushed));
-    run(ctrd.ctr().args(["images", "push", "--plain-http"]).arg(&pushed));
+    run(ctrd
+        .ctr()
+        .args(["images", "push", "--plain-http"])
+        .arg(&pushed));
     assert_eq!(remote_digest(&reg, "e2e/ctr-pushed:v1"), digest);
     let back = work.path().join("back");
     run(cmd::tool("skopeo")

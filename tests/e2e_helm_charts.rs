@@ -31,14 +31,22 @@ fn write_chart(dir: &Path, version: &str) {
 }
 
 /// Packages and pushes a chart version; returns the .tgz path and the digest Helm reports.
-fn push_chart(home: &Path, work: &Path, remote: &str, version: &str) -> (std::path::PathBuf, String) {
+fn push_chart(
+    home: &Path,
+    work: &Path,
+    remote: &str,
+    version: &str,
+) -> (std::path::PathBuf, String) {
     let chart_dir = work.join(format!("src-{version}")).join("e2echart");
     write_chart(&chart_dir, version);
     let dist = work.join("dist");
     std::fs::create_dir_all(&dist).unwrap();
     let tgz = run(helm(home).arg("package").arg(&chart_dir).arg(&dist));
     let tgz = std::path::PathBuf::from(tgz.trim());
-    let out = run(helm(home).args(["--plain-http", "push"]).arg(&tgz).arg(remote));
+    let out = run(helm(home)
+        .args(["--plain-http", "push"])
+        .arg(&tgz)
+        .arg(remote));
     let digest = out
         .lines()
         .find_map(|l| l.strip_prefix("Digest: "))
@@ -62,15 +70,27 @@ fn helm_push_show_and_build_metadata_versions() {
 
     let (tgz, digest) = push_chart(&home, work.path(), &remote, "0.1.0");
     // Pushing the identical chart again succeeds and lands on the same manifest.
-    let again = run(helm(&home).args(["--plain-http", "push"]).arg(&tgz).arg(&remote));
-    assert!(again.contains(&format!("Digest: {digest}")), "second push:\n{again}");
+    let again = run(helm(&home)
+        .args(["--plain-http", "push"])
+        .arg(&tgz)
+        .arg(&remote));
+    assert!(
+        again.contains(&format!("Digest: {digest}")),
+        "second push:\n{again}"
+    );
 
     // What Helm stored: its config type, and the chart archive as the only layer, byte for byte.
     let manifest = reg.get_manifest("charts/e2echart", "0.1.0");
-    assert_eq!(manifest["config"]["mediaType"], "application/vnd.cncf.helm.config.v1+json");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.cncf.helm.config.v1+json"
+    );
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "{manifest}");
-    assert_eq!(layers[0]["mediaType"], "application/vnd.cncf.helm.chart.content.v1.tar+gzip");
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+    );
     let tgz_digest = format!("sha256:{}", cmd::sha256_file(&tgz));
     assert_eq!(layers[0]["digest"], tgz_digest.as_str());
     let blob = work.path().join("blob.tgz");
@@ -83,22 +103,44 @@ fn helm_push_show_and_build_metadata_versions() {
     assert_eq!(std::fs::read(&blob).unwrap(), std::fs::read(&tgz).unwrap());
 
     let reference = format!("{remote}/e2echart:0.1.0");
-    let chart = show(&home, "show-chart", &reference, &work.path().join("chart.yaml"));
+    let chart = show(
+        &home,
+        "show-chart",
+        &reference,
+        &work.path().join("chart.yaml"),
+    );
     assert!(chart.contains("name: e2echart"), "{chart}");
     assert!(chart.contains("version: 0.1.0"), "{chart}");
-    assert!(chart.contains("description: chart pushed by the e2e test"), "{chart}");
-    let values = show(&home, "show-values", &reference, &work.path().join("values.yaml"));
+    assert!(
+        chart.contains("description: chart pushed by the e2e test"),
+        "{chart}"
+    );
+    let values = show(
+        &home,
+        "show-values",
+        &reference,
+        &work.path().join("values.yaml"),
+    );
     assert_eq!(values.trim_end(), VALUES.trim_end());
 
     // `+` is not allowed in tags: Helm stores 0.2.0+build.5 as 0.2.0_build.5.
     let (_, build_digest) = push_chart(&home, work.path(), &remote, "0.2.0+build.5");
     let tags = reg.get_json("/v2/charts/e2echart/tags/list");
-    let mut tags: Vec<&str> =
-        tags["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let mut tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     tags.sort_unstable();
     assert_eq!(tags, ["0.1.0", "0.2.0_build.5"]);
     // Without a tag Helm reads the tag list and picks the highest version, turning `_` back to `+`.
-    let latest = show(&home, "show-chart", &format!("{remote}/e2echart"), &work.path().join("latest.yaml"));
+    let latest = show(
+        &home,
+        "show-chart",
+        &format!("{remote}/e2echart"),
+        &work.path().join("latest.yaml"),
+    );
     assert!(latest.contains("version: 0.2.0+build.5"), "{latest}");
     let by_digest = show(
         &home,

@@ -32,9 +32,15 @@ fn oras_push_pull_and_referrers() {
     // oras-py's own push and pull.
     let target = format!("{}/e2e/oras-files:v1", reg.host());
     let pushed = oras_json(
-        oras(None).args(["push-files", &target]).arg(files.join("a.bin")).arg(files.join("b.txt")),
+        oras(None)
+            .args(["push-files", &target])
+            .arg(files.join("a.bin"))
+            .arg(files.join("b.txt")),
     );
-    assert!(pushed["digest"].as_str().unwrap().starts_with("sha256:"), "{pushed}");
+    assert!(
+        pushed["digest"].as_str().unwrap().starts_with("sha256:"),
+        "{pushed}"
+    );
     let out = work.path().join("out-files");
     oras_json(oras(None).args(["pull", &target]).arg(&out));
     assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
@@ -50,12 +56,24 @@ fn oras_push_pull_and_referrers() {
             .arg(files.join("a.bin")),
     );
     assert_eq!(note["status"], 201, "{note}");
-    assert_eq!(note["digest"], note["computed_digest"], "digest of the bytes sent: {note}");
+    assert_eq!(
+        note["digest"], note["computed_digest"],
+        "digest of the bytes sent: {note}"
+    );
     let served = oras_json(oras(None).args(["manifest", &note_ref]));
-    assert_eq!(served["computed_digest"], note["digest"], "served bytes differ from pushed");
-    assert_eq!(served["content_type"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        served["computed_digest"], note["digest"],
+        "served bytes differ from pushed"
+    );
+    assert_eq!(
+        served["content_type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     assert_eq!(served["manifest"]["artifactType"], note_type);
-    assert_eq!(served["manifest"]["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+    assert_eq!(
+        served["manifest"]["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
     let out = work.path().join("out-note");
     oras_json(oras(None).args(["pull", &note_ref]).arg(&out));
     assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
@@ -68,15 +86,29 @@ fn oras_push_pull_and_referrers() {
         .arg(image.transport_ref())
         .arg(format!("docker://{image_ref}")));
     let subject = image.manifest_digest();
-    std::fs::write(files.join("sig.json"), br#"{"critical":{"type":"test signature"}}"#).unwrap();
+    std::fs::write(
+        files.join("sig.json"),
+        br#"{"critical":{"type":"test signature"}}"#,
+    )
+    .unwrap();
     std::fs::write(files.join("sbom.json"), br#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
     let attach = |artifact_type: &str, file: &str| -> Value {
         // Referrers are usually pushed by digest only; a tag here keeps them easy to inspect.
         let reference = format!("{}/e2e/signed:{}", reg.host(), file.replace('.', "-"));
         oras_json(
             oras(None)
-                .args(["push-artifact", &reference, "--artifact-type", artifact_type])
-                .args(["--subject-ref", &image_ref, "--annotation", &format!("org.example.file={file}")])
+                .args([
+                    "push-artifact",
+                    &reference,
+                    "--artifact-type",
+                    artifact_type,
+                ])
+                .args([
+                    "--subject-ref",
+                    &image_ref,
+                    "--annotation",
+                    &format!("org.example.file={file}"),
+                ])
                 .arg(files.join(file)),
         )
     };
@@ -86,28 +118,57 @@ fn oras_push_pull_and_referrers() {
 
     if !reg.has_referrers_api() {
         // distribution 2.8 predates the referrers API: the manifests are stored, nothing more.
-        let served = oras_json(oras(None).args(["manifest", &format!("{}/e2e/signed@{}", reg.host(), sig["digest"].as_str().unwrap())]));
+        let served = oras_json(oras(None).args([
+            "manifest",
+            &format!(
+                "{}/e2e/signed@{}",
+                reg.host(),
+                sig["digest"].as_str().unwrap()
+            ),
+        ]));
         assert_eq!(served["manifest"]["subject"]["digest"], subject.as_str());
         return;
     }
-    assert_eq!(sig["oci_subject"], subject.as_str(), "PUT of a manifest with subject: {sig}");
-    assert_eq!(sbom["oci_subject"], subject.as_str(), "PUT of a manifest with subject: {sbom}");
+    assert_eq!(
+        sig["oci_subject"],
+        subject.as_str(),
+        "PUT of a manifest with subject: {sig}"
+    );
+    assert_eq!(
+        sbom["oci_subject"],
+        subject.as_str(),
+        "PUT of a manifest with subject: {sbom}"
+    );
 
     let path = format!("/v2/e2e/signed/referrers/{subject}");
     let headers = reg.headers("GET", &path, &[]);
-    let content_type = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
-    assert_eq!(content_type, Some("application/vnd.oci.image.index.v1+json"), "{headers:?}");
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        content_type,
+        Some("application/vnd.oci.image.index.v1+json"),
+        "{headers:?}"
+    );
     let index = reg.get_json(&path);
     assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{index}");
-    for (pushed, artifact_type, file) in [(&sig, SIGNATURE, "sig.json"), (&sbom, SBOM, "sbom.json")] {
+    for (pushed, artifact_type, file) in [(&sig, SIGNATURE, "sig.json"), (&sbom, SBOM, "sbom.json")]
+    {
         let entry = entries
             .iter()
             .find(|e| e["digest"] == pushed["digest"])
             .unwrap_or_else(|| panic!("{} missing from {index}", pushed["digest"]));
-        assert_eq!(entry["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            entry["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
         assert_eq!(entry["artifactType"], artifact_type);
         assert_eq!(entry["size"], pushed["size"]);
         assert_eq!(entry["annotations"]["org.example.file"], file);
@@ -120,10 +181,20 @@ fn oras_push_pull_and_referrers() {
     assert_eq!(entries.len(), 1, "{filtered}");
     assert_eq!(entries[0]["digest"], sig["digest"]);
     let headers = reg.headers("GET", &filtered_path, &[]);
-    let applied = headers.iter().find(|(k, _)| k == "oci-filters-applied").map(|(_, v)| v.as_str());
+    let applied = headers
+        .iter()
+        .find(|(k, _)| k == "oci-filters-applied")
+        .map(|(_, v)| v.as_str());
     assert_eq!(applied, Some("artifactType"), "{headers:?}");
 
     // A digest nothing refers to has an empty referrers index, not an error.
-    let lonely = reg.get_json(&format!("/v2/e2e/signed/referrers/{}", sig["digest"].as_str().unwrap()));
-    assert_eq!(lonely["manifests"].as_array().map(Vec::len), Some(0), "{lonely}");
+    let lonely = reg.get_json(&format!(
+        "/v2/e2e/signed/referrers/{}",
+        sig["digest"].as_str().unwrap()
+    ));
+    assert_eq!(
+        lonely["manifests"].as_array().map(Vec::len),
+        Some(0),
+        "{lonely}"
+    );
 }

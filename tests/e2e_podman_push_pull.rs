@@ -17,7 +17,10 @@ fn podman_push_both_formats_and_pull_back() {
     let work = common::workdir();
     let image = OciImage::build(&work.path().join("layout"), "v1", &[1024, 768]);
     let pusher = Engine::new(&work.path().join("pusher"));
-    let id = run(pusher.podman().args(["pull", "-q"]).arg(image.transport_ref()));
+    let id = run(pusher
+        .podman()
+        .args(["pull", "-q"])
+        .arg(image.transport_ref()));
     let id = id.trim();
     run(pusher.podman().args(["tag", id, "localhost/e2e/app:v1"]));
 
@@ -25,7 +28,14 @@ fn podman_push_both_formats_and_pull_back() {
         let digest_file = work.path().join(format!("{format}.digest"));
         run(pusher
             .podman()
-            .args(["push", "-q", "--tls-verify=false", "--format", format, "--digestfile"])
+            .args([
+                "push",
+                "-q",
+                "--tls-verify=false",
+                "--format",
+                format,
+                "--digestfile",
+            ])
             .arg(&digest_file)
             .arg("localhost/e2e/app:v1")
             .arg(format!("{}/e2e/podman:{format}", reg.host())));
@@ -36,10 +46,18 @@ fn podman_push_both_formats_and_pull_back() {
         let path = format!("/v2/e2e/podman/manifests/{format}");
         let headers = reg.headers("GET", &path, &["-H", &accept]);
         let header = |name: &str| {
-            headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
         };
         assert_eq!(header("content-type"), media_type, "{format}: {headers:?}");
-        assert_eq!(header("docker-content-digest"), pushed, "{format}: {headers:?}");
+        assert_eq!(
+            header("docker-content-digest"),
+            pushed,
+            "{format}: {headers:?}"
+        );
         let (status, body) = reg.request("GET", &path, &["-H", &accept]);
         assert_eq!(status, 200);
         assert_eq!(cmd::sha256_digest(body.as_bytes()), pushed);
@@ -54,18 +72,35 @@ fn podman_push_both_formats_and_pull_back() {
     let puller = Engine::new(&work.path().join("puller"));
     for format in ["oci", "v2s2"] {
         let remote = format!("{}/e2e/podman:{format}", reg.host());
-        run(puller.podman().args(["pull", "-q", "--tls-verify=false"]).arg(&remote));
-        let pulled_id =
-            run(puller.podman().args(["image", "inspect", "--format", "{{.Id}}"]).arg(&remote));
-        assert_eq!(pulled_id.trim(), id, "{format}: the image config changed on the way");
+        run(puller
+            .podman()
+            .args(["pull", "-q", "--tls-verify=false"])
+            .arg(&remote));
+        let pulled_id = run(puller
+            .podman()
+            .args(["image", "inspect", "--format", "{{.Id}}"])
+            .arg(&remote));
+        assert_eq!(
+            pulled_id.trim(),
+            id,
+            "{format}: the image config changed on the way"
+        );
         let sums = run(puller
             .podman()
             .args(["run", "--rm", "--network", "none"])
-            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
             .arg(&remote)
             .args(["sh", "-c", "sha256sum /data/*"]));
         for (path, sha) in &image.files {
-            assert!(sums.contains(&format!("{sha}  {path}")), "{format}: {path} differs:\n{sums}");
+            assert!(
+                sums.contains(&format!("{sha}  {path}")),
+                "{format}: {path} differs:\n{sums}"
+            );
         }
     }
 }

@@ -25,7 +25,10 @@ fn skopeo_copy_in_and_out_is_byte_identical() {
         .arg(&remote)
         .arg(format!("oci:{}:v1", out.display())));
     let blobs = assert_same_image(&image.layout, &out, "v1");
-    assert_eq!(blobs, 6, "manifest, config, busybox layer and three random layers");
+    assert_eq!(
+        blobs, 6,
+        "manifest, config, busybox layer and three random layers"
+    );
 
     // The registry serves the manifest bytes it received, under the digest of those bytes.
     let digest = image.manifest_digest();
@@ -66,9 +69,11 @@ fn skopeo_copy_in_and_out_is_byte_identical() {
     run(cmd::tool("skopeo")
         .args(["delete", "--tls-verify=false"])
         .arg(&remote));
-    run_expect_failure(cmd::tool("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{}/e2e/skopeo@{digest}", reg.host())));
+    run_expect_failure(
+        cmd::tool("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/e2e/skopeo@{digest}", reg.host())),
+    );
     let (status, body) = reg.request("GET", &format!("/v2/e2e/skopeo/manifests/{digest}"), &[]);
     assert_eq!(status, 404, "{body}");
     assert_eq!(Registry::error_codes(&body), ["MANIFEST_UNKNOWN"]);
@@ -78,7 +83,10 @@ fn skopeo_copy_in_and_out_is_byte_identical() {
         200 => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             let empty = v["tags"].is_null() || v["tags"].as_array().is_some_and(|t| t.is_empty());
-            assert!(empty, "tags still listed after the manifest was deleted: {body}");
+            assert!(
+                empty,
+                "tags still listed after the manifest was deleted: {body}"
+            );
         }
         404 => assert_eq!(Registry::error_codes(&body), ["NAME_UNKNOWN"]),
         other => panic!("tags list after delete answered {other}: {body}"),

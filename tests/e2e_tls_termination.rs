@@ -16,7 +16,13 @@ fn main_flow_with_registry_terminating_tls() {
     // TLS 1.3 with HTTP/2 offered by ALPN, as the issue asks of the server.
     let out = common::cmd::run(
         reg.curl()
-            .args(["--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+            .args([
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
             .arg(reg.url("/v2/")),
     );
     assert_eq!(out, "2 200", "HTTP version and status over TLS");

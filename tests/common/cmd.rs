@@ -29,7 +29,9 @@ pub fn tool(tool: &str) -> Command {
 
 /// Runs `cmd` to completion (killing it if it hangs) and returns its output whatever the status.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", describe(cmd)));
@@ -75,7 +77,11 @@ pub fn run(cmd: &mut Command) -> String {
 pub fn run_expect_failure(cmd: &mut Command) -> String {
     let out = output(cmd);
     if out.status.success() {
-        panic!("{} succeeded but should have failed\n{}", describe(cmd), show(&out));
+        panic!(
+            "{} succeeded but should have failed\n{}",
+            describe(cmd),
+            show(&out)
+        );
     }
     show(&out)
 }

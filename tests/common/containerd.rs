@@ -67,7 +67,12 @@ impl Containerd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Containerd { socket, hosts_dir, log, child }
+        Containerd {
+            socket,
+            hosts_dir,
+            log,
+            child,
+        }
     }
 
     /// `ctr` talking to this daemon.

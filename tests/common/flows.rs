@@ -33,37 +33,67 @@ pub fn main_flow_over_tls(host: &str, certs: &Certs, work: &Path) {
     // podman pulls what skopeo pushed, and pushes it again (streamed PATCH, no length).
     let engine = Engine::new(&work.join("podman"));
     let pulled = format!("{host}/e2e/tls:v1");
-    run(engine.podman().args(["pull", "-q", "--cert-dir", cert_dir]).arg(&pulled));
+    run(engine
+        .podman()
+        .args(["pull", "-q", "--cert-dir", cert_dir])
+        .arg(&pulled));
     let config_digest = {
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&super::image::read_blob(&image.layout, &image.manifest_digest()))
-                .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&super::image::read_blob(
+            &image.layout,
+            &image.manifest_digest(),
+        ))
+        .unwrap();
         manifest["config"]["digest"].as_str().unwrap().to_string()
     };
-    let id = run(engine.podman().args(["image", "inspect", "--format", "{{.Id}}"]).arg(&pulled));
+    let id = run(engine
+        .podman()
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .arg(&pulled));
     assert_eq!(format!("sha256:{}", id.trim()), config_digest);
     let pushed = format!("{host}/e2e/tls-podman:v1");
     let digest_file = work.join("podman.digest");
     run(engine
         .podman()
-        .args(["push", "-q", "--cert-dir", cert_dir, "--format", "v2s2", "--digestfile"])
+        .args([
+            "push",
+            "-q",
+            "--cert-dir",
+            cert_dir,
+            "--format",
+            "v2s2",
+            "--digestfile",
+        ])
         .arg(&digest_file)
         .arg(&pulled)
         .arg(&pushed));
     let raw = run(cmd::tool("skopeo")
         .args(["inspect", "--raw", "--cert-dir", cert_dir])
         .arg(format!("docker://{pushed}")));
-    assert_eq!(cmd::sha256_digest(raw.as_bytes()), std::fs::read_to_string(&digest_file).unwrap());
+    assert_eq!(
+        cmd::sha256_digest(raw.as_bytes()),
+        std::fs::read_to_string(&digest_file).unwrap()
+    );
     let fresh = Engine::new(&work.join("podman2"));
-    run(fresh.podman().args(["pull", "-q", "--cert-dir", cert_dir]).arg(&pushed));
+    run(fresh
+        .podman()
+        .args(["pull", "-q", "--cert-dir", cert_dir])
+        .arg(&pushed));
     let sums = run(fresh
         .podman()
         .args(["run", "--rm", "--network", "none"])
-        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ])
         .arg(&pushed)
         .args(["sh", "-c", "sha256sum /data/*"]));
     for (path, sha) in &image.files {
-        assert!(sums.contains(&format!("{sha}  {path}")), "{path} differs:\n{sums}");
+        assert!(
+            sums.contains(&format!("{sha}  {path}")),
+            "{path} differs:\n{sums}"
+        );
     }
 
     // oras-py over HTTPS with the CA bundle.
@@ -75,11 +105,19 @@ pub fn main_flow_over_tls(host: &str, certs: &Certs, work: &Path) {
     let artifact = format!("{host}/e2e/tls-artifact:v1");
     let pushed = oras_json(
         oras(ca)
-            .args(["push-artifact", &artifact, "--artifact-type", "application/vnd.example.tls"])
+            .args([
+                "push-artifact",
+                &artifact,
+                "--artifact-type",
+                "application/vnd.example.tls",
+            ])
             .arg(&payload),
     );
     assert_eq!(pushed["digest"], pushed["computed_digest"], "{pushed}");
     let pulled_dir = work.join("oras-out");
     oras_json(oras(ca).args(["pull", &artifact]).arg(&pulled_dir));
-    assert_eq!(std::fs::read(pulled_dir.join("payload.bin")).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(pulled_dir.join("payload.bin")).unwrap(),
+        bytes
+    );
 }

@@ -17,16 +17,24 @@ impl OciImage {
     pub fn build(layout: &Path, tag: &str, random_kib: &[usize]) -> OciImage {
         cmd::require("umoci");
         let mut c = cmd::tool("bash");
-        c.arg(cmd::repo_path("tools/e2e/make-image.sh")).arg(layout).arg(tag);
+        c.arg(cmd::repo_path("tools/e2e/make-image.sh"))
+            .arg(layout)
+            .arg(tag);
         c.args(random_kib.iter().map(|k| k.to_string()));
         let files = cmd::run(&mut c)
             .lines()
             .map(|l| {
-                let (p, h) = l.split_once(' ').expect("make-image.sh prints `path sha256`");
+                let (p, h) = l
+                    .split_once(' ')
+                    .expect("make-image.sh prints `path sha256`");
                 (p.to_string(), h.to_string())
             })
             .collect();
-        OciImage { layout: layout.to_path_buf(), tag: tag.to_string(), files }
+        OciImage {
+            layout: layout.to_path_buf(),
+            tag: tag.to_string(),
+            files,
+        }
     }
 
     /// `oci:LAYOUT:TAG` for skopeo, podman and buildah.
@@ -68,9 +76,17 @@ pub fn read_blob(layout: &Path, digest: &str) -> Vec<u8> {
 /// and that every blob's bytes hash to its digest. Returns the number of blobs compared.
 pub fn assert_same_image(a: &Path, b: &Path, tag: &str) -> usize {
     let digest = manifest_digest(a, tag);
-    assert_eq!(digest, manifest_digest(b, tag), "manifest digest changed in the round trip");
+    assert_eq!(
+        digest,
+        manifest_digest(b, tag),
+        "manifest digest changed in the round trip"
+    );
     let manifest_bytes = read_blob(a, &digest);
-    assert_eq!(manifest_bytes, read_blob(b, &digest), "manifest bytes differ");
+    assert_eq!(
+        manifest_bytes,
+        read_blob(b, &digest),
+        "manifest bytes differ"
+    );
     let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
     let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
     for layer in manifest["layers"].as_array().unwrap() {
@@ -79,7 +95,11 @@ pub fn assert_same_image(a: &Path, b: &Path, tag: &str) -> usize {
     for d in &digests {
         let bytes = read_blob(b, d);
         assert_eq!(bytes, read_blob(a, d), "blob {d} differs");
-        assert_eq!(&cmd::sha256_digest(&bytes), d, "blob {d} does not hash to its digest");
+        assert_eq!(
+            &cmd::sha256_digest(&bytes),
+            d,
+            "blob {d} does not hash to its digest"
+        );
     }
     digests.len() + 1
 }

@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod engine;
 pub mod image;
 pub mod registry;
 pub mod tls;
-pub mod engine;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,9 +26,13 @@ pub fn workdir() -> tempfile::TempDir {
         NEXT.fetch_add(1, Ordering::Relaxed),
         nanos % 1_000_000
     );
-    tempfile::Builder::new().prefix(&name).rand_bytes(0).tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix(&name)
+        .rand_bytes(0)
+        .tempdir()
+        .unwrap()
 }
 pub mod containerd;
-pub mod python;
-pub mod nginx;
 pub mod flows;
+pub mod nginx;
+pub mod python;

@@ -20,8 +20,8 @@ pub struct Nginx {
 impl Nginx {
     /// Proxies `https://127.0.0.1:<free port>/v2/` to the plain-HTTP registry at `upstream`.
     pub fn start(dir: &Path, upstream: &str, certs: &Certs) -> Nginx {
-        let template = std::fs::read_to_string(cmd::repo_path("tools/nginx/registry.conf.template"))
-            .unwrap();
+        let template =
+            std::fs::read_to_string(cmd::repo_path("tools/nginx/registry.conf.template")).unwrap();
         let prefix = dir.to_path_buf();
         for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             std::fs::create_dir_all(prefix.join("tmp").join(sub)).unwrap();
@@ -53,10 +53,18 @@ impl Nginx {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("nginx exited with {status}\n{}", errors(&prefix));
             }
-            assert!(started.elapsed() < STARTUP_GUARD, "nginx did not listen\n{}", errors(&prefix));
+            assert!(
+                started.elapsed() < STARTUP_GUARD,
+                "nginx did not listen\n{}",
+                errors(&prefix)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Nginx { host, prefix, child }
+        Nginx {
+            host,
+            prefix,
+            child,
+        }
     }
 
     /// `127.0.0.1:PORT` of the HTTPS front.

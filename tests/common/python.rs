@@ -39,8 +39,14 @@ pub fn oras_json(c: &mut Command) -> serde_json::Value {
 /// `tools/e2e/helm_client.py` with Helm's cache and registry config kept in `home`.
 pub fn helm(home: &Path) -> Command {
     let mut c = Command::new(python());
-    c.arg(cmd::repo_path("tools/e2e/helm_client.py")).env("HOME", home);
-    for var in ["HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME", "HELM_REGISTRY_CONFIG"] {
+    c.arg(cmd::repo_path("tools/e2e/helm_client.py"))
+        .env("HOME", home);
+    for var in [
+        "HELM_CACHE_HOME",
+        "HELM_CONFIG_HOME",
+        "HELM_DATA_HOME",
+        "HELM_REGISTRY_CONFIG",
+    ] {
         c.env_remove(var);
     }
     c

@@ -48,7 +48,10 @@ impl Registry {
     }
 
     fn launch(certs: Option<&Certs>) -> Registry {
-        let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap();
         let log = dir.path().join("server.log");
         let ca = certs.map(|c| c.ca_crt.clone());
         if let Ok(host) = std::env::var("BERTH_E2E_REGISTRY") {
@@ -57,7 +60,14 @@ impl Registry {
                 "BERTH_E2E_REGISTRY is plain HTTP only; use BERTH_E2E_SERVER=distribution for TLS"
             );
             wait_ready(&host, None, None, &log);
-            return Registry { host, kind: Kind::External, ca, child: None, log, dir };
+            return Registry {
+                host,
+                kind: Kind::External,
+                ca,
+                child: None,
+                log,
+                dir,
+            };
         }
         let kind = match std::env::var("BERTH_E2E_SERVER").as_deref() {
             Ok("distribution") => Kind::Distribution,
@@ -83,7 +93,14 @@ impl Registry {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", cmd::describe(&command)));
             if wait_ready(&host, ca.as_deref(), Some(&mut child), &log) {
-                return Registry { host, kind, ca, child: Some(child), log, dir };
+                return Registry {
+                    host,
+                    kind,
+                    ca,
+                    child: Some(child),
+                    log,
+                    dir,
+                };
             }
             let _ = child.wait();
         }
@@ -253,14 +270,25 @@ fn wait_ready(host: &str, ca: Option<&Path>, mut child: Option<&mut Child>, log:
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn berth_command(host: &str, data: &Path, certs: Option<&Certs>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
-    c.arg("serve").arg("--listen").arg(host).arg("--data").arg(data);
+    c.arg("serve")
+        .arg("--listen")
+        .arg(host)
+        .arg("--data")
+        .arg(data);
     if let Some(certs) = certs {
-        c.arg("--tls-cert").arg(&certs.server_chain).arg("--tls-key").arg(&certs.server_key);
+        c.arg("--tls-cert")
+            .arg(&certs.server_chain)
+            .arg("--tls-key")
+            .arg(&certs.server_key);
     }
     c
 }

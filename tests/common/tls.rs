@@ -25,7 +25,9 @@ impl Certs {
         let ext = dir.join("server.ext");
         cmd::run(
             cmd::tool("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
                 .args(["-subj", "/CN=berth test CA"])
                 .args(["-addext", "basicConstraints=critical,CA:TRUE"])
                 .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
@@ -36,7 +38,15 @@ impl Certs {
         );
         cmd::run(
             cmd::tool("openssl")
-                .args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+                .args([
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=localhost",
+                ])
                 .arg("-keyout")
                 .arg(&server_key)
                 .arg("-out")
@@ -69,6 +79,12 @@ impl Certs {
         let cert_dir = dir.join("trust");
         std::fs::create_dir_all(&cert_dir).unwrap();
         std::fs::copy(&ca_crt, cert_dir.join("ca.crt")).unwrap();
-        Certs { ca_crt, cert_dir, server_crt, server_chain, server_key }
+        Certs {
+            ca_crt,
+            cert_dir,
+            server_crt,
+            server_chain,
+            server_key,
+        }
     }
 }
