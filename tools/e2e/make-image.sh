@@ -4,6 +4,7 @@
 # holding /data/layer<N>.bin of random, incompressible bytes (so blob sizes equal data sizes).
 #
 # usage: make-image.sh LAYOUT TAG [SIZE_KIB ...]
+# IMAGE_ARCH sets the config's architecture (default amd64; the binary stays the host's).
 # prints one line per random file: "<path in image> <sha256 hex>"
 set -euo pipefail
 
@@ -24,7 +25,7 @@ trap 'rm -rf "$work"' EXIT
 [ -d "$layout" ] || umoci init --layout "$layout"
 umoci new --image "$layout:$tag"
 umoci config --image "$layout:$tag" --config.cmd /bin/sh --config.env PATH=/bin \
-    --architecture amd64 --os linux --history.created 2024-01-01T00:00:00Z
+    --architecture "${IMAGE_ARCH:-amd64}" --os linux --history.created 2024-01-01T00:00:00Z
 
 # Each layer gets a fresh unpack so that its diff holds exactly the files added in that step.
 add_layer() {
