@@ -283,7 +283,8 @@ fn berth_command(host: &str, data: &Path, certs: Option<&Certs>) -> Command {
         .arg("--listen")
         .arg(host)
         .arg("--data")
-        .arg(data);
+        .arg(data)
+        .env("NO_COLOR", "1");
     if let Some(certs) = certs {
         c.arg("--tls-cert")
             .arg(&certs.server_chain)
