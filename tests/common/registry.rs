@@ -31,6 +31,8 @@ pub struct Registry {
     host: String,
     kind: Kind,
     ca: Option<PathBuf>,
+    /// Server certificate chain and key when the registry terminates TLS.
+    tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
     log: PathBuf,
     dir: tempfile::TempDir,
@@ -54,57 +56,111 @@ impl Registry {
             .unwrap();
         let log = dir.path().join("server.log");
         let ca = certs.map(|c| c.ca_crt.clone());
-        if let Ok(host) = std::env::var("BERTH_E2E_REGISTRY") {
+        let tls = certs.map(|c| (c.server_chain.clone(), c.server_key.clone()));
+        let external = std::env::var("BERTH_E2E_REGISTRY").ok();
+        let kind = match (&external, std::env::var("BERTH_E2E_SERVER").as_deref()) {
+            (Some(_), _) => Kind::External,
+            (None, Ok("distribution")) => Kind::Distribution,
+            (None, Ok("berth") | Err(_)) => Kind::Berth,
+            (None, Ok(other)) => panic!("BERTH_E2E_SERVER={other}: expected berth or distribution"),
+        };
+        let mut reg = Registry {
+            host: external.clone().unwrap_or_default(),
+            kind,
+            ca,
+            tls,
+            child: None,
+            log,
+            dir,
+        };
+        if external.is_some() {
             assert!(
                 certs.is_none(),
                 "BERTH_E2E_REGISTRY is plain HTTP only; use BERTH_E2E_SERVER=distribution for TLS"
             );
-            wait_ready(&host, None, None, &log);
-            return Registry {
-                host,
-                kind: Kind::External,
-                ca,
-                child: None,
-                log,
-                dir,
-            };
+            wait_ready(&reg.host, None, None, &reg.log);
+            return reg;
         }
-        let kind = match std::env::var("BERTH_E2E_SERVER").as_deref() {
-            Ok("distribution") => Kind::Distribution,
-            Ok("berth") | Err(_) => Kind::Berth,
-            Ok(other) => panic!("BERTH_E2E_SERVER={other}: expected berth or distribution"),
-        };
         // A port picked by binding :0 can be taken by someone else before the server binds it;
         // a server that exits at once because of that is retried on another port.
         for _ in 0..5 {
-            let host = format!("127.0.0.1:{}", free_port());
-            let data = dir.path().join("data");
-            let mut command = match kind {
-                Kind::Berth => berth_command(&host, &data, certs),
-                Kind::Distribution => distribution_command(dir.path(), &host, &data, certs),
-                Kind::External => unreachable!(),
-            };
-            let logfile = std::fs::File::create(&log).unwrap();
-            command
-                .stdin(Stdio::null())
-                .stdout(logfile.try_clone().unwrap())
-                .stderr(logfile);
-            let mut child = command
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", cmd::describe(&command)));
-            if wait_ready(&host, ca.as_deref(), Some(&mut child), &log) {
-                return Registry {
-                    host,
-                    kind,
-                    ca,
-                    child: Some(child),
-                    log,
-                    dir,
-                };
+            if reg.spawn_on(&format!("127.0.0.1:{}", free_port()), false) {
+                return reg;
             }
-            let _ = child.wait();
         }
         panic!("the registry could not bind a free port in 5 attempts");
+    }
+
+    /// Starts the server process on `host` over this registry's data dir; false if the port
+    /// turned out to be taken. A restart appends to the log so both runs stay readable.
+    fn spawn_on(&mut self, host: &str, append: bool) -> bool {
+        let data = self.dir.path().join("data");
+        let tls = self.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let mut command = match self.kind {
+            Kind::Berth => berth_command(host, &data, tls),
+            Kind::Distribution => distribution_command(self.dir.path(), host, &data, tls),
+            Kind::External => unreachable!("an external registry is not started by the tests"),
+        };
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&self.log)
+            .unwrap();
+        command
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", cmd::describe(&command)));
+        if wait_ready(host, self.ca.as_deref(), Some(&mut child), &self.log) {
+            self.host = host.to_string();
+            self.child = Some(child);
+            return true;
+        }
+        let _ = child.wait();
+        false
+    }
+
+    /// Stops the server with SIGTERM, checks that berth shut down cleanly (exit status 0), and
+    /// starts it again over the same data on the same port.
+    pub fn restart(&mut self) {
+        let mut child = self
+            .child
+            .take()
+            .expect("only a registry the test started restarts");
+        // SAFETY: signalling our own child process, which has not been reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > STARTUP_GUARD {
+                let _ = child.kill();
+                panic!(
+                    "the registry ignored SIGTERM for {STARTUP_GUARD:?}\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if self.kind == Kind::Berth {
+            assert!(
+                status.success(),
+                "berth exited with {status} on SIGTERM\n{}",
+                self.log_text()
+            );
+        }
+        let host = self.host.clone();
+        assert!(
+            self.spawn_on(&host, true),
+            "{host} was taken while the registry restarted"
+        );
     }
 
     /// `127.0.0.1:PORT`, as clients write it in image references.
@@ -277,7 +333,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn berth_command(host: &str, data: &Path, certs: Option<&Certs>) -> Command {
+fn berth_command(host: &str, data: &Path, tls: Option<(&Path, &Path)>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
     c.arg("serve")
         .arg("--listen")
@@ -285,26 +341,28 @@ fn berth_command(host: &str, data: &Path, certs: Option<&Certs>) -> Command {
         .arg("--data")
         .arg(data)
         .env("NO_COLOR", "1");
-    if let Some(certs) = certs {
-        c.arg("--tls-cert")
-            .arg(&certs.server_chain)
-            .arg("--tls-key")
-            .arg(&certs.server_key);
+    if let Some((chain, key)) = tls {
+        c.arg("--tls-cert").arg(chain).arg("--tls-key").arg(key);
     }
     c
 }
 
-fn distribution_command(dir: &Path, host: &str, data: &Path, certs: Option<&Certs>) -> Command {
+fn distribution_command(
+    dir: &Path,
+    host: &str,
+    data: &Path,
+    tls: Option<(&Path, &Path)>,
+) -> Command {
     let mut config = format!(
         "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
          delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
         data.display()
     );
-    if let Some(certs) = certs {
+    if let Some((chain, key)) = tls {
         config.push_str(&format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
-            certs.server_chain.display(),
-            certs.server_key.display()
+            chain.display(),
+            key.display()
         ));
     }
     let path = dir.join("distribution.yml");
