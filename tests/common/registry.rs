@@ -3,7 +3,8 @@
 //!
 //! For comparing behaviour with the reference implementation, `BERTH_E2E_SERVER=distribution`
 //! starts the Debian `docker-registry` (CNCF distribution) the same way instead, and
-//! `BERTH_E2E_REGISTRY=host:port` uses an already running plain-HTTP registry. CI sets neither.
+//! `BERTH_E2E_REGISTRY=host:port` uses an already running plain-HTTP registry, and
+//! `BERTH_E2E_BIN=path` runs another build of berth. CI sets none of them.
 
 use super::cmd;
 use super::tls::Certs;
@@ -334,7 +335,11 @@ pub fn free_port() -> u16 {
 }
 
 fn berth_command(host: &str, data: &Path, tls: Option<(&Path, &Path)>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    // BERTH_E2E_BIN (development only) runs another build of the server under these tests.
+    let bin = std::env::var_os("BERTH_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")));
+    let mut c = Command::new(bin);
     c.arg("serve")
         .arg("--listen")
         .arg(host)
