@@ -7,7 +7,7 @@ mod common;
 use common::cmd::{self, run};
 use common::containerd::Containerd;
 use common::image::OciImage;
-use common::registry::Registry;
+use common::registry::{Kind, Registry};
 
 fn push_with_skopeo(reg: &Registry, image: &OciImage, repo_tag: &str) {
     run(cmd::tool("skopeo")
@@ -105,6 +105,12 @@ fn ctr_pull_push_and_mirror() {
         .args(["images", "pull", "--hosts-dir"])
         .arg(&ctrd.hosts_dir)
         .arg(upstream_name));
+    // The server's request log shows the mirror was asked (an external registry keeps its own).
+    assert!(
+        reg.kind() == Kind::External
+            || reg.log_text().contains("/v2/library/mirrored/manifests/v1"),
+        "the mirror pull never reached the registry"
+    );
     let mirrored_digest = mirrored.manifest_digest();
     assert_eq!(local_digest(&ctrd, upstream_name), mirrored_digest);
     assert_all_blobs_fetched(&ctrd, &mirrored.layout, &mirrored_digest);

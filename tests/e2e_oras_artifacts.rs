@@ -78,6 +78,33 @@ fn oras_push_pull_and_referrers() {
     oras_json(oras(None).args(["pull", &note_ref]).arg(&out));
     assert_eq!(std::fs::read(out.join("a.bin")).unwrap(), a);
 
+    // A chunked upload (POST, PATCH with Content-Range per 256 KiB, PUT), then delete by tag.
+    let big = random_file(&files.join("big.bin"), 1100 * 1024);
+    let chunked_ref = format!("{}/e2e/oras-note:chunked", reg.host());
+    let chunked = oras_json(
+        oras(None)
+            .args(["push-artifact", &chunked_ref, "--artifact-type", note_type])
+            .args(["--chunk-size", "262144"])
+            .arg(files.join("big.bin")),
+    );
+    assert_eq!(chunked["status"], 201, "{chunked}");
+    let out = work.path().join("out-chunked");
+    oras_json(oras(None).args(["pull", &chunked_ref]).arg(&out));
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), big);
+    oras_json(oras(None).args(["delete-tag", &chunked_ref]));
+    let deleted = chunked["digest"].as_str().unwrap();
+    let (status, body) = reg.request(
+        "GET",
+        &format!("/v2/e2e/oras-note/manifests/{deleted}"),
+        &[],
+    );
+    assert_eq!(
+        (status, Registry::error_codes(&body)),
+        (404, vec!["MANIFEST_UNKNOWN".to_string()])
+    );
+    let tags = reg.get_json("/v2/e2e/oras-note/tags/list");
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]), "{tags}");
+
     // An image, and a signature and an SBOM that refer to it.
     let image = OciImage::build(&work.path().join("layout"), "v1", &[256]);
     let image_ref = format!("{}/e2e/signed:v1", reg.host());

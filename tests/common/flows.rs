@@ -10,7 +10,8 @@ use super::tls::Certs;
 use std::path::Path;
 
 pub fn main_flow_over_tls(host: &str, certs: &Certs, work: &Path) {
-    let image = OciImage::build(&work.join("layout"), "v1", &[2048, 1024]);
+    // One layer big enough that a proxy spooling bodies or a fixed-size buffer would show.
+    let image = OciImage::build(&work.join("layout"), "v1", &[16384, 1024]);
     let cert_dir = certs.cert_dir.to_str().unwrap();
 
     // skopeo in and back out.

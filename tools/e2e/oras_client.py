@@ -10,6 +10,9 @@ Every command prints one JSON object on stdout; errors exit non-zero with the re
       A manifest built here: artifactType, the empty config, one layer per file, and optionally a
       subject (the manifest REF points at), uploaded with upload_blob and upload_manifest. This is
       how signatures and SBOMs are attached to images.
+      --chunk-size N uploads the files in PATCH chunks of N bytes (POST, PATCH..., PUT).
+  oras_client.py [...] delete-tag REF
+      oras-py's delete_tag(): resolves the tag with HEAD, then DELETEs the manifest by digest.
   oras_client.py [...] pull REF OUTDIR
       oras-py's pull(): downloads every layer under its title annotation.
   oras_client.py [...] manifest REF
@@ -95,7 +98,13 @@ def cmd_push_artifact(args):
     layers = []
     for path in args.files:
         layer = descriptor(path, args.layer_type, {TITLE: os.path.basename(path)})
-        check(reg.upload_blob(path, container, layer), f"upload {path}")
+        if args.chunk_size:
+            response = reg.upload_blob(
+                path, container, layer, do_chunked=True, chunk_size=args.chunk_size
+            )
+        else:
+            response = reg.upload_blob(path, container, layer)
+        check(response, f"upload {path}")
         layers.append(layer)
     manifest = {
         "schemaVersion": 2,
@@ -127,6 +136,14 @@ def cmd_push_artifact(args):
             }
         )
     )
+
+
+def cmd_delete_tag(args):
+    reg = registry(args, args.ref)
+    container = reg.get_container(args.ref)
+    if not reg.delete_tag(container, container.tag):
+        sys.exit(f"delete_tag: {args.ref} not found")
+    print(json.dumps({"deleted": args.ref}))
 
 
 def cmd_pull(args):
@@ -168,8 +185,13 @@ def main():
     p.add_argument("--layer-type", default="application/octet-stream")
     p.add_argument("--subject-ref")
     p.add_argument("--annotation", action="append")
+    p.add_argument("--chunk-size", type=int)
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_push_artifact)
+
+    p = sub.add_parser("delete-tag")
+    p.add_argument("ref")
+    p.set_defaults(func=cmd_delete_tag)
 
     p = sub.add_parser("pull")
     p.add_argument("ref")
