@@ -1,17 +1,17 @@
 //! The air-gap path: an image exported from the registry to an oci-archive and a docker-archive
 //! with skopeo, then imported into another repository from each archive, intact.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::engine::Engine;
-use common::image::{assert_same_image, OciImage};
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::engine::Engine;
+use e2e::image::{assert_same_image, OciImage};
+use e2e::registry::Registry;
 
 #[test]
 fn export_to_archives_and_import_back() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let image = OciImage::build(&work.path().join("layout"), "v1", &[1024]);
     let copy = |from: String, to: String| {
         run(cmd::tool("skopeo")

@@ -1,16 +1,16 @@
 //! buildah builds an image from scratch and pushes it (Docker and OCI formats); podman pulls it
 //! back from the registry into another storage and the built file comes out intact.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::engine::Engine;
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::engine::Engine;
+use e2e::registry::Registry;
 
 #[test]
 fn buildah_built_image_pushes_and_pulls_back() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let payload = work.path().join("payload.bin");
     let mut bytes = vec![0u8; 1536 * 1024];
     getrandom::getrandom(&mut bytes).unwrap();

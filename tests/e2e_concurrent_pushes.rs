@@ -5,17 +5,17 @@
 //! The two images share no layer on purpose: containers/image may swap a layer for another
 //! compression of the same content that it knows the registry holds, which is the client's call.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::engine::Engine;
-use common::image::{assert_same_image, OciImage};
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::engine::Engine;
+use e2e::image::{assert_same_image, OciImage};
+use e2e::registry::Registry;
 
 #[test]
 fn concurrent_pushes_of_shared_layers() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let image = OciImage::build(&work.path().join("layout"), "v1", &[2048, 1024, 1024]);
 
     // podman's image is built by buildah in the same storage.

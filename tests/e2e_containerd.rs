@@ -2,12 +2,12 @@
 //! another repository (cross-repo mount), and pulls `docker.io/library/...` through the registry
 //! configured as a `hosts.toml` mirror (requests carry `?ns=docker.io`).
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::containerd::Containerd;
-use common::image::OciImage;
-use common::registry::{Kind, Registry};
+use e2e::cmd::{self, run};
+use e2e::containerd::Containerd;
+use e2e::image::OciImage;
+use e2e::registry::{Kind, Registry};
 
 fn push_with_skopeo(reg: &Registry, image: &OciImage, repo_tag: &str) {
     run(cmd::tool("skopeo")
@@ -39,7 +39,7 @@ fn local_digest(ctrd: &Containerd, name: &str) -> String {
 fn assert_all_blobs_fetched(ctrd: &Containerd, layout: &std::path::Path, digest: &str) {
     let content = run(ctrd.ctr().args(["content", "ls", "-q"]));
     let manifest: serde_json::Value =
-        serde_json::from_slice(&common::image::read_blob(layout, digest)).unwrap();
+        serde_json::from_slice(&e2e::image::read_blob(layout, digest)).unwrap();
     let mut wanted = vec![manifest["config"]["digest"].as_str().unwrap()];
     wanted.extend(
         manifest["layers"]
@@ -59,7 +59,7 @@ fn assert_all_blobs_fetched(ctrd: &Containerd, layout: &std::path::Path, digest:
 #[test]
 fn ctr_pull_push_and_mirror() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let image = OciImage::build(&work.path().join("layout"), "v1", &[1024, 512]);
     let digest = image.manifest_digest();
     push_with_skopeo(&reg, &image, "e2e/ctr:v1");
@@ -90,7 +90,7 @@ fn ctr_pull_push_and_mirror() {
         .args(["copy", "--src-tls-verify=false"])
         .arg(format!("docker://{pushed}"))
         .arg(format!("oci:{}:v1", back.display())));
-    common::image::assert_same_image(&image.layout, &back, "v1");
+    e2e::image::assert_same_image(&image.layout, &back, "v1");
 
     // The registry as a docker.io mirror: the upstream is unreachable, so this can only work if
     // the mirror answers the ?ns=docker.io requests for library/mirrored.

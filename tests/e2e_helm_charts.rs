@@ -2,11 +2,11 @@
 //! chart again, and shows its Chart.yaml and values back; a version with `+` build metadata is
 //! stored under a tag with `_` and found again from the tag list.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::python::helm;
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::python::helm;
+use e2e::registry::Registry;
 use std::path::Path;
 
 const VALUES: &str = "replicaCount: 2\nimage:\n  repository: berth/demo\n  tag: \"1.0\"\n";
@@ -63,7 +63,7 @@ fn show(home: &Path, what: &str, reference: &str, out: &Path) -> String {
 #[test]
 fn helm_push_show_and_build_metadata_versions() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let remote = format!("oci://{}/charts", reg.host());

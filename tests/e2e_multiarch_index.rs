@@ -1,12 +1,12 @@
 //! buildah pushes a two-platform image (OCI index, and Docker manifest list) with `--all`;
 //! skopeo copies the whole index back out intact and podman pulls the right platform from it.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::engine::Engine;
-use common::image::{read_blob, OciImage};
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::engine::Engine;
+use e2e::image::{read_blob, OciImage};
+use e2e::registry::Registry;
 use serde_json::Value;
 
 fn build(work: &std::path::Path, name: &str, arch: &str) -> OciImage {
@@ -33,7 +33,7 @@ fn build(work: &std::path::Path, name: &str, arch: &str) -> OciImage {
 #[test]
 fn multi_platform_index_push_copy_and_pull() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let amd64 = build(work.path(), "amd64", "amd64");
     let arm64 = build(work.path(), "arm64", "arm64");
     let engine = Engine::new(&work.path().join("builder"));
@@ -98,7 +98,7 @@ fn multi_platform_index_push_copy_and_pull() {
             let (status, body) = reg.request(
                 "GET",
                 &format!("/v2/e2e/multi/manifests/{digest}"),
-                &["-H", common::registry::ACCEPT_MANIFESTS],
+                &["-H", e2e::registry::ACCEPT_MANIFESTS],
             );
             assert_eq!(status, 200, "{body}");
             assert_eq!(cmd::sha256_digest(body.as_bytes()), digest);
@@ -112,7 +112,7 @@ fn multi_platform_index_push_copy_and_pull() {
                 .args(["copy", "--all", "--src-tls-verify=false"])
                 .arg(format!("docker://{remote}"))
                 .arg(format!("oci:{}:v1", out.display())));
-            assert_eq!(common::image::manifest_digest(&out, "v1"), pushed);
+            assert_eq!(e2e::image::manifest_digest(&out, "v1"), pushed);
             for child in children {
                 let digest = child["digest"].as_str().unwrap();
                 let manifest = read_blob(&out, digest);

@@ -2,12 +2,12 @@
 //! artifactType and the empty config), then attaches a signature and an SBOM to an image through
 //! `subject` and finds them with the referrers API, filtered by artifactType.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::image::OciImage;
-use common::python::{oras, oras_json};
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::image::OciImage;
+use e2e::python::{oras, oras_json};
+use e2e::registry::Registry;
 use serde_json::Value;
 
 const SIGNATURE: &str = "application/vnd.example.signature.v1+json";
@@ -23,7 +23,7 @@ fn random_file(path: &std::path::Path, len: usize) -> Vec<u8> {
 #[test]
 fn oras_push_pull_and_referrers() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let files = work.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let a = random_file(&files.join("a.bin"), 300 * 1024);

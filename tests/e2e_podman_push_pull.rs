@@ -1,12 +1,12 @@
 //! podman pushes an image in both manifest formats (OCI and Docker schema 2); a second, empty
 //! podman storage pulls both back and runs the image: same image id, same file contents.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::engine::Engine;
-use common::image::OciImage;
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::engine::Engine;
+use e2e::image::OciImage;
+use e2e::registry::Registry;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -14,7 +14,7 @@ const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+j
 #[test]
 fn podman_push_both_formats_and_pull_back() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let image = OciImage::build(&work.path().join("layout"), "v1", &[1024, 768]);
     let pusher = Engine::new(&work.path().join("pusher"));
     let id = run(pusher

@@ -1,12 +1,12 @@
 //! What clients pushed survives a graceful restart: SIGTERM, start again over the same data, and
 //! the image, its tags and its referrers come back byte-identical; the store takes new pushes.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run};
-use common::image::{assert_same_image, OciImage};
-use common::python::{oras, oras_json};
-use common::registry::Registry;
+use e2e::cmd::{self, run};
+use e2e::image::{assert_same_image, OciImage};
+use e2e::python::{oras, oras_json};
+use e2e::registry::Registry;
 
 fn skopeo_copy(from: &str, to: &str) {
     run(cmd::tool("skopeo")
@@ -18,7 +18,7 @@ fn skopeo_copy(from: &str, to: &str) {
 #[test]
 fn pushed_content_survives_a_restart() {
     let mut reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let image = OciImage::build(&work.path().join("layout"), "v1", &[1024, 1024]);
     let remote = format!("docker://{}/e2e/durable:v1", reg.host());
     skopeo_copy(&image.transport_ref(), &remote);

@@ -1,16 +1,16 @@
 //! skopeo copies a multi-layer image from an OCI layout into the registry and back out into
 //! another layout byte-identically; inspect, list-tags and delete behave as skopeo expects.
 
-mod common;
+mod e2e;
 
-use common::cmd::{self, run, run_expect_failure};
-use common::image::{assert_same_image, OciImage};
-use common::registry::Registry;
+use e2e::cmd::{self, run, run_expect_failure};
+use e2e::image::{assert_same_image, OciImage};
+use e2e::registry::Registry;
 
 #[test]
 fn skopeo_copy_in_and_out_is_byte_identical() {
     let reg = Registry::start();
-    let work = common::workdir();
+    let work = e2e::workdir();
     let image = OciImage::build(&work.path().join("src"), "v1", &[1024, 2048, 512]);
     let remote = format!("docker://{}/e2e/skopeo:v1", reg.host());
 
