@@ -1,0 +1,45 @@
+//! podman and buildah over a private storage root (vfs driver, own runroot and tmpdir) so that
+//! scenarios running in parallel never see each other's images or locks.
+
+use super::cmd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Engine {
+    root: PathBuf,
+}
+
+impl Engine {
+    pub fn new(dir: &Path) -> Engine {
+        let root = dir.join("s");
+        for sub in ["root", "run", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        Engine { root }
+    }
+
+    pub fn podman(&self) -> Command {
+        let mut c = cmd::tool("podman");
+        c.arg("--root")
+            .arg(self.root.join("root"))
+            .arg("--runroot")
+            .arg(self.root.join("run"))
+            .arg("--tmpdir")
+            .arg(self.root.join("tmp"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "none", "--runtime", "runc"]);
+        c.env("TMPDIR", self.root.join("tmp"));
+        c
+    }
+
+    pub fn buildah(&self) -> Command {
+        let mut c = cmd::tool("buildah");
+        c.arg("--root")
+            .arg(self.root.join("root"))
+            .arg("--runroot")
+            .arg(self.root.join("run"))
+            .args(["--storage-driver", "vfs"]);
+        c.env("TMPDIR", self.root.join("tmp"));
+        c
+    }
+}
