@@ -1,0 +1,3 @@
+//! OCI vocabulary with no I/O: digests, names and manifest facts.
+
+pub mod digest;
