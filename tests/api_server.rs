@@ -217,7 +217,7 @@ async fn tls_with_alpn_h2_and_http1() {
             .unwrap();
     tokio::spawn(conn);
     let req = Request::get(format!("https://localhost:{}/v2/", s.addr.port()))
-        .body(Empty::<Bytes>::new())
+        .body(http_body_util::Full::new(Bytes::new()))
         .unwrap();
     let r = sender.send_request(req).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -226,6 +226,26 @@ async fn tls_with_alpn_h2_and_http1() {
         r.headers()["docker-distribution-api-version"],
         "registry/2.0"
     );
+    // A multi-MiB body streams over h2 (flow control must not stall it).
+    let blob: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let digest = sha256(&blob);
+    let req = Request::post(format!(
+        "https://localhost:{}/v2/h2/blobs/uploads/?digest={digest}",
+        s.addr.port()
+    ))
+    .body(http_body_util::Full::new(Bytes::from(blob.clone())))
+    .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let req = Request::get(format!(
+        "https://localhost:{}/v2/h2/blobs/{digest}",
+        s.addr.port()
+    ))
+    .body(http_body_util::Full::new(Bytes::new()))
+    .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(body[..] == blob[..]);
 
     // HTTP/1.1 over TLS 1.2 for clients that offer nothing else.
     let tls = tls_client(s.addr, &cert, &[b"http/1.1"], &[&rustls::version::TLS12]).await;
@@ -241,6 +261,6 @@ async fn tls_with_alpn_h2_and_http1() {
     let r = sender.send_request(req).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], br#"{"repositories":[]}"#);
+    assert_eq!(&body[..], br#"{"repositories":["h2"]}"#);
     s.stop().await;
 }
