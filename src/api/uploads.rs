@@ -217,7 +217,9 @@ fn chunk_range(headers: &HeaderMap, offset: u64, name: &str, id: &str) -> ApiRes
         .with_header(RANGE, range_value(offset))
         .with_header(http::header::LOCATION, location));
     }
-    let declared = end - start + 1;
+    let declared = (end - start)
+        .checked_add(1)
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::BlobUploadInvalid, "bad Content-Range"))?;
     if length.is_some_and(|l| l != declared) {
         return Err(ApiError::bad_request(
             ErrorCode::SizeInvalid,
@@ -280,7 +282,7 @@ async fn stream_chunk(
     let end = pipe.finish().await;
     streamed?;
     let end = end?;
-    if declared.is_some_and(|d| end - offset != d) {
+    if declared.is_some_and(|d| end.saturating_sub(offset) != d) {
         return Err(ApiError::bad_request(
             ErrorCode::SizeInvalid,
             "chunk shorter than its Content-Range",
