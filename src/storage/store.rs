@@ -207,7 +207,18 @@ impl Store {
 
     /// Queues an index change and returns once it (and every byte it refers to) is durable.
     pub(crate) fn submit(&self, op: Op) -> Result<Out, StorageError> {
-        self.inner.group.submit(op, |ops| self.run_batch(ops))
+        self.inner.group.submit(op, None, |ops| self.run_batch(ops))
+    }
+
+    /// Like [`Store::submit`] for a caller that announced itself with `group.prepare()`.
+    pub(crate) fn submit_announced(
+        &self,
+        op: Op,
+        announced: super::group::Preparing<'_, Op, Out>,
+    ) -> Result<Out, StorageError> {
+        self.inner
+            .group
+            .submit(op, Some(announced), |ops| self.run_batch(ops))
     }
 
     /// The group-commit leader's work: log the batch's OP records, sync the log, then apply
@@ -444,14 +455,21 @@ impl Store {
                 size: data.len() as u64,
             });
         }
+        // Small pushes are quick to write: tell a commit leader to wait for this one.
+        let announced =
+            (data.len() <= self.inner.opts.chunk_record_bytes).then(|| self.inner.group.prepare());
         let extents = self.write_blob_records(data)?;
-        expect_blob(self.submit(Op::Commit(super::ops::BlobCommit {
+        let op = Op::Commit(super::ops::BlobCommit {
             session: None,
             repo: repo.to_string(),
             digest: expected.clone(),
             size: data.len() as u64,
             extents,
-        }))?)
+        });
+        expect_blob(match announced {
+            Some(a) => self.submit_announced(op, a)?,
+            None => self.submit(op)?,
+        })
     }
 
     /// Writes `data` as chunk records under a fresh session id; the commit op that follows

@@ -226,6 +226,7 @@ impl Store {
         if s.gone {
             return Err(StorageError::UploadUnknown);
         }
+        let announced = self.inner.group.prepare();
         self.flush_buffer(id, &mut s)?;
         let actual = match (expected.algorithm(), s.hasher.clone()) {
             (Algorithm::Sha256, Some(h)) => h.finish(),
@@ -234,6 +235,7 @@ impl Store {
         if actual != *expected {
             // The session is gone either way; failing to account its bytes as dead only leaves
             // them uncounted until a reopen replays the log.
+            drop(announced);
             self.retire(id, &mut s);
             let extents = std::mem::take(&mut s.extents);
             if let Err(e) = self.submit(Op::Discard {
@@ -248,13 +250,14 @@ impl Store {
             });
         }
         // Retired only once the commit is durable, so a failed commit can be retried.
-        let info = expect_blob(self.submit(Op::Commit(BlobCommit {
+        let op = Op::Commit(BlobCommit {
             session: Some(*id),
             repo: s.repo.clone(),
             digest: actual,
             size: s.len,
             extents: s.extents.clone(),
-        }))?)?;
+        });
+        let info = expect_blob(self.submit_announced(op, announced)?)?;
         self.retire(id, &mut s);
         s.extents = Vec::new();
         Ok(info)
