@@ -145,7 +145,7 @@ impl<'t> Tables<'t> {
             Some((k, v)) => {
                 let mut off = [0u8; 8];
                 off.copy_from_slice(&k.value()[16..24]);
-                u64::from_be_bytes(off) + u64::from(decode_extent(v.value())?.len)
+                u64::from_be_bytes(off).saturating_add(u64::from(decode_extent(v.value())?.len))
             }
             None => 0,
         }))
@@ -409,5 +409,45 @@ impl ReferrerValue {
             artifact_type: self.artifact_type,
             annotations: self.annotations,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::digest::Algorithm;
+
+    /// The logged form is part of the on-disk format (storage-format.md, "OP records").
+    #[test]
+    fn logged_form_is_stable() {
+        let d = Digest::of(Algorithm::Sha256, b"");
+        let op = Op::Commit(BlobCommit {
+            session: Some(UploadId([0xab; 16])),
+            repo: "lib/a".into(),
+            digest: d.clone(),
+            size: 5,
+            extents: vec![Extent {
+                segment: 1,
+                offset: 112,
+                len: 5,
+            }],
+        });
+        let json = String::from_utf8(op.encode().unwrap()).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"op":"commit","session":"{}","repo":"lib/a","digest":"{d}","size":5,"extents":[{{"segment":1,"offset":112,"len":5}}]}}"#,
+                "ab".repeat(16)
+            )
+        );
+        let tag = Op::DeleteTag {
+            repo: "r".into(),
+            tag: "v1".into(),
+        };
+        assert_eq!(
+            String::from_utf8(tag.encode().unwrap()).unwrap(),
+            r#"{"op":"delete_tag","repo":"r","tag":"v1"}"#
+        );
+        assert!(matches!(Op::decode(json.as_bytes()).unwrap(), Op::Commit(c) if c.size == 5));
     }
 }

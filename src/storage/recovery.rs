@@ -200,8 +200,10 @@ impl Replay<'_, '_> {
                 blob_offset,
                 extent,
             })?;
-            self.session_ends
-                .insert(session, Some(blob_offset + u64::from(extent.len)));
+            self.session_ends.insert(
+                session,
+                Some(blob_offset.saturating_add(u64::from(extent.len))),
+            );
         }
         Ok(())
     }

@@ -344,7 +344,11 @@ impl Store {
         let io = self.inner.log.io();
         let data = io.read(e.segment, e.offset, e.len as usize)?;
         if verify {
-            let t = io.read(e.segment, e.offset + u64::from(e.len), rec::TRAILER_LEN)?;
+            let t = io.read(
+                e.segment,
+                e.offset.saturating_add(u64::from(e.len)),
+                rec::TRAILER_LEN,
+            )?;
             if trailer(&data)[..] != t[..] {
                 return Err(StorageError::Corrupt(format!(
                     "chunk checksum mismatch in segment {} at {}",
