@@ -92,18 +92,25 @@ async fn monolithic(
     };
     let n = name.clone();
     let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
-    let result = async {
-        let mut pipe = Appender::new(reg, id, 0);
+    let mut pipe = Appender::new(reg, id, 0);
+    let streamed = async {
         pipe.push(first).await?;
         pipe.push(second).await?;
         while let Some(batch) = reader.next_batch().await? {
             pipe.push(batch).await?;
         }
-        pipe.finish().await?;
-        let (i, d) = (id, digest.clone());
-        reg.blocking(move |s| s.commit(&i, &d)).await
+        Ok::<(), ApiError>(())
     }
     .await;
+    // The append in flight lands before the session is committed or removed.
+    let finished = pipe.finish().await;
+    let result = match (streamed, finished) {
+        (Ok(()), Ok(_)) => {
+            let d = digest.clone();
+            reg.blocking(move |s| s.commit(&id, &d)).await
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     match result {
         Ok(_) => Ok(blob_created(&name, &digest)),
         Err(e) => {
