@@ -114,8 +114,10 @@ impl Registry {
     }
 
     /// Answers one request; never fails and never panics on client input.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
+        let bytes_in = stream::BytesIn::default();
+        req.extensions_mut().insert(bytes_in.clone());
         let method = req.method().clone();
         let path = query::decode_path(req.uri().path());
         let (kind, result) = match Route::parse(&path) {
@@ -141,6 +143,7 @@ impl Registry {
             method = %method,
             path = %path,
             status = status.as_u16(),
+            bytes_in = bytes_in.0.load(std::sync::atomic::Ordering::Relaxed),
             bytes_out,
             duration_ms = elapsed.as_micros() as f64 / 1000.0,
             "request"

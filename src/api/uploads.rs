@@ -74,7 +74,7 @@ async fn monolithic(
     let limits = reg.limits();
     let mut reader = BodyReader::new(
         reg,
-        req.into_body(),
+        req,
         limits
             .monolithic_buffer_bytes
             .max(limits.append_batch_bytes),
@@ -142,7 +142,7 @@ pub async fn patch(
 ) -> ApiResult<Reply> {
     let (id, offset) = session(reg, &name, &id_text).await?;
     let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
-    let end = stream_chunk(reg, &id, offset, declared, req.into_body()).await?;
+    let end = stream_chunk(reg, &id, offset, declared, req).await?;
     Ok(session_reply(StatusCode::ACCEPTED, &name, &id_text, end))
 }
 
@@ -165,7 +165,7 @@ pub async fn finish(
     };
     let (id, offset) = session(reg, &name, &id_text).await?;
     let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
-    stream_chunk(reg, &id, offset, declared, req.into_body()).await?;
+    stream_chunk(reg, &id, offset, declared, req).await?;
     let d = digest.clone();
     reg.blocking(move |s| s.commit(&id, &d)).await?;
     Ok(blob_created(&name, &digest))
@@ -256,10 +256,10 @@ async fn stream_chunk(
     id: &UploadId,
     offset: u64,
     declared: Option<u64>,
-    body: Incoming,
+    req: Request<Incoming>,
 ) -> ApiResult<u64> {
     let limits = reg.limits();
-    let mut reader = BodyReader::new(reg, body, limits.append_batch_bytes);
+    let mut reader = BodyReader::new(reg, req, limits.append_batch_bytes);
     let mut pipe = Appender::new(reg, *id, offset);
     let too_long =
         |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
