@@ -3,9 +3,10 @@
 //!
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
-//! frame by frame), and one handler module per area: `blobs`, `uploads`, `manifests`,
-//! `listing` (tags and catalog), `referrers`.
+//! frame by frame), `appender` (pipelined session appends), and one handler module per area:
+//! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`.
 
+mod appender;
 mod blobs;
 pub mod body;
 pub mod error;

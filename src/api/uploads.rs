@@ -6,11 +6,11 @@
 
 use std::str::FromStr;
 
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 
+use crate::api::appender::Appender;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, UPLOAD_UUID};
@@ -18,7 +18,7 @@ use crate::api::stream::BodyReader;
 use crate::api::Registry;
 use crate::oci::digest::Digest;
 use crate::oci::name::{is_valid_name, parse_digest};
-use crate::storage::{StorageError, UploadId};
+use crate::storage::UploadId;
 
 /// POST `/v2/<name>/blobs/uploads/`.
 pub async fn start(
@@ -296,52 +296,6 @@ async fn stream_chunk(
         ));
     }
     Ok(end)
-}
-
-/// Appends batches to a session with at most one append in flight, so reading the next batch
-/// overlaps with writing the previous one.
-struct Appender<'a> {
-    reg: &'a Registry,
-    id: UploadId,
-    planned: u64,
-    done: u64,
-    in_flight: Option<tokio::task::JoinHandle<Result<u64, StorageError>>>,
-}
-
-impl<'a> Appender<'a> {
-    fn new(reg: &'a Registry, id: UploadId, offset: u64) -> Appender<'a> {
-        Appender {
-            reg,
-            id,
-            planned: offset,
-            done: offset,
-            in_flight: None,
-        }
-    }
-
-    async fn push(&mut self, batch: Bytes) -> ApiResult<()> {
-        self.wait().await?;
-        let store = self.reg.store().clone();
-        let (id, at) = (self.id, self.planned);
-        self.planned += batch.len() as u64;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            store.append(&id, at, &batch)
-        }));
-        Ok(())
-    }
-
-    async fn wait(&mut self) -> ApiResult<()> {
-        if let Some(handle) = self.in_flight.take() {
-            self.done = handle.await??;
-        }
-        Ok(())
-    }
-
-    /// Waits for the last append; returns the session's length.
-    async fn finish(&mut self) -> ApiResult<u64> {
-        self.wait().await?;
-        Ok(self.done)
-    }
 }
 
 fn range_value(length: u64) -> HeaderValue {
