@@ -61,18 +61,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long `open` waits for the directory lock: a store dropped in this process may still be
+/// finishing a background checkpoint for a moment.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join("LOCK"))?;
-    // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StorageError::Locked);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StorageError::Locked);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(f)
 }
 
 impl Store {
