@@ -85,6 +85,15 @@ fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
+/// redb reports a damaged file either as corruption or, for a bad header, as invalid data.
+fn is_index_corruption(e: &redb::StorageError) -> bool {
+    match e {
+        redb::StorageError::Corrupted(_) => true,
+        redb::StorageError::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`, running crash recovery first.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StorageError> {
@@ -100,8 +109,21 @@ impl Store {
         if io.list()?.is_empty() && index.exists() {
             std::fs::remove_file(&index)?;
         }
-        let fresh = !index.exists();
-        let db = Database::create(&index)?;
+        let mut fresh = !index.exists();
+        let db = match Database::create(&index) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::Storage(e)) if is_index_corruption(&e) => {
+                let msg = e.to_string();
+                // The index is only a cache of the log: keep the damaged file for inspection
+                // and rebuild from the segments.
+                let aside = dir.join("index.redb.corrupt");
+                tracing::warn!(%msg, aside = %aside.display(), "index corrupted; rebuilding it from the segments");
+                std::fs::rename(&index, &aside)?;
+                fresh = true;
+                Database::create(&index)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         Store::assemble(io, db, fresh, opts, Some(lock))
     }
 
