@@ -1,0 +1,240 @@
+//! The shared active segment every session appends to: record writes, rolling, syncing, and
+//! the bookkeeping a group commit needs (where the durable end is, which chunk records still
+//! have to be noted in the index).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::error::StorageError;
+use super::io::SegmentIo;
+use super::record::{encode_segment_header, rec, seg, trailer, Kind, RecordHeader};
+use super::types::UploadId;
+
+/// Where a chunk's payload lives: segment, offset of the payload, payload length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// A position in the log: everything before it is complete records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// A chunk record of an upload session that the index does not list yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub session: UploadId,
+    pub blob_offset: u64,
+    pub extent: Extent,
+}
+
+/// Start writeback once this many bytes are written and not yet handed to the kernel.
+const WRITEBACK_STEP: u64 = 1 << 20;
+
+struct LogState {
+    active: u64,
+    end: u64,
+    /// Every segment's end (complete records only); the active one is `end`.
+    ends: BTreeMap<u64, u64>,
+    dirty: BTreeSet<u64>,
+    writeback_from: u64,
+    progress: Vec<Progress>,
+    /// Set when a failed write could not be undone: nothing more may be appended.
+    poisoned: bool,
+}
+
+pub struct Log {
+    io: Arc<dyn SegmentIo>,
+    max_segment_bytes: u64,
+    state: Mutex<LogState>,
+}
+
+/// What a group commit must make durable before it publishes index changes.
+pub struct Snapshot {
+    pub end: Position,
+    pub dirty: Vec<u64>,
+    pub progress: Vec<Progress>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Log {
+    /// Opens the log with `ends` (segment id -> end of its valid records), appending to the last
+    /// segment; creates segment 1 when there is none.
+    pub fn open(
+        io: Arc<dyn SegmentIo>,
+        max_segment_bytes: u64,
+        mut ends: BTreeMap<u64, u64>,
+        progress: Vec<Progress>,
+    ) -> Result<Log, StorageError> {
+        let (active, end) = match ends.iter().next_back() {
+            Some((&id, &end)) => (id, end),
+            None => {
+                create_segment(io.as_ref(), 1)?;
+                ends.insert(1, seg::LEN as u64);
+                (1, seg::LEN as u64)
+            }
+        };
+        Ok(Log {
+            io,
+            max_segment_bytes,
+            state: Mutex::new(LogState {
+                active,
+                end,
+                ends,
+                dirty: BTreeSet::from([active]),
+                writeback_from: end,
+                progress,
+                poisoned: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn io(&self) -> &Arc<dyn SegmentIo> {
+        &self.io
+    }
+
+    /// Appends one record; `track` notes a chunk of an upload session for the next checkpoint.
+    /// On failure the partial record is cut off again, so the segment still ends in a whole
+    /// record.
+    pub fn append(
+        &self,
+        header: RecordHeader,
+        payload: &[u8],
+        track: bool,
+    ) -> Result<Extent, StorageError> {
+        let trailer = trailer(payload);
+        let head = header.encode();
+        let rec_len = header.record_len();
+        let mut st = self.lock();
+        if st.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if st.end > seg::LEN as u64 && st.end + rec_len > self.max_segment_bytes {
+            self.roll(&mut st)?;
+        }
+        let (id, at) = (st.active, st.end);
+        if let Err(e) = self.io.write_at(id, at, &[&head, payload, &trailer]) {
+            if self.io.set_len(id, at).is_err() {
+                st.poisoned = true;
+            }
+            return Err(StorageError::from_io(e));
+        }
+        st.end = at + rec_len;
+        let end = st.end;
+        st.ends.insert(id, end);
+        st.dirty.insert(id);
+        let extent = Extent {
+            segment: id,
+            offset: at + rec::HEADER_LEN as u64,
+            len: header.payload_len,
+        };
+        if track && header.kind == Kind::Chunk {
+            st.progress.push(Progress {
+                session: UploadId(header.session),
+                blob_offset: header.blob_offset,
+                extent,
+            });
+        }
+        if st.end - st.writeback_from >= WRITEBACK_STEP {
+            self.io
+                .start_writeback(id, st.writeback_from, st.end - st.writeback_from);
+            st.writeback_from = st.end;
+        }
+        Ok(extent)
+    }
+
+    /// Seals the active segment (synced, so a later segment implies a complete earlier one)
+    /// and starts the next.
+    fn roll(&self, st: &mut LogState) -> Result<(), StorageError> {
+        self.io
+            .sync_data(st.active)
+            .map_err(StorageError::from_io)?;
+        st.dirty.remove(&st.active);
+        let next = st.active + 1;
+        create_segment(self.io.as_ref(), next)?;
+        st.active = next;
+        st.end = seg::LEN as u64;
+        st.writeback_from = st.end;
+        st.ends.insert(next, st.end);
+        st.dirty.insert(next);
+        Ok(())
+    }
+
+    /// Takes what a group commit needs: the current end, the segments to sync, and the
+    /// session chunks written so far.
+    pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        let mut st = self.lock();
+        if st.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(Snapshot {
+            end: Position {
+                segment: st.active,
+                offset: st.end,
+            },
+            dirty: std::mem::take(&mut st.dirty).into_iter().collect(),
+            progress: std::mem::take(&mut st.progress),
+        })
+    }
+
+    /// Makes every record before the snapshot's end durable.
+    pub fn sync(&self, snap: &Snapshot) -> Result<(), StorageError> {
+        for &id in &snap.dirty {
+            if let Err(e) = self.io.sync_data(id) {
+                // After a failed fdatasync the kernel may have dropped the dirty pages; only a
+                // reopen with its recovery scan can tell what is on disk.
+                self.lock().poisoned = true;
+                return Err(StorageError::from_io(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts progress back after a failed group commit so a retry still records it.
+    pub fn restore(&self, snap: Snapshot) {
+        let mut st = self.lock();
+        st.dirty.extend(snap.dirty);
+        let mut p = snap.progress;
+        p.append(&mut st.progress);
+        st.progress = p;
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().poisoned
+    }
+
+    /// Whether session chunks are waiting to be recorded in the index.
+    pub fn has_progress(&self) -> bool {
+        !self.lock().progress.is_empty()
+    }
+
+    /// Segment id -> end of complete records, for scrubbing and space reports.
+    pub fn ends(&self) -> BTreeMap<u64, u64> {
+        self.lock().ends.clone()
+    }
+}
+
+pub(crate) fn create_segment(io: &dyn SegmentIo, id: u64) -> Result<(), StorageError> {
+    io.create(id).map_err(StorageError::from_io)?;
+    let h = encode_segment_header(id, now_ms());
+    if let Err(e) = io.write_at(id, 0, &[&h]) {
+        let _ = io.remove(id);
+        return Err(StorageError::from_io(e));
+    }
+    Ok(())
+}

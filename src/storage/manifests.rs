@@ -1,0 +1,209 @@
+//! Manifests, tags, referrers and repository listings on top of the blob store.
+
+use bytes::{Bytes, BytesMut};
+use redb::ReadableTable;
+
+use super::error::StorageError;
+use super::ops::{BlobCommit, ManifestCommit, Op, Out, ReferrerValue};
+use super::schema::*;
+use super::store::Store;
+use super::types::{ManifestPut, Reference, Referrer, StoredManifest};
+use crate::oci::digest::Digest;
+
+fn expect_bool(out: Out) -> Result<bool, StorageError> {
+    match out {
+        Out::Bool(b) => Ok(b),
+        _ => Err(StorageError::Index("unexpected outcome".into())),
+    }
+}
+
+impl Store {
+    /// Stores the body as a blob and publishes manifest, tags and referrer in one durable
+    /// transaction, after checking that every reference is present in `repo`.
+    pub fn put_manifest(&self, repo: &str, m: &ManifestPut) -> Result<(), StorageError> {
+        self.check_open()?;
+        let actual = Digest::of(m.digest.algorithm(), &m.body);
+        if actual != m.digest {
+            return Err(StorageError::DigestMismatch {
+                expected: m.digest.clone(),
+                actual,
+            });
+        }
+        // Cheap early refusal; the commit transaction checks again.
+        for r in &m.references {
+            if *r != m.digest && !self.repo_has_blob(repo, r)? {
+                return Err(StorageError::ManifestBlobUnknown(r.clone()));
+            }
+        }
+        let extents = if self.stat(&m.digest)?.is_some() {
+            Vec::new()
+        } else {
+            self.write_blob_records(repo, &m.digest, &m.media_type, &m.body)?
+        };
+        let meta = ManifestMeta {
+            media_type: m.media_type.clone(),
+            size: m.body.len() as u64,
+            subject: m.subject.as_ref().map(|d| d.to_string()),
+            artifact_type: m.artifact_type.clone(),
+            annotations: m.annotations.clone(),
+        };
+        self.submit(Op::PutManifest(Box::new(ManifestCommit {
+            blob: BlobCommit {
+                session: None,
+                repo: repo.to_string(),
+                digest: m.digest.clone(),
+                size: m.body.len() as u64,
+                extents,
+            },
+            meta,
+            tags: m.tags.clone(),
+            references: m.references.clone(),
+            subject: m.subject.clone(),
+        })))
+        .map(|_| ())
+    }
+
+    pub fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StorageError> {
+        self.check_open()?;
+        let (dk, meta) = {
+            let txn = self.inner.db.begin_read()?;
+            let dk = match reference {
+                Reference::Digest(d) => digest_key(d),
+                Reference::Tag(t) => {
+                    let tags = txn.open_table(TAGS)?;
+                    let v = tags.get(&repo_key(repo, t.as_bytes())[..])?;
+                    match v {
+                        Some(v) => v.value().to_vec(),
+                        None => return Ok(None),
+                    }
+                }
+            };
+            let manifests = txn.open_table(MANIFESTS)?;
+            let meta: ManifestMeta = match manifests.get(&repo_key(repo, &dk)[..])? {
+                Some(v) => from_json(v.value())?,
+                None => return Ok(None),
+            };
+            (dk, meta)
+        };
+        let (digest, _) = decode_digest_key(&dk)?;
+        let Some(blob) = self.get(&digest)? else {
+            return Err(StorageError::Corrupt(format!(
+                "manifest {digest} has no blob"
+            )));
+        };
+        let body = match blob.extents.len() {
+            0 => Bytes::new(),
+            1 => blob.extents[0].clone(),
+            _ => {
+                let mut b = BytesMut::with_capacity(blob.size as usize);
+                for e in &blob.extents {
+                    b.extend_from_slice(e);
+                }
+                b.freeze()
+            }
+        };
+        Ok(Some(StoredManifest {
+            digest,
+            media_type: meta.media_type,
+            body,
+        }))
+    }
+
+    pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        expect_bool(self.submit(Op::DeleteManifest {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+        })?)
+    }
+
+    pub fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StorageError> {
+        self.check_open()?;
+        expect_bool(self.submit(Op::DeleteTag {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        })?)
+    }
+
+    pub fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Vec<String>>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        if txn.open_table(REPOS)?.get(repo)?.is_none() {
+            return Ok(None);
+        }
+        let tags = txn.open_table(TAGS)?;
+        let (lo, hi) = prefix_range(repo, b"");
+        let prefix = lo.len();
+        let mut out = Vec::new();
+        let after = last.map(|l| repo_key(repo, l.as_bytes()));
+        let iter = match &after {
+            Some(a) => tags.range::<&[u8]>((
+                std::ops::Bound::Excluded(&a[..]),
+                std::ops::Bound::Excluded(&hi[..]),
+            ))?,
+            None => tags.range(&lo[..]..&hi[..])?,
+        };
+        for r in iter {
+            if out.len() >= n {
+                break;
+            }
+            let (k, _) = r?;
+            let name = String::from_utf8(k.value()[prefix..].to_vec())
+                .map_err(|_| StorageError::Corrupt("tag not utf-8".into()))?;
+            out.push(name);
+        }
+        Ok(Some(out))
+    }
+
+    pub fn list_repositories(
+        &self,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let repos = txn.open_table(REPOS)?;
+        let iter = match last {
+            Some(l) => {
+                repos.range::<&str>((std::ops::Bound::Excluded(l), std::ops::Bound::Unbounded))?
+            }
+            None => repos.iter()?,
+        };
+        let mut out = Vec::new();
+        for r in iter.take(n) {
+            out.push(r?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn repository_exists(&self, repo: &str) -> Result<bool, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        Ok(txn.open_table(REPOS)?.get(repo)?.is_some())
+    }
+
+    pub fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Referrer>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(REFERRERS)?;
+        let sk = digest_key(subject);
+        let (lo, hi) = prefix_range(repo, &sk);
+        let mut out = Vec::new();
+        for r in t.range(&lo[..]..&hi[..])? {
+            let (k, v) = r?;
+            let (digest, _) = decode_digest_key(&k.value()[lo.len()..])?;
+            let rv: ReferrerValue = from_json(v.value())?;
+            out.push(rv.into_referrer(digest));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,479 @@
+//! An in-memory, fault-injecting disk for crash and disk-full tests.
+//!
+//! It serves both the segment files ([`SegmentIo`]) and the redb index file
+//! ([`redb::StorageBackend`]), records every write, truncate and sync in one global log, and can
+//! rebuild the image a power cut would leave after any prefix of that log: writes covered by a
+//! later sync of the same file survive, the others are kept, dropped or torn at random. File
+//! creation, removal and size changes are durable in order (see storage-format.md, "Assumptions").
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use super::io::SegmentIo;
+
+const INDEX_FILE: &str = "index.redb";
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Creating or removing a name is durable at once (the file backend syncs the directory).
+    Create {
+        file: String,
+    },
+    Remove {
+        file: String,
+    },
+    Write {
+        file: String,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    SetLen {
+        file: String,
+        len: u64,
+    },
+    Sync {
+        file: String,
+    },
+}
+
+#[derive(Default)]
+struct DiskState {
+    files: BTreeMap<String, Vec<u8>>,
+    log: Vec<Op>,
+    /// Total bytes segment files may occupy; writes past it fail with ENOSPC after writing
+    /// what fits, like a real full disk.
+    segment_space: Option<u64>,
+    record: bool,
+}
+
+/// A shared in-memory disk. Clone the `Arc` to hand it to several backends.
+#[derive(Default)]
+pub struct MemDisk {
+    state: Mutex<DiskState>,
+}
+
+impl std::fmt::Debug for MemDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemDisk")
+    }
+}
+
+fn seg_name(id: u64) -> String {
+    format!("seg/{id:016x}")
+}
+
+fn write_into(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let end = offset as usize + data.len();
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
+    buf[offset as usize..end].copy_from_slice(data);
+}
+
+/// splitmix64: a tiny deterministic generator so images are reproducible from a seed.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+}
+
+impl MemDisk {
+    /// A disk that records its operation log (for power-cut replays).
+    pub fn new() -> Arc<MemDisk> {
+        let d = MemDisk::default();
+        d.lock().record = true;
+        Arc::new(d)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DiskState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn segments(self: &Arc<Self>) -> Arc<dyn SegmentIo> {
+        Arc::new(MemSegments(self.clone()))
+    }
+
+    pub fn index(self: &Arc<Self>) -> MemIndexFile {
+        MemIndexFile(self.clone())
+    }
+
+    /// Whether the index file holds anything (an empty one means "create a new index").
+    pub fn has_index(&self) -> bool {
+        self.lock()
+            .files
+            .get(INDEX_FILE)
+            .is_some_and(|f| !f.is_empty())
+    }
+
+    /// Drops the index file, as if `index.redb` had been lost.
+    pub fn remove_index(&self) {
+        let mut st = self.lock();
+        st.files.remove(INDEX_FILE);
+        MemDisk::log(
+            &mut st,
+            Op::Remove {
+                file: INDEX_FILE.to_string(),
+            },
+        );
+    }
+
+    /// Limits the bytes segment files may hold; `None` lifts the limit.
+    pub fn set_segment_space(&self, limit: Option<u64>) {
+        self.lock().segment_space = limit;
+    }
+
+    /// Number of operations logged so far; a crash "after op n" keeps ops `0..n`.
+    pub fn op_count(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// Log positions just after each sync, the instants a power cut is most interesting.
+    pub fn sync_points(&self) -> Vec<usize> {
+        let st = self.lock();
+        st.log
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, Op::Sync { .. }))
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    /// One line per logged operation (for diagnosing a failing replay).
+    pub fn describe_ops(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        let st = self.lock();
+        st.log
+            .get(range.start.min(st.log.len())..range.end.min(st.log.len()))
+            .unwrap_or(&[])
+            .iter()
+            .map(|op| match op {
+                Op::Write { file, offset, data } => {
+                    format!("write {file} @{offset} +{}", data.len())
+                }
+                Op::SetLen { file, len } => format!("set_len {file} {len}"),
+                Op::Sync { file } => format!("sync {file}"),
+                Op::Create { file } => format!("create {file}"),
+                Op::Remove { file } => format!("remove {file}"),
+            })
+            .collect()
+    }
+
+    /// Flips one byte of a segment in place (for corruption tests).
+    pub fn corrupt_segment_byte(&self, id: u64, offset: u64) {
+        if let Some(f) = self.lock().files.get_mut(&seg_name(id)) {
+            if let Some(b) = f.get_mut(offset as usize) {
+                *b ^= 0x40;
+            }
+        }
+    }
+
+    /// The disk a power cut after the first `point` logged operations would leave behind.
+    pub fn power_cut_image(&self, point: usize, seed: u64) -> Arc<MemDisk> {
+        let st = self.lock();
+        let ops = &st.log[..point.min(st.log.len())];
+        let mut last_sync: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Sync { file } = op {
+                last_sync.insert(file.as_str(), i);
+            }
+        }
+        let mut rng = SplitMix(seed);
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let file = match op {
+                Op::Create { file } => {
+                    files.insert(file.clone(), Vec::new());
+                    continue;
+                }
+                Op::Remove { file } => {
+                    files.remove(file);
+                    continue;
+                }
+                Op::Write { file, .. } | Op::SetLen { file, .. } | Op::Sync { file } => file,
+            };
+            let durable = last_sync.get(file.as_str()).is_some_and(|&s| s > i);
+            let buf = files.entry(file.clone()).or_default();
+            match op {
+                Op::Sync { .. } | Op::Create { .. } | Op::Remove { .. } => {}
+                // Size changes are journaled metadata: they reach the disk in order, before the
+                // data writes issued after them (redb relies on this when it grows its file).
+                Op::SetLen { len, .. } => buf.resize(*len as usize, 0),
+                Op::Write { offset, data, .. } => {
+                    if durable {
+                        write_into(buf, *offset, data);
+                    } else {
+                        match rng.below(3) {
+                            0 => {}
+                            1 => write_into(buf, *offset, data),
+                            _ => {
+                                let keep = rng.below(data.len() as u64 + 1) as usize;
+                                write_into(buf, *offset, &data[..keep]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let out = MemDisk::default();
+        {
+            let mut o = out.lock();
+            o.files = files;
+            o.record = false;
+        }
+        Arc::new(out)
+    }
+
+    fn log(st: &mut DiskState, op: Op) {
+        if st.record {
+            st.log.push(op);
+        }
+    }
+}
+
+struct MemSegments(Arc<MemDisk>);
+
+fn missing(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no file {name}"))
+}
+
+impl SegmentIo for MemSegments {
+    fn list(&self) -> io::Result<Vec<u64>> {
+        let st = self.0.lock();
+        Ok(st
+            .files
+            .keys()
+            .filter_map(|k| k.strip_prefix("seg/"))
+            .filter_map(|h| u64::from_str_radix(h, 16).ok())
+            .collect())
+    }
+
+    fn create(&self, id: u64) -> io::Result<()> {
+        let mut st = self.0.lock();
+        let name = seg_name(id);
+        if st.files.contains_key(&name) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name));
+        }
+        st.files.insert(name.clone(), Vec::new());
+        MemDisk::log(&mut st, Op::Create { file: name });
+        Ok(())
+    }
+
+    fn remove(&self, id: u64) -> io::Result<()> {
+        let name = seg_name(id);
+        self.0
+            .lock()
+            .files
+            .remove(&name)
+            .map(|_| ())
+            .ok_or_else(|| missing(&name))
+    }
+
+    fn len(&self, id: u64) -> io::Result<u64> {
+        let name = seg_name(id);
+        self.0
+            .lock()
+            .files
+            .get(&name)
+            .map(|f| f.len() as u64)
+            .ok_or_else(|| missing(&name))
+    }
+
+    fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        let mut st = self.0.lock();
+        let name = seg_name(id);
+        let used: u64 = st
+            .files
+            .iter()
+            .filter(|(k, _)| k.starts_with("seg/") && **k != name)
+            .map(|(_, v)| v.len() as u64)
+            .sum();
+        let limit = st.segment_space;
+        let mut off = offset;
+        for b in bufs {
+            let cur_len = st.files.get(&name).ok_or_else(|| missing(&name))?.len() as u64;
+            let end = off + b.len() as u64;
+            let allowed = match limit {
+                Some(limit) if used + end.max(cur_len) > limit => (limit.saturating_sub(used))
+                    .saturating_sub(off)
+                    .min(b.len() as u64)
+                    as usize,
+                _ => b.len(),
+            };
+            let data = b[..allowed].to_vec();
+            if let Some(f) = st.files.get_mut(&name) {
+                write_into(f, off, &data);
+            }
+            MemDisk::log(
+                &mut st,
+                Op::Write {
+                    file: name.clone(),
+                    offset: off,
+                    data,
+                },
+            );
+            if allowed < b.len() {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            off = end;
+        }
+        Ok(())
+    }
+
+    fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes> {
+        let st = self.0.lock();
+        let name = seg_name(id);
+        let f = st.files.get(&name).ok_or_else(|| missing(&name))?;
+        let end = offset as usize + len;
+        if end > f.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past end",
+            ));
+        }
+        Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
+    }
+
+    fn sync_data(&self, id: u64) -> io::Result<()> {
+        let mut st = self.0.lock();
+        MemDisk::log(&mut st, Op::Sync { file: seg_name(id) });
+        Ok(())
+    }
+
+    fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
+        let mut st = self.0.lock();
+        let name = seg_name(id);
+        st.files
+            .get_mut(&name)
+            .ok_or_else(|| missing(&name))?
+            .resize(len as usize, 0);
+        MemDisk::log(&mut st, Op::SetLen { file: name, len });
+        Ok(())
+    }
+}
+
+/// The index file on a [`MemDisk`], for `redb::Builder::create_with_backend`.
+#[derive(Debug)]
+pub struct MemIndexFile(Arc<MemDisk>);
+
+impl redb::StorageBackend for MemIndexFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self
+            .0
+            .lock()
+            .files
+            .get(INDEX_FILE)
+            .map_or(0, |f| f.len() as u64))
+    }
+
+    fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let st = self.0.lock();
+        let f = st
+            .files
+            .get(INDEX_FILE)
+            .ok_or_else(|| missing(INDEX_FILE))?;
+        let end = offset as usize + len;
+        if end > f.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past end",
+            ));
+        }
+        Ok(f[offset as usize..end].to_vec())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut st = self.0.lock();
+        st.files
+            .entry(INDEX_FILE.to_string())
+            .or_default()
+            .resize(len as usize, 0);
+        MemDisk::log(
+            &mut st,
+            Op::SetLen {
+                file: INDEX_FILE.to_string(),
+                len,
+            },
+        );
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> io::Result<()> {
+        let mut st = self.0.lock();
+        MemDisk::log(
+            &mut st,
+            Op::Sync {
+                file: INDEX_FILE.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut st = self.0.lock();
+        write_into(
+            st.files.entry(INDEX_FILE.to_string()).or_default(),
+            offset,
+            data,
+        );
+        MemDisk::log(
+            &mut st,
+            Op::Write {
+                file: INDEX_FILE.to_string(),
+                offset,
+                data: data.to_vec(),
+            },
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_keeps_synced_writes() {
+        let disk = MemDisk::new();
+        let segs = disk.segments();
+        segs.create(1).unwrap();
+        segs.write_at(1, 0, &[b"durable"]).unwrap();
+        segs.sync_data(1).unwrap();
+        segs.write_at(1, 7, &[b"-volatile"]).unwrap();
+        let point = disk.sync_points()[0];
+        for seed in 0..20 {
+            let img = disk.power_cut_image(point, seed);
+            let data = img.segments().read(1, 0, 7).unwrap();
+            assert_eq!(&data[..], b"durable");
+            assert!(img.segments().len(1).unwrap() <= 16);
+        }
+    }
+
+    #[test]
+    fn space_limit_gives_enospc_after_partial_write() {
+        let disk = MemDisk::new();
+        let segs = disk.segments();
+        segs.create(1).unwrap();
+        disk.set_segment_space(Some(10));
+        let err = segs.write_at(1, 0, &[b"0123456789abc"]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(segs.len(1).unwrap(), 10);
+        disk.set_segment_space(None);
+        segs.write_at(1, 10, &[b"abc"]).unwrap();
+    }
+}

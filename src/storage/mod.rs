@@ -1,0 +1,25 @@
+//! The storage engine: append-only segment files with self-describing records, a redb index,
+//! upload sessions, group commit and crash recovery. Knows nothing of HTTP.
+//!
+//! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
+//! `group` + `ops` (durable index batches) → `store`/`uploads`/`manifests` (public API);
+//! `recovery` and `verify` read the segments back. The on-disk format is in storage-format.md.
+
+mod error;
+mod group;
+pub mod io;
+mod log;
+mod manifests;
+pub mod memdisk;
+mod ops;
+pub mod record;
+mod recovery;
+mod schema;
+mod store;
+mod types;
+mod uploads;
+mod verify;
+
+pub use error::StorageError;
+pub use store::Store;
+pub use types::*;

@@ -1,0 +1,349 @@
+//! Index mutations and how one group-commit batch applies them in a single redb transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::error::StorageError;
+use super::log::{Extent, Position, Progress};
+use super::schema::*;
+use super::types::{BlobInfo, Referrer, UploadId};
+use crate::oci::digest::Digest;
+
+/// A blob whose bytes are in the log and whose digest was verified.
+#[derive(Debug)]
+pub struct BlobCommit {
+    /// The upload session to retire, if the blob came from one.
+    pub session: Option<UploadId>,
+    pub repo: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub extents: Vec<Extent>,
+}
+
+#[derive(Debug)]
+pub struct ManifestCommit {
+    pub blob: BlobCommit,
+    pub meta: ManifestMeta,
+    pub tags: Vec<String>,
+    pub references: Vec<Digest>,
+    pub subject: Option<Digest>,
+}
+
+#[derive(Debug)]
+pub enum Op {
+    Begin {
+        id: UploadId,
+        repo: String,
+        started_ms: u64,
+    },
+    Commit(BlobCommit),
+    /// Bytes that will never be part of a blob; drops the session's rows too.
+    Discard {
+        session: Option<UploadId>,
+        extents: Vec<Extent>,
+    },
+    Link {
+        repo: String,
+        digest: Digest,
+    },
+    Unlink {
+        repo: String,
+        digest: Digest,
+    },
+    PutManifest(Box<ManifestCommit>),
+    DeleteManifest {
+        repo: String,
+        digest: Digest,
+    },
+    DeleteTag {
+        repo: String,
+        tag: String,
+    },
+    /// Only advances the checkpoint (persists session progress).
+    Checkpoint,
+}
+
+#[derive(Debug)]
+pub enum Out {
+    Unit,
+    Bool(bool),
+    Blob(BlobInfo),
+}
+
+/// Per-segment (live, dead) byte changes made by one batch.
+pub type SpaceDelta = BTreeMap<u64, (i64, i64)>;
+
+struct Tables<'t> {
+    blobs: Table<'t, &'static [u8], &'static [u8]>,
+    repo_blobs: Table<'t, &'static [u8], ()>,
+    repos: Table<'t, &'static str, ()>,
+    manifests: Table<'t, &'static [u8], &'static [u8]>,
+    tags: Table<'t, &'static [u8], &'static [u8]>,
+    referrers: Table<'t, &'static [u8], &'static [u8]>,
+    uploads: Table<'t, &'static [u8], &'static [u8]>,
+    chunks: Table<'t, &'static [u8], &'static [u8]>,
+}
+
+/// Applies a batch inside `txn`. The outer error aborts the transaction; inner errors belong
+/// to single ops, which then changed nothing.
+pub fn apply_batch(
+    txn: &WriteTransaction,
+    ops: &[Op],
+    progress: &[Progress],
+    end: Position,
+) -> Result<(Vec<Result<Out, StorageError>>, SpaceDelta), StorageError> {
+    let mut t = Tables {
+        blobs: txn.open_table(BLOBS)?,
+        repo_blobs: txn.open_table(REPO_BLOBS)?,
+        repos: txn.open_table(REPOS)?,
+        manifests: txn.open_table(MANIFESTS)?,
+        tags: txn.open_table(TAGS)?,
+        referrers: txn.open_table(REFERRERS)?,
+        uploads: txn.open_table(UPLOADS)?,
+        chunks: txn.open_table(UPLOAD_CHUNKS)?,
+    };
+    let mut delta = SpaceDelta::new();
+    // Session rows first, so chunks written by a session begun in this very batch are kept.
+    let mut outs: Vec<Option<Result<Out, StorageError>>> = Vec::with_capacity(ops.len());
+    for op in ops {
+        outs.push(match op {
+            Op::Begin { .. } => Some(apply(&mut t, op, &mut delta)?),
+            _ => None,
+        });
+    }
+    for p in progress {
+        if t.uploads.get(&p.session.0[..])?.is_some() {
+            let mut v = Vec::with_capacity(20);
+            encode_extent(&p.extent, &mut v);
+            t.chunks
+                .insert(&upload_chunk_key(&p.session.0, p.blob_offset)[..], &v[..])?;
+        }
+    }
+    for (op, out) in ops.iter().zip(outs.iter_mut()) {
+        if out.is_none() {
+            *out = Some(apply(&mut t, op, &mut delta)?);
+        }
+    }
+    let outs = outs.into_iter().flatten().collect();
+    let mut segs = txn.open_table(SEGMENTS)?;
+    for (&id, &(dl, dd)) in &delta {
+        let (live, dead) = match segs.get(id)? {
+            Some(v) => decode_space(v.value())?,
+            None => (0, 0),
+        };
+        let v = encode_space(
+            live.saturating_add_signed(dl),
+            dead.saturating_add_signed(dd),
+        );
+        segs.insert(id, &v[..])?;
+    }
+    let mut meta = txn.open_table(META)?;
+    meta.insert(META_CHECKPOINT, &encode_position(end)[..])?;
+    Ok((outs, delta))
+}
+
+fn add(delta: &mut SpaceDelta, extents: &[Extent], live: bool) {
+    for e in extents {
+        let slot = delta.entry(e.segment).or_default();
+        if live {
+            slot.0 += i64::from(e.len);
+        } else {
+            slot.1 += i64::from(e.len);
+        }
+    }
+}
+
+fn apply(
+    t: &mut Tables<'_>,
+    op: &Op,
+    delta: &mut SpaceDelta,
+) -> Result<Result<Out, StorageError>, StorageError> {
+    Ok(Ok(match op {
+        Op::Begin {
+            id,
+            repo,
+            started_ms,
+        } => {
+            t.uploads
+                .insert(&id.0[..], &encode_upload(*started_ms, repo)[..])?;
+            Out::Unit
+        }
+        Op::Commit(c) => Out::Blob(commit_blob(t, c, delta)?),
+        Op::Discard { session, extents } => {
+            add(delta, extents, false);
+            if let Some(id) = session {
+                drop_session(t, id)?;
+            }
+            Out::Unit
+        }
+        Op::Link { repo, digest } => {
+            let dk = digest_key(digest);
+            if t.blobs.get(&dk[..])?.is_some() {
+                link(t, repo, &dk)?;
+                Out::Bool(true)
+            } else {
+                Out::Bool(false)
+            }
+        }
+        Op::Unlink { repo, digest } => Out::Bool(
+            t.repo_blobs
+                .remove(&repo_key(repo, &digest_key(digest))[..])?
+                .is_some(),
+        ),
+        Op::PutManifest(m) => {
+            for r in &m.references {
+                if *r != m.blob.digest
+                    && t.repo_blobs
+                        .get(&repo_key(&m.blob.repo, &digest_key(r))[..])?
+                        .is_none()
+                {
+                    add(delta, &m.blob.extents, false);
+                    return Ok(Err(StorageError::ManifestBlobUnknown(r.clone())));
+                }
+            }
+            put_manifest(t, m, delta)?;
+            Out::Unit
+        }
+        Op::DeleteManifest { repo, digest } => Out::Bool(delete_manifest(t, repo, digest)?),
+        Op::DeleteTag { repo, tag } => Out::Bool(
+            t.tags
+                .remove(&repo_key(repo, tag.as_bytes())[..])?
+                .is_some(),
+        ),
+        Op::Checkpoint => Out::Unit,
+    }))
+}
+
+fn link(t: &mut Tables<'_>, repo: &str, dk: &[u8]) -> Result<(), StorageError> {
+    t.repo_blobs.insert(&repo_key(repo, dk)[..], ())?;
+    t.repos.insert(repo, ())?;
+    Ok(())
+}
+
+fn drop_session(t: &mut Tables<'_>, id: &UploadId) -> Result<(), StorageError> {
+    t.uploads.remove(&id.0[..])?;
+    let lo = upload_chunk_key(&id.0, 0);
+    let hi = upload_chunk_key(&id.0, u64::MAX);
+    let keys: Vec<Vec<u8>> = t
+        .chunks
+        .range(&lo[..]..=&hi[..])?
+        .map(|r| r.map(|(k, _)| k.value().to_vec()))
+        .collect::<Result<_, _>>()?;
+    for k in keys {
+        t.chunks.remove(&k[..])?;
+    }
+    Ok(())
+}
+
+fn commit_blob(
+    t: &mut Tables<'_>,
+    c: &BlobCommit,
+    delta: &mut SpaceDelta,
+) -> Result<BlobInfo, StorageError> {
+    let dk = digest_key(&c.digest);
+    let existing = t
+        .blobs
+        .get(&dk[..])?
+        .map(|v| decode_blob(v.value()))
+        .transpose()?;
+    let size = match existing {
+        Some((size, _)) => {
+            add(delta, &c.extents, false);
+            size
+        }
+        None => {
+            t.blobs
+                .insert(&dk[..], &encode_blob(c.size, &c.extents)[..])?;
+            add(delta, &c.extents, true);
+            c.size
+        }
+    };
+    link(t, &c.repo, &dk)?;
+    if let Some(id) = &c.session {
+        drop_session(t, id)?;
+    }
+    Ok(BlobInfo {
+        digest: c.digest.clone(),
+        size,
+    })
+}
+
+fn put_manifest(
+    t: &mut Tables<'_>,
+    m: &ManifestCommit,
+    delta: &mut SpaceDelta,
+) -> Result<(), StorageError> {
+    let repo = &m.blob.repo;
+    commit_blob(t, &m.blob, delta)?;
+    let dk = digest_key(&m.blob.digest);
+    t.manifests
+        .insert(&repo_key(repo, &dk)[..], &to_json(&m.meta)?[..])?;
+    for tag in &m.tags {
+        t.tags
+            .insert(&repo_key(repo, tag.as_bytes())[..], &dk[..])?;
+    }
+    if let Some(subject) = &m.subject {
+        let mut rest = digest_key(subject);
+        rest.extend_from_slice(&dk);
+        let r = ReferrerValue {
+            media_type: m.meta.media_type.clone(),
+            size: m.meta.size,
+            artifact_type: m.meta.artifact_type.clone(),
+            annotations: m.meta.annotations.clone(),
+        };
+        t.referrers
+            .insert(&repo_key(repo, &rest)[..], &to_json(&r)?[..])?;
+    }
+    Ok(())
+}
+
+fn delete_manifest(t: &mut Tables<'_>, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+    let dk = digest_key(digest);
+    let key = repo_key(repo, &dk);
+    let meta: ManifestMeta = match t.manifests.remove(&key[..])? {
+        Some(v) => from_json(v.value())?,
+        None => return Ok(false),
+    };
+    let (lo, hi) = prefix_range(repo, b"");
+    let mut dead_tags = BTreeSet::new();
+    for r in t.tags.range(&lo[..]..&hi[..])? {
+        let (k, v) = r?;
+        if v.value() == &dk[..] {
+            dead_tags.insert(k.value().to_vec());
+        }
+    }
+    for k in dead_tags {
+        t.tags.remove(&k[..])?;
+    }
+    if let Some(subject) = meta.subject.as_deref().and_then(|s| Digest::parse(s).ok()) {
+        let mut rest = digest_key(&subject);
+        rest.extend_from_slice(&dk);
+        t.referrers.remove(&repo_key(repo, &rest)[..])?;
+    }
+    t.repo_blobs.remove(&key[..])?;
+    Ok(true)
+}
+
+/// Referrer descriptor fields kept in the `referrers` table (JSON).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ReferrerValue {
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ReferrerValue {
+    pub fn into_referrer(self, digest: Digest) -> Referrer {
+        Referrer {
+            digest,
+            media_type: self.media_type,
+            size: self.size,
+            artifact_type: self.artifact_type,
+            annotations: self.annotations,
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! The `Store` handle: opening, group-commit plumbing, blob reads and repository links.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use redb::{Database, ReadableTable};
+
+use super::error::StorageError;
+use super::group::Group;
+use super::io::{FileIo, SegmentIo};
+use super::log::{Extent, Log};
+use super::ops::{apply_batch, Op, Out};
+use super::record::{rec, seg, trailer, CommitPayload, Kind, RecordHeader};
+use super::recovery;
+use super::schema::*;
+use super::types::*;
+use super::uploads::Session;
+use crate::oci::digest::{Digest, Hasher};
+
+/// A blob store in one directory. Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub opts: StoreOptions,
+    pub log: Log,
+    pub db: Database,
+    pub group: Group<Op, Out>,
+    pub sessions: RwLock<HashMap<UploadId, Arc<Mutex<Session>>>>,
+    /// Segment id -> (live, dead) bytes, mirrored from the `segments` table.
+    pub space: Mutex<BTreeMap<u64, (u64, u64)>>,
+    pub closed: AtomicBool,
+    /// Index changes nobody waits for (session starts); they ride along with the next batch.
+    pub deferred: Mutex<Vec<Op>>,
+    _lock: Option<File>,
+}
+
+/// How often the background checkpointer persists session progress nobody committed yet.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("opts", &self.inner.opts)
+            .finish()
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StorageError::Locked);
+    }
+    Ok(f)
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, running crash recovery first.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StorageError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        let index = dir.join("index.redb");
+        let map_len = opts
+            .max_segment_bytes
+            .max((seg::LEN + rec::OVERHEAD + opts.chunk_record_bytes) as u64 + 4096);
+        let io: Arc<dyn SegmentIo> = Arc::new(FileIo::new(&dir.join("segments"), map_len)?);
+        // Segment 1 is only created once the new index is durable, so with no segment an index
+        // file can only be a creation torn by a crash (redb's is not atomic): start it over.
+        if io.list()?.is_empty() && index.exists() {
+            std::fs::remove_file(&index)?;
+        }
+        let fresh = !index.exists();
+        let db = Database::create(&index)?;
+        Store::assemble(io, db, fresh, opts, Some(lock))
+    }
+
+    /// Opens a store over any segment and index backends (tests use the in-memory disk).
+    pub fn open_with(
+        segments: Arc<dyn SegmentIo>,
+        index: impl redb::StorageBackend,
+        opts: StoreOptions,
+    ) -> Result<Store, StorageError> {
+        if segments.list()?.is_empty() {
+            index.set_len(0)?;
+        }
+        let fresh = index.len()? == 0;
+        let db = redb::Builder::new().create_with_backend(index)?;
+        Store::assemble(segments, db, fresh, opts, None)
+    }
+
+    fn assemble(
+        io: Arc<dyn SegmentIo>,
+        db: Database,
+        fresh: bool,
+        mut opts: StoreOptions,
+        lock: Option<File>,
+    ) -> Result<Store, StorageError> {
+        opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
+        let rec = recovery::recover(io.as_ref(), &db, fresh)?;
+        let log = Log::open(io, opts.max_segment_bytes, rec.ends, rec.progress)?;
+        let sessions = rec
+            .sessions
+            .into_iter()
+            .map(|(id, s)| (id, Arc::new(Mutex::new(s))))
+            .collect();
+        let store = Store {
+            inner: Arc::new(Inner {
+                opts,
+                log,
+                db,
+                group: Group::new(),
+                sessions: RwLock::new(sessions),
+                space: Mutex::new(rec.space),
+                closed: AtomicBool::new(false),
+                deferred: Mutex::new(Vec::new()),
+                _lock: lock,
+            }),
+        };
+        store.spawn_checkpointer()?;
+        Ok(store)
+    }
+
+    /// Persists upload progress about once a second so a session survives a crash even when
+    /// no commit happens to carry it. Holds only a weak reference: dropping the store ends it.
+    fn spawn_checkpointer(&self) -> Result<(), StorageError> {
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("berth-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
+                    break;
+                }
+                let pending = inner.log.has_progress()
+                    || !inner
+                        .deferred
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_empty();
+                if pending {
+                    if let Err(e) = (Store { inner }).submit(Op::Checkpoint) {
+                        tracing::warn!(error = %e, "background checkpoint failed");
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Queues an index change that needs no waiting caller; the next batch applies it.
+    pub(crate) fn defer(&self, op: Op) {
+        self.inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(op);
+    }
+
+    /// Writes out buffered session bytes and makes everything durable; later calls fail.
+    pub fn close(&self) -> Result<(), StorageError> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Err(StorageError::Closed);
+        }
+        let sessions: Vec<(UploadId, Arc<Mutex<Session>>)> = self
+            .inner
+            .sessions_read()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (id, s) in sessions {
+            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            self.flush_buffer(&id, &mut s)?;
+        }
+        self.submit(Op::Checkpoint).map(|_| ())
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), StorageError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Queues an index change and returns once it (and every byte it refers to) is durable.
+    pub(crate) fn submit(&self, op: Op) -> Result<Out, StorageError> {
+        self.inner.group.submit(op, |ops| self.run_batch(ops))
+    }
+
+    /// The group-commit leader's work: sync the log up to a snapshot, then publish the batch
+    /// in one durable index transaction. Index entries never reach disk before their bytes.
+    fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
+        let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
+        let n = ops.len();
+        let deferred = std::mem::take(
+            &mut *self
+                .inner
+                .deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let skip = deferred.len();
+        let mut all = deferred;
+        all.extend(ops);
+        let ops = all;
+        let log = &self.inner.log;
+        let snap = match log.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                self.requeue(ops, skip);
+                return fail(e, n);
+            }
+        };
+        if let Err(e) = log.sync(&snap) {
+            log.restore(snap);
+            self.requeue(ops, skip);
+            return fail(e, n);
+        }
+        let result = (|| {
+            let txn = self.inner.db.begin_write()?;
+            let (outs, delta) = apply_batch(&txn, &ops, &snap.progress, snap.end)?;
+            txn.commit()?;
+            Ok::<_, StorageError>((outs, delta))
+        })();
+        match result {
+            Ok((outs, delta)) => {
+                let mut space = self.inner.space.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, (dl, dd)) in delta {
+                    let slot = space.entry(id).or_default();
+                    slot.0 = slot.0.saturating_add_signed(dl);
+                    slot.1 = slot.1.saturating_add_signed(dd);
+                }
+                outs.into_iter().skip(skip).collect()
+            }
+            Err(e) => {
+                log.restore(snap);
+                self.requeue(ops, skip);
+                fail(e, n)
+            }
+        }
+    }
+
+    /// Puts the deferred head of a failed batch back so a later batch applies it.
+    fn requeue(&self, ops: Vec<Op>, skip: usize) {
+        let mut d = self
+            .inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut back: Vec<Op> = ops.into_iter().take(skip).collect();
+        back.append(&mut d);
+        *d = back;
+    }
+
+    /// Appends one chunk record for `session` and returns where its payload landed.
+    pub(crate) fn write_chunk(
+        &self,
+        session: &UploadId,
+        blob_offset: u64,
+        payload: &[u8],
+        track: bool,
+    ) -> Result<Extent, StorageError> {
+        let h = RecordHeader {
+            kind: Kind::Chunk,
+            flags: 0,
+            payload_len: payload.len() as u32,
+            session: session.0,
+            blob_offset,
+        };
+        self.inner.log.append(h, payload, track)
+    }
+
+    pub(crate) fn write_commit(
+        &self,
+        session: &UploadId,
+        p: &CommitPayload,
+    ) -> Result<(), StorageError> {
+        let payload = p.encode();
+        let h = RecordHeader {
+            kind: Kind::Commit,
+            flags: 0,
+            payload_len: payload.len() as u32,
+            session: session.0,
+            blob_offset: p.size,
+        };
+        self.inner.log.append(h, &payload, false).map(|_| ())
+    }
+
+    /// Best effort: without it a rebuild still treats the uncommitted chunks as dead.
+    pub(crate) fn write_abort(&self, session: &UploadId) {
+        let h = RecordHeader {
+            kind: Kind::Abort,
+            flags: 0,
+            payload_len: 0,
+            session: session.0,
+            blob_offset: 0,
+        };
+        if let Err(e) = self.inner.log.append(h, &[], false) {
+            tracing::warn!(error = %e, "could not log upload abort");
+        }
+    }
+
+    /// Reads one chunk payload, checking its blake3 trailer when asked to.
+    pub(crate) fn read_extent(&self, e: &Extent, verify: bool) -> Result<Bytes, StorageError> {
+        let io = self.inner.log.io();
+        let data = io.read(e.segment, e.offset, e.len as usize)?;
+        if verify {
+            let t = io.read(e.segment, e.offset + u64::from(e.len), rec::TRAILER_LEN)?;
+            if trailer(&data)[..] != t[..] {
+                return Err(StorageError::Corrupt(format!(
+                    "chunk checksum mismatch in segment {} at {}",
+                    e.segment, e.offset
+                )));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Hashes the bytes of `extents` (after a restart, or for a non-sha256 digest).
+    pub(crate) fn rehash(&self, mut h: Hasher, extents: &[Extent]) -> Result<Hasher, StorageError> {
+        for e in extents {
+            h.update(&self.read_extent(e, true)?);
+        }
+        Ok(h)
+    }
+
+    fn blob_entry(&self, digest: &Digest) -> Result<Option<(u64, Vec<Extent>)>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(BLOBS)?;
+        let v = t.get(&digest_key(digest)[..])?;
+        v.map(|v| decode_blob(v.value())).transpose()
+    }
+
+    pub fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
+        self.check_open()?;
+        Ok(self.blob_entry(digest)?.map(|(size, _)| BlobInfo {
+            digest: digest.clone(),
+            size,
+        }))
+    }
+
+    /// Zero-copy view of a committed blob. With `verify_reads`, a damaged chunk turns the whole
+    /// read into `Corrupt` rather than serving wrong bytes.
+    pub fn get(&self, digest: &Digest) -> Result<Option<BlobData>, StorageError> {
+        self.check_open()?;
+        let Some((size, extents)) = self.blob_entry(digest)? else {
+            return Ok(None);
+        };
+        let parts = extents
+            .iter()
+            .map(|e| self.read_extent(e, self.inner.opts.verify_reads))
+            .collect::<Result<Vec<_>, _>>()?;
+        if parts.iter().map(|b| b.len() as u64).sum::<u64>() != size {
+            return Err(StorageError::Corrupt(format!(
+                "blob {digest} extents do not add up"
+            )));
+        }
+        Ok(Some(BlobData {
+            digest: digest.clone(),
+            size,
+            extents: parts,
+        }))
+    }
+
+    pub fn repo_has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(REPO_BLOBS)?;
+        Ok(t.get(&repo_key(repo, &digest_key(digest))[..])?.is_some())
+    }
+
+    pub fn link_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        match self.submit(Op::Link {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+        })? {
+            Out::Bool(b) => Ok(b),
+            _ => Err(StorageError::Index("unexpected outcome".into())),
+        }
+    }
+
+    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        match self.submit(Op::Unlink {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+        })? {
+            Out::Bool(b) => Ok(b),
+            _ => Err(StorageError::Index("unexpected outcome".into())),
+        }
+    }
+
+    /// Monolithic push: hash, write, commit in one call with the same guarantees as `commit`.
+    pub fn put_blob(
+        &self,
+        repo: &str,
+        expected: &Digest,
+        data: &[u8],
+    ) -> Result<BlobInfo, StorageError> {
+        self.check_open()?;
+        let actual = Digest::of(expected.algorithm(), data);
+        if actual != *expected {
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if self.blob_entry(expected)?.is_some() {
+            self.submit(Op::Link {
+                repo: repo.to_string(),
+                digest: expected.clone(),
+            })?;
+            return Ok(BlobInfo {
+                digest: expected.clone(),
+                size: data.len() as u64,
+            });
+        }
+        let extents = self.write_blob_records(repo, expected, "", data)?;
+        expect_blob(self.submit(Op::Commit(super::ops::BlobCommit {
+            session: None,
+            repo: repo.to_string(),
+            digest: expected.clone(),
+            size: data.len() as u64,
+            extents,
+        }))?)
+    }
+
+    /// Writes `data` as chunk records plus a COMMIT record under a fresh session id.
+    pub(crate) fn write_blob_records(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        media_type: &str,
+        data: &[u8],
+    ) -> Result<Vec<Extent>, StorageError> {
+        let sid = UploadId::random();
+        let mut extents = Vec::with_capacity(data.len() / self.inner.opts.chunk_record_bytes + 1);
+        let mut off = 0u64;
+        let result = (|| {
+            for chunk in data.chunks(self.inner.opts.chunk_record_bytes) {
+                extents.push(self.write_chunk(&sid, off, chunk, false)?);
+                off += chunk.len() as u64;
+            }
+            self.write_commit(
+                &sid,
+                &CommitPayload {
+                    digest: digest.clone(),
+                    size: data.len() as u64,
+                    repo: repo.to_string(),
+                    media_type: media_type.to_string(),
+                },
+            )
+        })();
+        if let Err(e) = result {
+            if !extents.is_empty() {
+                // The records that did land will never be part of a blob.
+                let _ = self.submit(Op::Discard {
+                    session: None,
+                    extents,
+                });
+            }
+            return Err(e);
+        }
+        Ok(extents)
+    }
+
+    /// Committed blobs in digest-key order after `last`, at most `n` (GC, scrub tools, tests).
+    pub fn list_blobs(
+        &self,
+        last: Option<&Digest>,
+        n: usize,
+    ) -> Result<Vec<BlobInfo>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(BLOBS)?;
+        let after = last.map(digest_key);
+        let iter = match &after {
+            Some(a) => t.range::<&[u8]>((
+                std::ops::Bound::Excluded(&a[..]),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => t.iter()?,
+        };
+        let mut out = Vec::new();
+        for r in iter.take(n) {
+            let (k, v) = r?;
+            let (digest, _) = decode_digest_key(k.value())?;
+            let (size, _) = decode_blob(v.value())?;
+            out.push(BlobInfo { digest, size });
+        }
+        Ok(out)
+    }
+
+    pub fn space(&self) -> SpaceStats {
+        let ends = self.inner.log.ends();
+        let space = self.inner.space.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = SpaceStats::default();
+        for (&id, &size) in &ends {
+            let (live, dead) = space.get(&id).copied().unwrap_or((0, 0));
+            out.live_bytes += live;
+            out.dead_bytes += dead;
+            out.segments.push(SegmentSpace {
+                id,
+                size,
+                live_bytes: live,
+                dead_bytes: dead,
+            });
+        }
+        out
+    }
+
+    pub fn open_uploads(&self) -> usize {
+        self.inner.sessions_read().len()
+    }
+}
+
+pub(crate) fn expect_blob(out: Out) -> Result<BlobInfo, StorageError> {
+    match out {
+        Out::Blob(b) => Ok(b),
+        _ => Err(StorageError::Index("unexpected outcome".into())),
+    }
+}
+
+impl Inner {
+    pub(crate) fn sessions_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<UploadId, Arc<Mutex<Session>>>> {
+        self.sessions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn sessions_write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<UploadId, Arc<Mutex<Session>>>> {
+        self.sessions.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

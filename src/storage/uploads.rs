@@ -1,0 +1,311 @@
+//! Upload sessions: chunked appends hashed once as they are written, commit, abort, reclaim.
+//!
+//! A session buffers at most one chunk record of bytes in memory; everything else is already
+//! in the shared active segment. The index learns a session's chunks at the next group commit
+//! (or from the recovery scan), which is what `status()` reports after a restart.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::error::StorageError;
+use super::log::Extent;
+use super::ops::{BlobCommit, Op};
+use super::record::CommitPayload;
+use super::store::{expect_blob, Store};
+use super::types::{BlobInfo, UploadId, UploadStatus};
+use crate::oci::digest::{Algorithm, Digest, Hasher};
+
+pub(crate) struct Session {
+    pub repo: String,
+    pub started: SystemTime,
+    pub touched: SystemTime,
+    /// Bytes appended so far, buffered ones included.
+    pub len: u64,
+    /// Chunk records written, in blob order and contiguous from offset 0.
+    pub extents: Vec<Extent>,
+    /// Tail bytes not yet written as a record (shorter than one record).
+    pub buf: Vec<u8>,
+    /// sha256 of bytes `0..len`; `None` after a restart until rebuilt from the segments.
+    pub hasher: Option<Hasher>,
+    /// Set once committed or aborted, for callers that raced with that.
+    pub gone: bool,
+}
+
+impl Session {
+    pub fn restored(repo: String, started: SystemTime, extents: Vec<Extent>) -> Session {
+        let len = extents.iter().map(|e| u64::from(e.len)).sum();
+        Session {
+            repo,
+            started,
+            // The last activity before a restart is unknown: give the client a full idle window.
+            touched: SystemTime::now(),
+            len,
+            extents,
+            buf: Vec::new(),
+            hasher: None,
+            gone: false,
+        }
+    }
+}
+
+fn lock(s: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    fn session(&self, id: &UploadId) -> Result<Arc<Mutex<Session>>, StorageError> {
+        self.inner
+            .sessions_read()
+            .get(id)
+            .cloned()
+            .ok_or(StorageError::UploadUnknown)
+    }
+
+    pub fn begin_upload(&self, repo: &str) -> Result<UploadId, StorageError> {
+        self.check_open()?;
+        if self.inner.sessions_read().len() >= self.inner.opts.max_open_uploads {
+            return Err(StorageError::TooManyUploads);
+        }
+        let id = UploadId::random();
+        let started = SystemTime::now();
+        let started_ms = started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // Not waited for: the session row rides along with the next group commit, before any
+        // of its chunks are recorded (see storage-format.md, "Upload sessions").
+        self.defer(Op::Begin {
+            id,
+            repo: repo.to_string(),
+            started_ms,
+        });
+        let s = Session {
+            repo: repo.to_string(),
+            started,
+            touched: started,
+            len: 0,
+            extents: Vec::new(),
+            buf: Vec::new(),
+            hasher: Some(Hasher::new(Algorithm::Sha256)),
+            gone: false,
+        };
+        self.inner
+            .sessions_write()
+            .insert(id, Arc::new(Mutex::new(s)));
+        Ok(id)
+    }
+
+    pub fn append(&self, id: &UploadId, offset: u64, data: &[u8]) -> Result<u64, StorageError> {
+        self.check_open()?;
+        let s = self.session(id)?;
+        let mut s = lock(&s);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        if offset != s.len {
+            return Err(StorageError::UploadOffset { expected: s.len });
+        }
+        self.append_locked(id, &mut s, data)
+    }
+
+    pub fn append_at_end(&self, id: &UploadId, data: &[u8]) -> Result<u64, StorageError> {
+        self.check_open()?;
+        let s = self.session(id)?;
+        let mut s = lock(&s);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        self.append_locked(id, &mut s, data)
+    }
+
+    /// Writes whole records straight from `data` and keeps the tail in the buffer. On a write
+    /// error the session keeps exactly the prefix that was written, so `status()` says where a
+    /// client can resume.
+    fn append_locked(
+        &self,
+        id: &UploadId,
+        s: &mut Session,
+        data: &[u8],
+    ) -> Result<u64, StorageError> {
+        self.ensure_hasher(s)?;
+        s.touched = SystemTime::now();
+        let cap = self.inner.opts.chunk_record_bytes;
+        let mut rest = data;
+        if !s.buf.is_empty() {
+            let take = (cap - s.buf.len()).min(rest.len());
+            if s.buf.len() + take < cap {
+                self.take_in(s, &rest[..take]);
+                return Ok(s.len);
+            }
+            let mut payload = std::mem::take(&mut s.buf);
+            payload.extend_from_slice(&rest[..take]);
+            let at = s.len - (payload.len() - take) as u64;
+            match self.write_chunk(id, at, &payload, true) {
+                Ok(e) => {
+                    s.extents.push(e);
+                    self.hash(s, &rest[..take]);
+                    s.len += take as u64;
+                    rest = &rest[take..];
+                }
+                Err(err) => {
+                    payload.truncate(payload.len() - take);
+                    s.buf = payload;
+                    return Err(err);
+                }
+            }
+        }
+        while rest.len() >= cap {
+            let (chunk, tail) = rest.split_at(cap);
+            s.extents.push(self.write_chunk(id, s.len, chunk, true)?);
+            self.hash(s, chunk);
+            s.len += cap as u64;
+            rest = tail;
+        }
+        self.take_in(s, rest);
+        Ok(s.len)
+    }
+
+    fn take_in(&self, s: &mut Session, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if s.buf.capacity() == 0 {
+            s.buf
+                .reserve_exact(self.inner.opts.chunk_record_bytes.min(1 << 20));
+        }
+        s.buf.extend_from_slice(bytes);
+        self.hash(s, bytes);
+        s.len += bytes.len() as u64;
+    }
+
+    fn hash(&self, s: &mut Session, bytes: &[u8]) {
+        if let Some(h) = s.hasher.as_mut() {
+            h.update(bytes);
+        }
+    }
+
+    /// After a restart the sha256 state is rebuilt once from the durable, trailer-checked bytes.
+    fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
+        if s.hasher.is_none() {
+            s.hasher = Some(self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?);
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered tail as a record (commit and close need every byte in the log).
+    pub(crate) fn flush_buffer(&self, id: &UploadId, s: &mut Session) -> Result<(), StorageError> {
+        if s.buf.is_empty() || s.gone {
+            return Ok(());
+        }
+        let at = s.len - s.buf.len() as u64;
+        let e = self.write_chunk(id, at, &s.buf, true)?;
+        s.extents.push(e);
+        s.buf = Vec::new();
+        Ok(())
+    }
+
+    pub fn status(&self, id: &UploadId) -> Result<UploadStatus, StorageError> {
+        self.check_open()?;
+        let s = self.session(id)?;
+        let s = lock(&s);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        Ok(UploadStatus {
+            repo: s.repo.clone(),
+            offset: s.len,
+            started_at: s.started,
+        })
+    }
+
+    pub fn commit(&self, id: &UploadId, expected: &Digest) -> Result<BlobInfo, StorageError> {
+        self.check_open()?;
+        let arc = self.session(id)?;
+        let mut s = lock(&arc);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        self.flush_buffer(id, &mut s)?;
+        let actual = match (expected.algorithm(), s.hasher.clone()) {
+            (Algorithm::Sha256, Some(h)) => h.finish(),
+            (alg, _) => self.rehash(Hasher::new(alg), &s.extents)?.finish(),
+        };
+        if actual != *expected {
+            self.retire(id, &mut s);
+            self.write_abort(id);
+            self.submit(Op::Discard {
+                session: Some(*id),
+                extents: std::mem::take(&mut s.extents),
+            })?;
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.write_commit(
+            id,
+            &CommitPayload {
+                digest: actual,
+                size: s.len,
+                repo: s.repo.clone(),
+                media_type: String::new(),
+            },
+        )?;
+        self.retire(id, &mut s);
+        expect_blob(self.submit(Op::Commit(BlobCommit {
+            session: Some(*id),
+            repo: s.repo.clone(),
+            digest: expected.clone(),
+            size: s.len,
+            extents: std::mem::take(&mut s.extents),
+        }))?)
+    }
+
+    fn retire(&self, id: &UploadId, s: &mut Session) {
+        s.gone = true;
+        s.buf = Vec::new();
+        self.inner.sessions_write().remove(id);
+    }
+
+    pub fn abort(&self, id: &UploadId) -> Result<(), StorageError> {
+        self.check_open()?;
+        let arc = self.session(id)?;
+        let mut s = lock(&arc);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        self.discard_locked(id, &mut s)
+    }
+
+    fn discard_locked(&self, id: &UploadId, s: &mut Session) -> Result<(), StorageError> {
+        self.retire(id, s);
+        self.write_abort(id);
+        self.submit(Op::Discard {
+            session: Some(*id),
+            extents: std::mem::take(&mut s.extents),
+        })
+        .map(|_| ())
+    }
+
+    /// Aborts every session idle for longer than `upload_max_idle`; returns how many.
+    pub fn reclaim_idle_uploads(&self) -> Result<usize, StorageError> {
+        self.check_open()?;
+        let now = SystemTime::now();
+        let all: Vec<(UploadId, Arc<Mutex<Session>>)> = self
+            .inner
+            .sessions_read()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let mut n = 0;
+        for (id, arc) in all {
+            let mut s = lock(&arc);
+            let idle = now.duration_since(s.touched).unwrap_or_default();
+            if !s.gone && idle > self.inner.opts.upload_max_idle {
+                self.discard_locked(&id, &mut s)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,99 @@
+//! Scrub: re-read every record of every segment and name the blobs a damaged byte touches.
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+
+use super::error::StorageError;
+use super::record::{decode_segment_header, rec, seg, trailer, RecordHeader};
+use super::schema::{decode_blob, decode_digest_key, BLOBS};
+use super::store::Store;
+use super::types::{CorruptRecord, VerifyReport};
+
+impl Store {
+    /// Checks the header crc and payload blake3 of every record up to each segment's known end.
+    /// A bad payload is skipped (its length is trusted from a good header); a bad header ends
+    /// the segment's scan and marks the rest of it damaged.
+    pub fn verify(&self) -> Result<VerifyReport, StorageError> {
+        self.check_open()?;
+        let io = self.inner.log.io().clone();
+        let mut report = VerifyReport::default();
+        let mut damaged: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+        let ends = self.inner.log.ends();
+        for (&id, &end) in &ends {
+            report.segments += 1;
+            let end = end.min(io.len(id)?);
+            let data = io.read(id, 0, end as usize)?;
+            let mut bad = |off: u64, to: u64, reason: String, report: &mut VerifyReport| {
+                report.corrupt.push(CorruptRecord {
+                    segment: id,
+                    offset: off,
+                    reason,
+                });
+                damaged.entry(id).or_default().push((off, to));
+            };
+            if let Err(e) = decode_segment_header(&data).and_then(|sid| {
+                if sid == id {
+                    Ok(())
+                } else {
+                    Err(super::record::FrameError::BadPayload)
+                }
+            }) {
+                bad(0, end, format!("segment header: {e}"), &mut report);
+                continue;
+            }
+            let mut pos = seg::LEN;
+            while pos < data.len() {
+                let h = match RecordHeader::decode(&data[pos..]) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        bad(pos as u64, end, format!("record header: {e}"), &mut report);
+                        break;
+                    }
+                };
+                let total = h.record_len() as usize;
+                if pos + total > data.len() {
+                    bad(
+                        pos as u64,
+                        end,
+                        "record runs past segment end".into(),
+                        &mut report,
+                    );
+                    break;
+                }
+                let payload = &data[pos + rec::HEADER_LEN..pos + total - rec::TRAILER_LEN];
+                if trailer(payload)[..] != data[pos + total - rec::TRAILER_LEN..pos + total] {
+                    bad(
+                        pos as u64,
+                        (pos + total) as u64,
+                        "payload checksum mismatch".into(),
+                        &mut report,
+                    );
+                }
+                report.records += 1;
+                report.bytes += total as u64;
+                pos += total;
+            }
+        }
+        let txn = self.inner.db.begin_read()?;
+        for r in txn.open_table(BLOBS)?.iter()? {
+            let (k, v) = r?;
+            let (digest, _) = decode_digest_key(k.value())?;
+            let (_, extents) = decode_blob(v.value())?;
+            let hit = extents.iter().any(|e| {
+                let (lo, hi) = (
+                    e.offset,
+                    e.offset + u64::from(e.len) + rec::TRAILER_LEN as u64,
+                );
+                ends.get(&e.segment).is_none_or(|&end| hi > end)
+                    || damaged
+                        .get(&e.segment)
+                        .is_some_and(|ranges| ranges.iter().any(|&(a, b)| a < hi && lo < b))
+            });
+            if hit {
+                report.damaged_blobs.push(digest);
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,85 @@
+//! Losing index.redb: the blob index, repository links and manifests (by digest) come back
+//! from the segments alone; tags and upload sessions do not (storage-format.md, "Rebuild").
+
+use std::collections::BTreeMap;
+
+use berth::oci::digest::{Algorithm, Digest};
+use berth::storage::*;
+
+fn sha(b: &[u8]) -> Digest {
+    Digest::of(Algorithm::Sha256, b)
+}
+
+#[test]
+fn index_rebuilt_from_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || StoreOptions {
+        chunk_record_bytes: 1000,
+        max_segment_bytes: 16 * 1024,
+        ..Default::default()
+    };
+    let layers: Vec<Vec<u8>> = (0..12u8)
+        .map(|i| vec![i; 1500 + i as usize * 300])
+        .collect();
+    let body = br#"{"schemaVersion":2}"#.to_vec();
+    let space_before;
+    {
+        let s = Store::open(dir.path(), opts()).unwrap();
+        for (i, l) in layers.iter().enumerate() {
+            let repo = if i % 2 == 0 { "even" } else { "odd" };
+            let id = s.begin_upload(repo).unwrap();
+            s.append(&id, 0, l).unwrap();
+            s.commit(&id, &sha(l)).unwrap();
+        }
+        // Dead bytes: a duplicate, a mismatch and an abort.
+        s.put_blob("odd", &sha(&layers[0]), &layers[0]).unwrap();
+        let id = s.begin_upload("odd").unwrap();
+        s.append(&id, 0, &layers[0]).unwrap();
+        s.commit(&id, &sha(&layers[0])).unwrap();
+        let id = s.begin_upload("odd").unwrap();
+        s.append(&id, 0, b"junk").unwrap();
+        assert!(s.commit(&id, &sha(b"not junk")).is_err());
+        let id = s.begin_upload("odd").unwrap();
+        s.append(&id, 0, b"more junk").unwrap();
+        s.abort(&id).unwrap();
+        s.put_manifest(
+            "even",
+            &ManifestPut {
+                digest: sha(&body),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                body: body.clone(),
+                tags: vec!["v1".into()],
+                references: vec![sha(&layers[0])],
+                subject: None,
+                artifact_type: None,
+                annotations: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        space_before = s.space();
+        s.close().unwrap();
+    }
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+
+    let s = Store::open(dir.path(), opts()).unwrap();
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(&s.get(&sha(l)).unwrap().unwrap().to_vec(), l);
+        let repo = if i % 2 == 0 { "even" } else { "odd" };
+        assert!(s.repo_has_blob(repo, &sha(l)).unwrap());
+    }
+    assert_eq!(s.list_blobs(None, 100).unwrap().len(), layers.len() + 1);
+    let m = s
+        .get_manifest("even", &Reference::Digest(sha(&body)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.body[..], &body[..]);
+    assert_eq!(m.media_type, "application/vnd.oci.image.manifest.v1+json");
+    assert!(s
+        .get_manifest("even", &Reference::Tag("v1".into()))
+        .unwrap()
+        .is_none());
+    let space_after = s.space();
+    assert_eq!(space_after.live_bytes, space_before.live_bytes);
+    assert_eq!(space_after.dead_bytes, space_before.dead_bytes);
+    assert!(s.verify().unwrap().is_clean());
+}
