@@ -192,8 +192,10 @@ async fn connection<IO>(
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(idle / 2))
-            .keep_alive_timeout(settings.header_read_timeout);
+            // Large layer pushes over h2 would crawl with the 64 KiB default window.
+            .adaptive_window(true)
+            .max_concurrent_streams(256);
+        // No keep-alive pings: their traffic would hide an idle connection from the watchdog.
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         drive(conn.as_mut(), &mut closing, watchdog, |c| {

@@ -160,6 +160,12 @@ async fn digest_mismatch_and_bad_digests_store_nothing() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
+    // Well formed, but an algorithm the registry does not implement.
+    let r = s
+        .get(&format!("/v2/x/blobs/sha384:{}", "a".repeat(96)))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "UNSUPPORTED");
     let r = s.get("/metrics").await;
     assert!(r.text().contains("berth_upload_sessions_open 0"));
     s.stop().await;

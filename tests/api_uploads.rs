@@ -153,6 +153,15 @@ async fn content_range_that_disagrees_with_the_body_is_refused() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "0-18446744073709551615")],
+            Body::full(vec![1u8; 5]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(s.get(&location).await.header("range"), "0-0");
     s.stop().await;
 }

@@ -142,7 +142,7 @@ impl Registry {
             path = %path,
             status = status.as_u16(),
             bytes_out,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
             "request"
         );
         response

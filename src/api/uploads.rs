@@ -93,14 +93,14 @@ async fn monolithic(
     let n = name.clone();
     let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
     let result = async {
-        let mut pipe = Appender::new(reg, id.clone(), 0);
+        let mut pipe = Appender::new(reg, id, 0);
         pipe.push(first).await?;
         pipe.push(second).await?;
         while let Some(batch) = reader.next_batch().await? {
             pipe.push(batch).await?;
         }
         pipe.finish().await?;
-        let (i, d) = (id.clone(), digest.clone());
+        let (i, d) = (id, digest.clone());
         reg.blocking(move |s| s.commit(&i, &d)).await
     }
     .await;
@@ -175,7 +175,7 @@ pub async fn cancel(reg: &Registry, name: String, id_text: String) -> ApiResult<
 async fn session(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u64)> {
     let unknown = || ApiError::not_found(ErrorCode::BlobUploadUnknown);
     let id = UploadId::from_str(id).map_err(|_| unknown())?;
-    let i = id.clone();
+    let i = id;
     let status = reg.blocking(move |s| s.status(&i)).await?;
     if status.repo != name {
         return Err(unknown());
@@ -217,7 +217,9 @@ fn chunk_range(headers: &HeaderMap, offset: u64, name: &str, id: &str) -> ApiRes
         .with_header(RANGE, range_value(offset))
         .with_header(http::header::LOCATION, location));
     }
-    let declared = end - start + 1;
+    let declared = (end - start)
+        .checked_add(1)
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::BlobUploadInvalid, "bad Content-Range"))?;
     if length.is_some_and(|l| l != declared) {
         return Err(ApiError::bad_request(
             ErrorCode::SizeInvalid,
@@ -251,7 +253,7 @@ async fn stream_chunk(
 ) -> ApiResult<u64> {
     let limits = reg.limits();
     let mut reader = BodyReader::new(reg, body, limits.append_batch_bytes);
-    let mut pipe = Appender::new(reg, id.clone(), offset);
+    let mut pipe = Appender::new(reg, *id, offset);
     let too_long =
         |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
     let streamed = async {
@@ -280,7 +282,7 @@ async fn stream_chunk(
     let end = pipe.finish().await;
     streamed?;
     let end = end?;
-    if declared.is_some_and(|d| end - offset != d) {
+    if declared.is_some_and(|d| end.saturating_sub(offset) != d) {
         return Err(ApiError::bad_request(
             ErrorCode::SizeInvalid,
             "chunk shorter than its Content-Range",
@@ -313,7 +315,7 @@ impl<'a> Appender<'a> {
     async fn push(&mut self, batch: Bytes) -> ApiResult<()> {
         self.wait().await?;
         let store = self.reg.store().clone();
-        let (id, at) = (self.id.clone(), self.planned);
+        let (id, at) = (self.id, self.planned);
         self.planned += batch.len() as u64;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             store.append(&id, at, &batch)
