@@ -62,17 +62,7 @@ fn buildah_built_image_pushes_and_pulls_back() {
             .podman()
             .args(["pull", "-q", "--tls-verify=false"])
             .arg(&remote));
-        let sum = run(puller
-            .podman()
-            .args(["run", "--rm", "--network", "none"])
-            .args([
-                "--ulimit",
-                "nofile=1024:1024",
-                "--ulimit",
-                "nproc=1024:1024",
-            ])
-            .arg(&remote)
-            .args(["/bin/busybox", "sha256sum", "/data/payload.bin"]));
+        let sum = puller.run_in(&remote, &["/bin/busybox", "sha256sum", "/data/payload.bin"]);
         assert_eq!(
             sum.split_whitespace().next(),
             Some(payload_sha.as_str()),

@@ -143,17 +143,7 @@ fn multi_platform_index_push_copy_and_pull() {
             .podman()
             .args(["pull", "-q", "--tls-verify=false"])
             .arg(&remote));
-        let sums = run(puller
-            .podman()
-            .args(["run", "--rm", "--network", "none", "--arch", "amd64"])
-            .args([
-                "--ulimit",
-                "nofile=1024:1024",
-                "--ulimit",
-                "nproc=1024:1024",
-            ])
-            .arg(&remote)
-            .args(["sh", "-c", "sha256sum /data/*"]));
+        let sums = puller.run_in(&remote, &["sh", "-c", "sha256sum /data/*"]);
         for (path, sha) in &amd64.files {
             assert!(
                 sums.contains(&format!("{sha}  {path}")),

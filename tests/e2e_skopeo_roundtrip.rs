@@ -64,6 +64,12 @@ fn skopeo_copy_in_and_out_is_byte_identical() {
         tags
     };
     assert_eq!(tags(&reg), ["v1", "v2"]);
+    let catalog = reg.get_json("/v2/_catalog");
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["e2e/skopeo"]),
+        "{catalog}"
+    );
 
     // skopeo delete resolves the tag and deletes the manifest by digest: both tags go with it.
     run(cmd::tool("skopeo")

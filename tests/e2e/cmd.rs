@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// No client step in these scenarios legitimately takes this long; past it the command is stuck.
-const HANG_GUARD: Duration = Duration::from_secs(300);
+const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// The absolute path of `tool` on PATH; panics with the fix when it is missing, because an
 /// end-to-end test that silently skips its client proves nothing.

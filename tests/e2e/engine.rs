@@ -42,4 +42,21 @@ impl Engine {
         c.env("TMPDIR", self.root.join("tmp"));
         c
     }
+
+    /// Runs `command` in a throwaway container of `image` with podman and returns its stdout.
+    /// runc rather than crun, and explicit rlimits: what works on this kind of host.
+    pub fn run_in(&self, image: &str, command: &[&str]) -> String {
+        cmd::run(
+            self.podman()
+                .args(["run", "--rm", "--network", "none"])
+                .args([
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=1024:1024",
+                ])
+                .arg(image)
+                .args(command),
+        )
+    }
 }

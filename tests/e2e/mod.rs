@@ -4,8 +4,12 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod containerd;
 pub mod engine;
+pub mod flows;
 pub mod image;
+pub mod nginx;
+pub mod python;
 pub mod registry;
 pub mod tls;
 
@@ -32,7 +36,3 @@ pub fn workdir() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
-pub mod containerd;
-pub mod flows;
-pub mod nginx;
-pub mod python;

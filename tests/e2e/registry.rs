@@ -278,8 +278,30 @@ impl Drop for Registry {
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
+            return;
         }
+        // Real clients never send anything that should make the server fail: a 5xx or a panic
+        // anywhere in the session fails the scenario even if the client coped.
+        let log = self.log_text();
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| server_error(l) || l.contains("panicked"))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "the registry logged server errors:\n{}",
+            bad.join("\n")
+        );
     }
+}
+
+/// A request log line with a 5xx status (`status=5xx` in berth's log,
+/// `http.response.status=5xx` in distribution's).
+fn server_error(line: &str) -> bool {
+    line.match_indices("status=").any(|(i, m)| {
+        let code = &line[i + m.len()..];
+        code.len() >= 3 && code.starts_with('5') && code[..3].bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 fn curl(ca: Option<&Path>) -> Command {
