@@ -69,6 +69,7 @@ fi
 DIR=$(cd "$DIR" && pwd)
 chmod 755 "$DIR" # nginx workers run unprivileged and must reach the static file
 log "work directory $DIR"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 PIDS=()
 cleanup() {
@@ -269,6 +270,8 @@ for r in "${REGS[@]}"; do
   ANON_AFTER[$r]=$(status_kib "${PID[$r]}" RssAnon)
 done
 
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # ---- table ---------------------------------------------------------------------------------
 val() { # registry array-name -> value or "-"
   local -n a=$2
@@ -292,7 +295,7 @@ b_rss=$(mib "$(val berth RSS)"); b_anon=$(mib "$(val berth ANON)")
 cat <<EOF
 
 Command: \`tools/bench/compare.sh$([ "$WITH_BERTH" = 0 ] && echo " --no-berth")\` (RUNS=$RUNS PULLS=$PULLS SMALL_COUNT=$SMALL_COUNT WRK_SECONDS=$WRK_SECONDS BLOB_SIZE=$BLOB_SIZE CHUNK=$CHUNK)
-Machine: $(nproc) cores, $(uname -r), data disk $(df --output=source "$DIR" | tail -1), $(date -u +%Y-%m-%dT%H:%MZ)
+Machine: $(nproc) cores, $(uname -r), data disk $(df --output=source "$DIR" | tail -1), $(date -u +%Y-%m-%dT%H:%MZ), load average $LOAD_START at the start and $LOAD_END at the end (other work on the machine skews every figure)
 
 | measure | berth | distribution | nginx / dd | berth ÷ distribution | berth ÷ nginx / dd | goal | met |
 |---|---|---|---|---|---|---|---|
