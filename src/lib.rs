@@ -1,8 +1,16 @@
 //! berth: an embedded OCI registry engine.
 //!
 //! # Layout
-//! - [`oci`]: OCI vocabulary with no I/O (digests, names, manifests).
+//! - [`oci`]: OCI vocabulary with no I/O (digests, names and tags, manifest facts).
 //! - [`storage`]: the blob and metadata store (segments + redb index); no HTTP.
+//! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
+//! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
+//! - [`config`]: command line, environment and TOML settings.
+//! - [`metrics`]: Prometheus counters for `/metrics`.
 
+pub mod api;
+pub mod config;
+pub mod metrics;
 pub mod oci;
+pub mod server;
 pub mod storage;

@@ -76,6 +76,9 @@ fn workload(seed: u64) -> Run {
             }
         }
         committed.entry(d).or_insert((data, disk.op_count()));
+        if step % 5 == 4 {
+            store.checkpoint().unwrap();
+        }
         let step_len = 200 + rng.below(200) as usize;
         let end = (long_off + step_len).min(long_data.len());
         store

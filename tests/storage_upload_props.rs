@@ -26,7 +26,11 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn opts() -> StoreOptions {
-    StoreOptions { chunk_record_bytes: 1024, max_segment_bytes: 16 * 1024, ..Default::default() }
+    StoreOptions {
+        chunk_record_bytes: 1024,
+        max_segment_bytes: 16 * 1024,
+        ..Default::default()
+    }
 }
 
 proptest! {

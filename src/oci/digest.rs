@@ -148,6 +148,19 @@ impl FromStr for Digest {
     }
 }
 
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Incremental hasher producing a [`Digest`].
 #[derive(Clone)]
 pub enum Hasher {
@@ -240,6 +253,15 @@ mod tests {
             Digest::parse("blake3:abcd"),
             Err(DigestError::UnsupportedAlgorithm("blake3".into()))
         );
+    }
+
+    #[test]
+    fn serde_uses_the_string_form() {
+        let d = Digest::parse(EMPTY256).unwrap();
+        let j = serde_json::to_string(&d).unwrap();
+        assert_eq!(j, format!("\"{EMPTY256}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&j).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:zz\"").is_err());
     }
 
     #[test]

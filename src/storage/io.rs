@@ -175,9 +175,38 @@ impl SegmentIo for FileIo {
 
     fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
         let seg = self.get(id)?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let iov: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        // One pwritev for header, payload and trailer; a short write finishes slice by slice.
+        // SAFETY: the iovecs point into `bufs`, which outlive the call.
+        let n = unsafe {
+            libc::pwritev(
+                seg.file.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut done = n as usize;
+        if done == total {
+            return Ok(());
+        }
         let mut off = offset;
         for b in bufs {
-            seg.file.write_all_at(b, off)?;
+            let skip = done.min(b.len());
+            done -= skip;
+            if skip < b.len() {
+                seg.file.write_all_at(&b[skip..], off + skip as u64)?;
+            }
             off += b.len() as u64;
         }
         Ok(())

@@ -11,7 +11,7 @@ use super::record::{encode_segment_header, rec, seg, trailer, Kind, RecordHeader
 use super::types::UploadId;
 
 /// Where a chunk's payload lives: segment, offset of the payload, payload length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extent {
     pub segment: u64,
     pub offset: u64,
@@ -75,7 +75,6 @@ impl Log {
         io: Arc<dyn SegmentIo>,
         max_segment_bytes: u64,
         mut ends: BTreeMap<u64, u64>,
-        progress: Vec<Progress>,
     ) -> Result<Log, StorageError> {
         let (active, end) = match ends.iter().next_back() {
             Some((&id, &end)) => (id, end),
@@ -94,7 +93,7 @@ impl Log {
                 ends,
                 dirty: BTreeSet::from([active]),
                 writeback_from: end,
-                progress,
+                progress: Vec::new(),
                 poisoned: false,
             }),
         })
@@ -117,32 +116,12 @@ impl Log {
         payload: &[u8],
         track: bool,
     ) -> Result<Extent, StorageError> {
-        let trailer = trailer(payload);
-        let head = header.encode();
-        let rec_len = header.record_len();
         let mut st = self.lock();
         if st.poisoned {
             return Err(StorageError::Poisoned);
         }
-        if st.end > seg::LEN as u64 && st.end + rec_len > self.max_segment_bytes {
-            self.roll(&mut st)?;
-        }
-        let (id, at) = (st.active, st.end);
-        if let Err(e) = self.io.write_at(id, at, &[&head, payload, &trailer]) {
-            if self.io.set_len(id, at).is_err() {
-                st.poisoned = true;
-            }
-            return Err(StorageError::from_io(e));
-        }
-        st.end = at + rec_len;
-        let end = st.end;
-        st.ends.insert(id, end);
-        st.dirty.insert(id);
-        let extent = Extent {
-            segment: id,
-            offset: at + rec::HEADER_LEN as u64,
-            len: header.payload_len,
-        };
+        self.make_room(&mut st, header.record_len())?;
+        let extent = self.write_locked(&mut st, &header, payload)?;
         if track && header.kind == Kind::Chunk {
             st.progress.push(Progress {
                 session: UploadId(header.session),
@@ -150,12 +129,89 @@ impl Log {
                 extent,
             });
         }
+        Ok(extent)
+    }
+
+    /// The group-commit leader's step: appends the batch's OP records all together (in one
+    /// segment, all or nothing) and takes the snapshot covering them.
+    pub fn append_ops_and_snapshot(&self, payloads: &[Vec<u8>]) -> Result<Snapshot, StorageError> {
+        let mut st = self.lock();
+        if st.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let headers: Vec<RecordHeader> = payloads
+            .iter()
+            .map(|p| RecordHeader {
+                kind: Kind::Op,
+                flags: 0,
+                payload_len: p.len() as u32,
+                session: [0; 16],
+                blob_offset: 0,
+            })
+            .collect();
+        let total: u64 = headers.iter().map(|h| h.record_len()).sum();
+        if total > 0 {
+            self.make_room(&mut st, total)?;
+        }
+        let start = st.end;
+        for (h, p) in headers.iter().zip(payloads) {
+            if let Err(e) = self.write_locked(&mut st, h, p) {
+                // Records nobody will be told about must not be replayed after a crash.
+                let id = st.active;
+                if self.io.set_len(id, start).is_err() {
+                    st.poisoned = true;
+                }
+                st.end = start;
+                st.ends.insert(id, start);
+                return Err(e);
+            }
+        }
+        Ok(Snapshot {
+            end: Position {
+                segment: st.active,
+                offset: st.end,
+            },
+            dirty: std::mem::take(&mut st.dirty).into_iter().collect(),
+            progress: std::mem::take(&mut st.progress),
+        })
+    }
+
+    fn make_room(&self, st: &mut LogState, len: u64) -> Result<(), StorageError> {
+        if st.end > seg::LEN as u64 && st.end + len > self.max_segment_bytes {
+            self.roll(st)?;
+        }
+        Ok(())
+    }
+
+    fn write_locked(
+        &self,
+        st: &mut LogState,
+        header: &RecordHeader,
+        payload: &[u8],
+    ) -> Result<Extent, StorageError> {
+        let trailer = trailer(payload);
+        let head = header.encode();
+        let (id, at) = (st.active, st.end);
+        if let Err(e) = self.io.write_at(id, at, &[&head, payload, &trailer]) {
+            if self.io.set_len(id, at).is_err() {
+                st.poisoned = true;
+            }
+            return Err(StorageError::from_io(e));
+        }
+        st.end = at + header.record_len();
+        let end = st.end;
+        st.ends.insert(id, end);
+        st.dirty.insert(id);
         if st.end - st.writeback_from >= WRITEBACK_STEP {
             self.io
                 .start_writeback(id, st.writeback_from, st.end - st.writeback_from);
             st.writeback_from = st.end;
         }
-        Ok(extent)
+        Ok(Extent {
+            segment: id,
+            offset: at + rec::HEADER_LEN as u64,
+            len: header.payload_len,
+        })
     }
 
     /// Seals the active segment (synced, so a later segment implies a complete earlier one)
@@ -173,23 +229,6 @@ impl Log {
         st.ends.insert(next, st.end);
         st.dirty.insert(next);
         Ok(())
-    }
-
-    /// Takes what a group commit needs: the current end, the segments to sync, and the
-    /// session chunks written so far.
-    pub fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        let mut st = self.lock();
-        if st.poisoned {
-            return Err(StorageError::Poisoned);
-        }
-        Ok(Snapshot {
-            end: Position {
-                segment: st.active,
-                offset: st.end,
-            },
-            dirty: std::mem::take(&mut st.dirty).into_iter().collect(),
-            progress: std::mem::take(&mut st.progress),
-        })
     }
 
     /// Makes every record before the snapshot's end durable.
@@ -212,6 +251,11 @@ impl Log {
         let mut p = snap.progress;
         p.append(&mut st.progress);
         st.progress = p;
+    }
+
+    /// Refuses all further appends (until a reopen).
+    pub fn poison(&self) {
+        self.lock().poisoned = true;
     }
 
     pub fn is_poisoned(&self) -> bool {

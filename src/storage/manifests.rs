@@ -38,7 +38,7 @@ impl Store {
         let extents = if self.stat(&m.digest)?.is_some() {
             Vec::new()
         } else {
-            self.write_blob_records(repo, &m.digest, &m.media_type, &m.body)?
+            self.write_blob_records(&m.body)?
         };
         let meta = ManifestMeta {
             media_type: m.media_type.clone(),

@@ -339,7 +339,7 @@ impl SegmentIo for MemSegments {
         let st = self.0.lock();
         let name = seg_name(id);
         let f = st.files.get(&name).ok_or_else(|| missing(&name))?;
-        let end = offset as usize + len;
+        let end = (offset as usize).saturating_add(len);
         if end > f.len() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -387,7 +387,7 @@ impl redb::StorageBackend for MemIndexFile {
             .files
             .get(INDEX_FILE)
             .ok_or_else(|| missing(INDEX_FILE))?;
-        let end = offset as usize + len;
+        let end = (offset as usize).saturating_add(len);
         if end > f.len() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -1,8 +1,10 @@
-//! Index mutations and how one group-commit batch applies them in a single redb transaction.
+//! Index mutations: their logged form (JSON in an OP record) and how they are applied to the
+//! redb tables, both by a group-commit batch and by recovery replaying the log.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use redb::{ReadableTable, Table, WriteTransaction};
+use serde::{Deserialize, Serialize};
 
 use super::error::StorageError;
 use super::log::{Extent, Position, Progress};
@@ -11,7 +13,7 @@ use super::types::{BlobInfo, Referrer, UploadId};
 use crate::oci::digest::Digest;
 
 /// A blob whose bytes are in the log and whose digest was verified.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BlobCommit {
     /// The upload session to retire, if the blob came from one.
     pub session: Option<UploadId>,
@@ -21,7 +23,7 @@ pub struct BlobCommit {
     pub extents: Vec<Extent>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ManifestCommit {
     pub blob: BlobCommit,
     pub meta: ManifestMeta,
@@ -30,7 +32,8 @@ pub struct ManifestCommit {
     pub subject: Option<Digest>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     Begin {
         id: UploadId,
@@ -64,6 +67,22 @@ pub enum Op {
     Checkpoint,
 }
 
+impl Op {
+    /// Begin is logged by `begin_upload` itself (before the session's chunks); Checkpoint
+    /// changes nothing. Every other op is logged by the group-commit leader, in apply order.
+    pub fn logged_by_leader(&self) -> bool {
+        !matches!(self, Op::Begin { .. } | Op::Checkpoint)
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, StorageError> {
+        to_json(self)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Op, StorageError> {
+        from_json(b)
+    }
+}
+
 #[derive(Debug)]
 pub enum Out {
     Unit,
@@ -74,7 +93,7 @@ pub enum Out {
 /// Per-segment (live, dead) byte changes made by one batch.
 pub type SpaceDelta = BTreeMap<u64, (i64, i64)>;
 
-struct Tables<'t> {
+pub struct Tables<'t> {
     blobs: Table<'t, &'static [u8], &'static [u8]>,
     repo_blobs: Table<'t, &'static [u8], ()>,
     repos: Table<'t, &'static str, ()>,
@@ -85,6 +104,54 @@ struct Tables<'t> {
     chunks: Table<'t, &'static [u8], &'static [u8]>,
 }
 
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StorageError> {
+        Ok(Tables {
+            blobs: txn.open_table(BLOBS)?,
+            repo_blobs: txn.open_table(REPO_BLOBS)?,
+            repos: txn.open_table(REPOS)?,
+            manifests: txn.open_table(MANIFESTS)?,
+            tags: txn.open_table(TAGS)?,
+            referrers: txn.open_table(REFERRERS)?,
+            uploads: txn.open_table(UPLOADS)?,
+            chunks: txn.open_table(UPLOAD_CHUNKS)?,
+        })
+    }
+
+    /// Records a session chunk; chunks of sessions the index does not know are ignored.
+    pub fn add_progress(&mut self, p: &Progress) -> Result<(), StorageError> {
+        if self.uploads.get(&p.session.0[..])?.is_some() {
+            let mut v = Vec::with_capacity(20);
+            encode_extent(&p.extent, &mut v);
+            self.chunks
+                .insert(&upload_chunk_key(&p.session.0, p.blob_offset)[..], &v[..])?;
+        }
+        Ok(())
+    }
+
+    /// Where the next chunk of `session` must start, or None if the session is unknown.
+    pub fn session_end(&self, session: &UploadId) -> Result<Option<u64>, StorageError> {
+        if self.uploads.get(&session.0[..])?.is_none() {
+            return Ok(None);
+        }
+        let lo = upload_chunk_key(&session.0, 0);
+        let hi = upload_chunk_key(&session.0, u64::MAX);
+        let last = self
+            .chunks
+            .range(&lo[..]..=&hi[..])?
+            .next_back()
+            .transpose()?;
+        Ok(Some(match last {
+            Some((k, v)) => {
+                let mut off = [0u8; 8];
+                off.copy_from_slice(&k.value()[16..24]);
+                u64::from_be_bytes(off).saturating_add(u64::from(decode_extent(v.value())?.len))
+            }
+            None => 0,
+        }))
+    }
+}
+
 /// Applies a batch inside `txn`. The outer error aborts the transaction; inner errors belong
 /// to single ops, which then changed nothing.
 pub fn apply_batch(
@@ -93,16 +160,7 @@ pub fn apply_batch(
     progress: &[Progress],
     end: Position,
 ) -> Result<(Vec<Result<Out, StorageError>>, SpaceDelta), StorageError> {
-    let mut t = Tables {
-        blobs: txn.open_table(BLOBS)?,
-        repo_blobs: txn.open_table(REPO_BLOBS)?,
-        repos: txn.open_table(REPOS)?,
-        manifests: txn.open_table(MANIFESTS)?,
-        tags: txn.open_table(TAGS)?,
-        referrers: txn.open_table(REFERRERS)?,
-        uploads: txn.open_table(UPLOADS)?,
-        chunks: txn.open_table(UPLOAD_CHUNKS)?,
-    };
+    let mut t = Tables::open(txn)?;
     let mut delta = SpaceDelta::new();
     // Session rows first, so chunks written by a session begun in this very batch are kept.
     let mut outs: Vec<Option<Result<Out, StorageError>>> = Vec::with_capacity(ops.len());
@@ -113,12 +171,7 @@ pub fn apply_batch(
         });
     }
     for p in progress {
-        if t.uploads.get(&p.session.0[..])?.is_some() {
-            let mut v = Vec::with_capacity(20);
-            encode_extent(&p.extent, &mut v);
-            t.chunks
-                .insert(&upload_chunk_key(&p.session.0, p.blob_offset)[..], &v[..])?;
-        }
+        t.add_progress(p)?;
     }
     for (op, out) in ops.iter().zip(outs.iter_mut()) {
         if out.is_none() {
@@ -126,8 +179,19 @@ pub fn apply_batch(
         }
     }
     let outs = outs.into_iter().flatten().collect();
+    drop(t);
+    finish_txn(txn, &delta, end)?;
+    Ok((outs, delta))
+}
+
+/// Adds the batch's space changes and moves the checkpoint to `end`.
+pub fn finish_txn(
+    txn: &WriteTransaction,
+    delta: &SpaceDelta,
+    end: Position,
+) -> Result<(), StorageError> {
     let mut segs = txn.open_table(SEGMENTS)?;
-    for (&id, &(dl, dd)) in &delta {
+    for (&id, &(dl, dd)) in delta {
         let (live, dead) = match segs.get(id)? {
             Some(v) => decode_space(v.value())?,
             None => (0, 0),
@@ -140,7 +204,7 @@ pub fn apply_batch(
     }
     let mut meta = txn.open_table(META)?;
     meta.insert(META_CHECKPOINT, &encode_position(end)[..])?;
-    Ok((outs, delta))
+    Ok(())
 }
 
 fn add(delta: &mut SpaceDelta, extents: &[Extent], live: bool) {
@@ -154,7 +218,7 @@ fn add(delta: &mut SpaceDelta, extents: &[Extent], live: bool) {
     }
 }
 
-fn apply(
+pub fn apply(
     t: &mut Tables<'_>,
     op: &Op,
     delta: &mut SpaceDelta,
@@ -345,5 +409,45 @@ impl ReferrerValue {
             artifact_type: self.artifact_type,
             annotations: self.annotations,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::digest::Algorithm;
+
+    /// The logged form is part of the on-disk format (storage-format.md, "OP records").
+    #[test]
+    fn logged_form_is_stable() {
+        let d = Digest::of(Algorithm::Sha256, b"");
+        let op = Op::Commit(BlobCommit {
+            session: Some(UploadId([0xab; 16])),
+            repo: "lib/a".into(),
+            digest: d.clone(),
+            size: 5,
+            extents: vec![Extent {
+                segment: 1,
+                offset: 112,
+                len: 5,
+            }],
+        });
+        let json = String::from_utf8(op.encode().unwrap()).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"op":"commit","session":"{}","repo":"lib/a","digest":"{d}","size":5,"extents":[{{"segment":1,"offset":112,"len":5}}]}}"#,
+                "ab".repeat(16)
+            )
+        );
+        let tag = Op::DeleteTag {
+            repo: "r".into(),
+            tag: "v1".into(),
+        };
+        assert_eq!(
+            String::from_utf8(tag.encode().unwrap()).unwrap(),
+            r#"{"op":"delete_tag","repo":"r","tag":"v1"}"#
+        );
+        assert!(matches!(Op::decode(json.as_bytes()).unwrap(), Op::Commit(c) if c.size == 5));
     }
 }

@@ -1,8 +1,6 @@
 //! Record and segment-header codec. Offsets are named after storage-format.md; all integers
 //! are little-endian.
 
-use crate::oci::digest::{Algorithm, Digest};
-
 /// Segment header layout (64 bytes).
 pub mod seg {
     pub const MAGIC: &[u8; 8] = b"BERTHSEG";
@@ -41,18 +39,16 @@ pub const FORMAT_VERSION: u8 = 1;
 pub enum Kind {
     /// Bytes of a blob at `blob_offset`, belonging to the session in the header.
     Chunk = 1,
-    /// The session's chunks form the blob named in the payload (see [`CommitPayload`]).
-    Commit = 2,
-    /// The session's chunks are dead.
-    Abort = 3,
+    /// One index change, as a JSON document (storage-format.md, "Index operations"). The log
+    /// of these is what recovery replays and what a lost index is rebuilt from.
+    Op = 2,
 }
 
 impl Kind {
     fn from_u8(b: u8) -> Option<Kind> {
         match b {
             1 => Some(Kind::Chunk),
-            2 => Some(Kind::Commit),
-            3 => Some(Kind::Abort),
+            2 => Some(Kind::Op),
             _ => None,
         }
     }
@@ -223,70 +219,6 @@ impl<'a> Iterator for Scanner<'a> {
     }
 }
 
-/// What a COMMIT record says: the session's chunks are the blob `digest` of `size` bytes,
-/// first pushed to `repo`; `media_type` is set when the blob is a manifest.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommitPayload {
-    pub digest: Digest,
-    pub size: u64,
-    pub repo: String,
-    pub media_type: String,
-}
-
-impl CommitPayload {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(
-            1 + self.digest.as_bytes().len() + 8 + 4 + self.repo.len() + self.media_type.len(),
-        );
-        v.push(self.digest.algorithm().code());
-        v.extend_from_slice(self.digest.as_bytes());
-        v.extend_from_slice(&self.size.to_le_bytes());
-        for s in [&self.repo, &self.media_type] {
-            let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
-            v.extend_from_slice(&len.to_le_bytes());
-            v.extend_from_slice(&s.as_bytes()[..len as usize]);
-        }
-        v
-    }
-
-    pub fn decode(b: &[u8]) -> Result<CommitPayload, FrameError> {
-        let alg = Algorithm::from_code(*b.first().ok_or(FrameError::BadPayload)?)
-            .ok_or(FrameError::BadPayload)?;
-        let mut pos = 1 + alg.digest_len();
-        let raw = b.get(1..pos).ok_or(FrameError::BadPayload)?;
-        let digest = Digest::from_raw(alg, raw).ok_or(FrameError::BadPayload)?;
-        let size = b
-            .get(pos..pos + 8)
-            .ok_or(FrameError::BadPayload)
-            .map(|s| u64_at(s, 0))?;
-        pos += 8;
-        let mut strings = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let len = b
-                .get(pos..pos + 2)
-                .ok_or(FrameError::BadPayload)
-                .map(|s| u16_at(s, 0))?;
-            pos += 2;
-            let s = b
-                .get(pos..pos + len as usize)
-                .ok_or(FrameError::BadPayload)?;
-            strings.push(String::from_utf8(s.to_vec()).map_err(|_| FrameError::BadPayload)?);
-            pos += len as usize;
-        }
-        if pos != b.len() {
-            return Err(FrameError::BadPayload);
-        }
-        let media_type = strings.pop().unwrap_or_default();
-        let repo = strings.pop().unwrap_or_default();
-        Ok(CommitPayload {
-            digest,
-            size,
-            repo,
-            media_type,
-        })
-    }
-}
-
 /// Encodes a segment header.
 pub fn encode_segment_header(id: u64, created_ms: u64) -> [u8; seg::LEN] {
     let mut h = [0u8; seg::LEN];
@@ -334,7 +266,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn record_round_trips(kind in 1u8..=3, flags: u16, session: [u8; 16], off: u64,
+        fn record_round_trips(kind in 1u8..=2, flags: u16, session: [u8; 16], off: u64,
                               payload in proptest::collection::vec(any::<u8>(), 0..512)) {
             let h = RecordHeader { kind: Kind::from_u8(kind).unwrap(), flags,
                                    payload_len: payload.len() as u32, session, blob_offset: off };
@@ -374,14 +306,6 @@ mod tests {
             let expect = ends.iter().filter(|e| **e <= cut as u64).count();
             prop_assert_eq!(n, expect);
             prop_assert_eq!(sc.valid_end(), 100 + if expect == 0 { 0 } else { ends[expect - 1] });
-        }
-
-        #[test]
-        fn commit_payload_round_trips(raw: [u8; 32], size: u64, repo in "[a-z0-9/]{0,40}",
-                                      mt in "[a-z./+-]{0,40}") {
-            let p = CommitPayload { digest: Digest::from_raw(Algorithm::Sha256, &raw).unwrap(),
-                                    size, repo, media_type: mt };
-            prop_assert_eq!(CommitPayload::decode(&p.encode()).unwrap(), p);
         }
     }
 

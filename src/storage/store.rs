@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use redb::{Database, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 
 use super::error::StorageError;
 use super::group::Group;
 use super::io::{FileIo, SegmentIo};
 use super::log::{Extent, Log};
 use super::ops::{apply_batch, Op, Out};
-use super::record::{rec, seg, trailer, CommitPayload, Kind, RecordHeader};
+use super::record::{rec, seg, trailer, Kind, RecordHeader};
 use super::recovery;
 use super::schema::*;
 use super::types::*;
@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub closed: AtomicBool,
     /// Index changes nobody waits for (session starts); they ride along with the next batch.
     pub deferred: Mutex<Vec<Op>>,
+    /// Set while the index holds changes not yet made durable by an immediate commit.
+    pub index_dirty: AtomicBool,
     _lock: Option<File>,
 }
 
@@ -110,7 +112,7 @@ impl Store {
     ) -> Result<Store, StorageError> {
         opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
         let rec = recovery::recover(io.as_ref(), &db, fresh)?;
-        let log = Log::open(io, opts.max_segment_bytes, rec.ends, rec.progress)?;
+        let log = Log::open(io, opts.max_segment_bytes, rec.ends)?;
         let sessions = rec
             .sessions
             .into_iter()
@@ -126,6 +128,7 @@ impl Store {
                 space: Mutex::new(rec.space),
                 closed: AtomicBool::new(false),
                 deferred: Mutex::new(Vec::new()),
+                index_dirty: AtomicBool::new(false),
                 _lock: lock,
             }),
         };
@@ -133,8 +136,8 @@ impl Store {
         Ok(store)
     }
 
-    /// Persists upload progress about once a second so a session survives a crash even when
-    /// no commit happens to carry it. Holds only a weak reference: dropping the store ends it.
+    /// Once a second, makes the index durable (an immediate redb commit) and records upload
+    /// progress nobody committed yet; this bounds how much log a reopen replays. Holds only a weak reference: dropping the store ends it.
     fn spawn_checkpointer(&self) -> Result<(), StorageError> {
         let weak = Arc::downgrade(&self.inner);
         std::thread::Builder::new()
@@ -187,6 +190,13 @@ impl Store {
         self.submit(Op::Checkpoint).map(|_| ())
     }
 
+    /// Makes the index durable now (an immediate redb commit), so a reopen has no log to
+    /// replay. Commits are durable without it; this only shortens recovery.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        self.check_open()?;
+        self.submit(Op::Checkpoint).map(|_| ())
+    }
+
     pub(crate) fn check_open(&self) -> Result<(), StorageError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             Err(StorageError::Closed)
@@ -197,11 +207,24 @@ impl Store {
 
     /// Queues an index change and returns once it (and every byte it refers to) is durable.
     pub(crate) fn submit(&self, op: Op) -> Result<Out, StorageError> {
-        self.inner.group.submit(op, |ops| self.run_batch(ops))
+        self.inner.group.submit(op, None, |ops| self.run_batch(ops))
     }
 
-    /// The group-commit leader's work: sync the log up to a snapshot, then publish the batch
-    /// in one durable index transaction. Index entries never reach disk before their bytes.
+    /// Like [`Store::submit`] for a caller that announced itself with `group.prepare()`.
+    pub(crate) fn submit_announced(
+        &self,
+        op: Op,
+        announced: super::group::Preparing<'_, Op, Out>,
+    ) -> Result<Out, StorageError> {
+        self.inner
+            .group
+            .submit(op, Some(announced), |ops| self.run_batch(ops))
+    }
+
+    /// The group-commit leader's work: log the batch's OP records, sync the log, then apply
+    /// the batch to the index. The log is the durability point: an index transaction is made
+    /// durable only by the periodic checkpoint (or close), and a reopen replays the log after
+    /// the last durable checkpoint, so an index entry never outlives the bytes it names.
     fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
         let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
         let n = ops.len();
@@ -216,8 +239,21 @@ impl Store {
         let mut all = deferred;
         all.extend(ops);
         let ops = all;
+        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint));
+        let payloads = match ops
+            .iter()
+            .filter(|o| o.logged_by_leader())
+            .map(Op::encode)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.requeue(ops, skip);
+                return fail(e, n);
+            }
+        };
         let log = &self.inner.log;
-        let snap = match log.snapshot() {
+        let snap = match log.append_ops_and_snapshot(&payloads) {
             Ok(s) => s,
             Err(e) => {
                 self.requeue(ops, skip);
@@ -230,13 +266,19 @@ impl Store {
             return fail(e, n);
         }
         let result = (|| {
-            let txn = self.inner.db.begin_write()?;
+            let mut txn = self.inner.db.begin_write()?;
+            txn.set_durability(if immediate {
+                Durability::Immediate
+            } else {
+                Durability::None
+            });
             let (outs, delta) = apply_batch(&txn, &ops, &snap.progress, snap.end)?;
             txn.commit()?;
             Ok::<_, StorageError>((outs, delta))
         })();
         match result {
             Ok((outs, delta)) => {
+                self.inner.index_dirty.store(!immediate, Ordering::SeqCst);
                 let mut space = self.inner.space.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, (dl, dd)) in delta {
                     let slot = space.entry(id).or_default();
@@ -246,8 +288,9 @@ impl Store {
                 outs.into_iter().skip(skip).collect()
             }
             Err(e) => {
-                log.restore(snap);
-                self.requeue(ops, skip);
+                // The ops are durable in the log but not in the live index: only a reopen,
+                // which replays them, can bring the two together again.
+                log.poison();
                 fail(e, n)
             }
         }
@@ -283,34 +326,17 @@ impl Store {
         self.inner.log.append(h, payload, track)
     }
 
-    pub(crate) fn write_commit(
-        &self,
-        session: &UploadId,
-        p: &CommitPayload,
-    ) -> Result<(), StorageError> {
-        let payload = p.encode();
+    /// Logs a session start ahead of the session's chunks (replay needs it first).
+    pub(crate) fn write_begin(&self, op: &Op) -> Result<(), StorageError> {
+        let payload = op.encode()?;
         let h = RecordHeader {
-            kind: Kind::Commit,
+            kind: Kind::Op,
             flags: 0,
             payload_len: payload.len() as u32,
-            session: session.0,
-            blob_offset: p.size,
-        };
-        self.inner.log.append(h, &payload, false).map(|_| ())
-    }
-
-    /// Best effort: without it a rebuild still treats the uncommitted chunks as dead.
-    pub(crate) fn write_abort(&self, session: &UploadId) {
-        let h = RecordHeader {
-            kind: Kind::Abort,
-            flags: 0,
-            payload_len: 0,
-            session: session.0,
+            session: [0; 16],
             blob_offset: 0,
         };
-        if let Err(e) = self.inner.log.append(h, &[], false) {
-            tracing::warn!(error = %e, "could not log upload abort");
-        }
+        self.inner.log.append(h, &payload, false).map(|_| ())
     }
 
     /// Reads one chunk payload, checking its blake3 trailer when asked to.
@@ -318,7 +344,11 @@ impl Store {
         let io = self.inner.log.io();
         let data = io.read(e.segment, e.offset, e.len as usize)?;
         if verify {
-            let t = io.read(e.segment, e.offset + u64::from(e.len), rec::TRAILER_LEN)?;
+            let t = io.read(
+                e.segment,
+                e.offset.saturating_add(u64::from(e.len)),
+                rec::TRAILER_LEN,
+            )?;
             if trailer(&data)[..] != t[..] {
                 return Err(StorageError::Corrupt(format!(
                     "chunk checksum mismatch in segment {} at {}",
@@ -429,51 +459,44 @@ impl Store {
                 size: data.len() as u64,
             });
         }
-        let extents = self.write_blob_records(repo, expected, "", data)?;
-        expect_blob(self.submit(Op::Commit(super::ops::BlobCommit {
+        // Small pushes are quick to write: tell a commit leader to wait for this one.
+        let announced =
+            (data.len() <= self.inner.opts.chunk_record_bytes).then(|| self.inner.group.prepare());
+        let extents = self.write_blob_records(data)?;
+        let op = Op::Commit(super::ops::BlobCommit {
             session: None,
             repo: repo.to_string(),
             digest: expected.clone(),
             size: data.len() as u64,
             extents,
-        }))?)
+        });
+        expect_blob(match announced {
+            Some(a) => self.submit_announced(op, a)?,
+            None => self.submit(op)?,
+        })
     }
 
-    /// Writes `data` as chunk records plus a COMMIT record under a fresh session id.
-    pub(crate) fn write_blob_records(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        media_type: &str,
-        data: &[u8],
-    ) -> Result<Vec<Extent>, StorageError> {
+    /// Writes `data` as chunk records under a fresh session id; the commit op that follows
+    /// names the extents.
+    pub(crate) fn write_blob_records(&self, data: &[u8]) -> Result<Vec<Extent>, StorageError> {
         let sid = UploadId::random();
         let mut extents = Vec::with_capacity(data.len() / self.inner.opts.chunk_record_bytes + 1);
         let mut off = 0u64;
-        let result = (|| {
-            for chunk in data.chunks(self.inner.opts.chunk_record_bytes) {
-                extents.push(self.write_chunk(&sid, off, chunk, false)?);
-                off += chunk.len() as u64;
+        for chunk in data.chunks(self.inner.opts.chunk_record_bytes) {
+            match self.write_chunk(&sid, off, chunk, false) {
+                Ok(e) => extents.push(e),
+                Err(e) => {
+                    if !extents.is_empty() {
+                        // The records that did land will never be part of a blob.
+                        let _ = self.submit(Op::Discard {
+                            session: None,
+                            extents,
+                        });
+                    }
+                    return Err(e);
+                }
             }
-            self.write_commit(
-                &sid,
-                &CommitPayload {
-                    digest: digest.clone(),
-                    size: data.len() as u64,
-                    repo: repo.to_string(),
-                    media_type: media_type.to_string(),
-                },
-            )
-        })();
-        if let Err(e) = result {
-            if !extents.is_empty() {
-                // The records that did land will never be part of a blob.
-                let _ = self.submit(Op::Discard {
-                    session: None,
-                    extents,
-                });
-            }
-            return Err(e);
+            off += chunk.len() as u64;
         }
         Ok(extents)
     }

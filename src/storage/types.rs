@@ -75,6 +75,20 @@ impl fmt::Debug for UploadId {
     }
 }
 
+impl serde::Serialize for UploadId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UploadId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UploadId, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("bad upload id"))
+    }
+}
+
 impl FromStr for UploadId {
     type Err = StorageError;
     fn from_str(s: &str) -> Result<UploadId, StorageError> {

@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::error::StorageError;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op};
-use super::record::CommitPayload;
 use super::store::{expect_blob, Store};
 use super::types::{BlobInfo, UploadId, UploadStatus};
 use crate::oci::digest::{Algorithm, Digest, Hasher};
@@ -72,13 +71,15 @@ impl Store {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        // Not waited for: the session row rides along with the next group commit, before any
-        // of its chunks are recorded (see storage-format.md, "Upload sessions").
-        self.defer(Op::Begin {
+        // Logged now, ahead of the session's chunks; the index row rides along with the next
+        // group commit instead of costing one (storage-format.md, "Upload sessions").
+        let op = Op::Begin {
             id,
             repo: repo.to_string(),
             started_ms,
-        });
+        };
+        self.write_begin(&op)?;
+        self.defer(op);
         let s = Session {
             repo: repo.to_string(),
             started,
@@ -225,40 +226,41 @@ impl Store {
         if s.gone {
             return Err(StorageError::UploadUnknown);
         }
+        let announced = self.inner.group.prepare();
         self.flush_buffer(id, &mut s)?;
         let actual = match (expected.algorithm(), s.hasher.clone()) {
             (Algorithm::Sha256, Some(h)) => h.finish(),
             (alg, _) => self.rehash(Hasher::new(alg), &s.extents)?.finish(),
         };
         if actual != *expected {
+            // The session is gone either way; failing to account its bytes as dead only leaves
+            // them uncounted until a reopen replays the log.
+            drop(announced);
             self.retire(id, &mut s);
-            self.write_abort(id);
-            self.submit(Op::Discard {
+            let extents = std::mem::take(&mut s.extents);
+            if let Err(e) = self.submit(Op::Discard {
                 session: Some(*id),
-                extents: std::mem::take(&mut s.extents),
-            })?;
+                extents,
+            }) {
+                tracing::warn!(error = %e, "could not record a mismatched upload as dead");
+            }
             return Err(StorageError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
             });
         }
-        self.write_commit(
-            id,
-            &CommitPayload {
-                digest: actual,
-                size: s.len,
-                repo: s.repo.clone(),
-                media_type: String::new(),
-            },
-        )?;
-        self.retire(id, &mut s);
-        expect_blob(self.submit(Op::Commit(BlobCommit {
+        // Retired only once the commit is durable, so a failed commit can be retried.
+        let op = Op::Commit(BlobCommit {
             session: Some(*id),
             repo: s.repo.clone(),
-            digest: expected.clone(),
+            digest: actual,
             size: s.len,
-            extents: std::mem::take(&mut s.extents),
-        }))?)
+            extents: s.extents.clone(),
+        });
+        let info = expect_blob(self.submit_announced(op, announced)?)?;
+        self.retire(id, &mut s);
+        s.extents = Vec::new();
+        Ok(info)
     }
 
     fn retire(&self, id: &UploadId, s: &mut Session) {
@@ -278,13 +280,13 @@ impl Store {
     }
 
     fn discard_locked(&self, id: &UploadId, s: &mut Session) -> Result<(), StorageError> {
-        self.retire(id, s);
-        self.write_abort(id);
         self.submit(Op::Discard {
             session: Some(*id),
-            extents: std::mem::take(&mut s.extents),
-        })
-        .map(|_| ())
+            extents: s.extents.clone(),
+        })?;
+        self.retire(id, s);
+        s.extents = Vec::new();
+        Ok(())
     }
 
     /// Aborts every session idle for longer than `upload_max_idle`; returns how many.

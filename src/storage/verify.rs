@@ -83,7 +83,8 @@ impl Store {
             let hit = extents.iter().any(|e| {
                 let (lo, hi) = (
                     e.offset,
-                    e.offset + u64::from(e.len) + rec::TRAILER_LEN as u64,
+                    e.offset
+                        .saturating_add(u64::from(e.len) + rec::TRAILER_LEN as u64),
                 );
                 ends.get(&e.segment).is_none_or(|&end| hi > end)
                     || damaged

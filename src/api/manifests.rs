@@ -1,0 +1,137 @@
+//! Manifest PUT (validated, stored byte for byte, tagged under every `?tag=`), GET/HEAD by tag
+//! or digest with the stored media type whatever `Accept` says, and DELETE.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::query::Query;
+use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT};
+use crate::api::stream::BodyReader;
+use crate::api::Registry;
+use crate::oci::digest::{Algorithm, Digest};
+use crate::oci::manifest;
+use crate::oci::name::{is_valid_tag, ManifestRef};
+use crate::storage::{ManifestPut, Reference};
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid)
+        .with_detail(format!("manifest larger than {limit} bytes"))
+}
+
+pub async fn put(
+    reg: &Registry,
+    name: String,
+    reference: ManifestRef,
+    query: &Query,
+    req: Request<Incoming>,
+) -> ApiResult<Reply> {
+    let limit = reg.limits().max_manifest_bytes;
+    let headers = req.headers();
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    let mut tags = Vec::new();
+    let algorithm = match &reference {
+        ManifestRef::Tag(tag) => {
+            tags.push(tag.clone());
+            Algorithm::Sha256
+        }
+        ManifestRef::Digest(d) => d.algorithm(),
+    };
+    for tag in query.all("tag") {
+        if !is_valid_tag(tag) {
+            return Err(ApiError::bad_request(
+                ErrorCode::ManifestInvalid,
+                format!("invalid tag {tag:?}"),
+            ));
+        }
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+
+    let mut reader = BodyReader::new(reg, req.into_body(), limit);
+    let body = reader
+        .read_all(limit)
+        .await?
+        .ok_or_else(|| too_large(limit))?;
+    let digest = Digest::of(algorithm, &body);
+    if let ManifestRef::Digest(expected) = &reference {
+        if *expected != digest {
+            return Err(ApiError::bad_request(
+                ErrorCode::DigestInvalid,
+                format!("body digest is {digest}, not {expected}"),
+            ));
+        }
+    }
+    let parsed = manifest::parse(&body, content_type.as_deref())?;
+    let subject = parsed.subject.clone();
+    let put = ManifestPut {
+        digest: digest.clone(),
+        media_type: parsed.media_type,
+        body: body.to_vec(),
+        tags,
+        references: parsed.references,
+        subject: parsed.subject,
+        artifact_type: parsed.artifact_type,
+        annotations: parsed.annotations,
+    };
+    let n = name.clone();
+    reg.blocking(move |s| s.put_manifest(&n, &put)).await?;
+    let mut reply = Reply::new(StatusCode::CREATED)
+        .location(format!("/v2/{name}/manifests/{digest}"))
+        .header(CONTENT_DIGEST, &digest);
+    if let Some(subject) = subject {
+        reply = reply.header(OCI_SUBJECT, subject);
+    }
+    Ok(reply)
+}
+
+pub async fn get(
+    reg: &Registry,
+    name: String,
+    reference: ManifestRef,
+    head: bool,
+) -> ApiResult<Reply> {
+    let r = to_store_ref(reference);
+    let stored = reg
+        .blocking(move |s| s.get_manifest(&name, &r))
+        .await?
+        .ok_or_else(|| ApiError::not_found(ErrorCode::ManifestUnknown))?;
+    let reply = Reply::new(StatusCode::OK)
+        .header(CONTENT_TYPE, &stored.media_type)
+        .header(CONTENT_DIGEST, &stored.digest)
+        .header(ETAG, format!("\"{}\"", stored.digest))
+        .content_length(stored.body.len() as u64);
+    Ok(if head { reply } else { reply.body(stored.body) })
+}
+
+pub async fn delete(reg: &Registry, name: String, reference: ManifestRef) -> ApiResult<Reply> {
+    let deleted = match reference {
+        ManifestRef::Digest(d) => reg.blocking(move |s| s.delete_manifest(&name, &d)).await?,
+        ManifestRef::Tag(t) => reg.blocking(move |s| s.delete_tag(&name, &t)).await?,
+    };
+    if deleted {
+        Ok(Reply::new(StatusCode::ACCEPTED))
+    } else {
+        Err(ApiError::not_found(ErrorCode::ManifestUnknown))
+    }
+}
+
+fn to_store_ref(reference: ManifestRef) -> Reference {
+    match reference {
+        ManifestRef::Tag(t) => Reference::Tag(t),
+        ManifestRef::Digest(d) => Reference::Digest(d),
+    }
+}

@@ -1,0 +1,213 @@
+//! The distribution API: one `Registry` value answers every request by parsing it into a
+//! `Route`, calling the store off the async threads, and shaping the OCI response.
+//!
+//! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
+//! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
+//! frame by frame), and one handler module per area: `blobs`, `uploads`, `manifests`,
+//! `listing` (tags and catalog), `referrers`.
+
+mod blobs;
+pub mod body;
+pub mod error;
+mod listing;
+mod manifests;
+pub mod query;
+mod referrers;
+mod reply;
+pub mod route;
+mod stream;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::metrics::Metrics;
+use crate::storage::{StorageError, Store};
+pub use body::ResponseBody;
+pub use error::{ApiError, ApiResult, ErrorCode};
+use query::Query;
+use reply::Reply;
+use route::Route;
+
+/// Largest manifest accepted, as distribution and containers/image agree.
+pub const DEFAULT_MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// Tunables of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_manifest_bytes: usize,
+    /// A request body that sends nothing for this long is abandoned; a body that keeps flowing
+    /// may take as long as it needs.
+    pub body_idle_timeout: Duration,
+    /// Request bytes gathered before one store append (bounds memory per upload).
+    pub append_batch_bytes: usize,
+    /// Bodies up to this size with `?digest=` are buffered and stored in one call.
+    pub monolithic_buffer_bytes: usize,
+    /// Page size of `/v2/_catalog` when the client gives no `n`, and the largest `n` honoured.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
+            body_idle_timeout: Duration::from_secs(120),
+            append_batch_bytes: 1 << 20,
+            monolithic_buffer_bytes: 1 << 20,
+            max_page: 10_000,
+        }
+    }
+}
+
+/// The registry service; cheap to clone (one per connection).
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+}
+
+impl Registry {
+    pub fn new(store: Store, metrics: Arc<Metrics>, limits: Limits) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                store,
+                metrics,
+                limits,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Runs a blocking store call without stalling the async worker threads.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = self.inner.store.clone();
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            Ok(tokio::task::block_in_place(|| f(&store))?)
+        } else {
+            Ok(tokio::task::spawn_blocking(move || f(&store)).await??)
+        }
+    }
+
+    /// Answers one request; never fails and never panics on client input.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (kind, result) = match Route::parse(&path) {
+            Ok(Some(route)) => {
+                let kind = route.kind();
+                (kind, self.dispatch(route, req).await)
+            }
+            Ok(None) => ("unknown", Err(ApiError::not_found(ErrorCode::Unsupported))),
+            Err(e) => ("invalid", Err(e)),
+        };
+        let reply = result.unwrap_or_else(Reply::error);
+        let response = reply.into_response(&method);
+        let status = response.status();
+        let bytes_out = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        let elapsed = started.elapsed();
+        self.inner
+            .metrics
+            .record(kind, status.as_u16(), bytes_out, elapsed);
+        tracing::info!(
+            target: "berth::access",
+            method = %method,
+            path = %path,
+            status = status.as_u16(),
+            bytes_out,
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            "request"
+        );
+        response
+    }
+
+    async fn dispatch(&self, route: Route, req: Request<Incoming>) -> ApiResult<Reply> {
+        let query = Query::parse(req.uri().query());
+        let method = req.method().clone();
+        match (route, method) {
+            (Route::Base, Method::GET | Method::HEAD) => {
+                Ok(Reply::new(StatusCode::OK).json(b"{}".to_vec()))
+            }
+            (Route::Health, Method::GET | Method::HEAD) => Ok(Reply::new(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .body(b"ok\n".to_vec())),
+            (Route::Metrics, Method::GET) => {
+                let text = self.inner.metrics.render(&self.inner.store);
+                Ok(Reply::new(StatusCode::OK)
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )
+                    .body(text.into_bytes()))
+            }
+            (Route::Catalog, Method::GET) => listing::catalog(self, &query).await,
+            (Route::Tags { name }, Method::GET) => listing::tags(self, name, &query).await,
+            (Route::Manifest { name, reference }, Method::GET) => {
+                manifests::get(self, name, reference, false).await
+            }
+            (Route::Manifest { name, reference }, Method::HEAD) => {
+                manifests::get(self, name, reference, true).await
+            }
+            (Route::Manifest { name, reference }, Method::PUT) => {
+                manifests::put(self, name, reference, &query, req).await
+            }
+            (Route::Manifest { name, reference }, Method::DELETE) => {
+                manifests::delete(self, name, reference).await
+            }
+            (Route::Blob { name, digest }, Method::GET) => {
+                blobs::get(self, name, digest, req.headers(), false).await
+            }
+            (Route::Blob { name, digest }, Method::HEAD) => {
+                blobs::get(self, name, digest, req.headers(), true).await
+            }
+            (Route::Blob { name, digest }, Method::DELETE) => {
+                blobs::delete(self, name, digest).await
+            }
+            (Route::UploadStart { name }, Method::POST) => {
+                uploads::start(self, name, &query, req).await
+            }
+            (Route::Upload { name, id }, Method::GET) => uploads::status(self, name, id).await,
+            (Route::Upload { name, id }, Method::PATCH) => {
+                uploads::patch(self, name, id, req).await
+            }
+            (Route::Upload { name, id }, Method::PUT) => {
+                uploads::finish(self, name, id, &query, req).await
+            }
+            (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(self, name, id).await,
+            (Route::Referrers { name, digest }, Method::GET) => {
+                referrers::list(self, name, digest, &query).await
+            }
+            (_, _) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Unsupported,
+            )),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Query-string decoding (`application/x-www-form-urlencoded`). Unknown parameters are kept
+//! but never looked at, so containerd's mirror `?ns=docker.io` passes through.
+
+/// Decoded query parameters in request order; a key may repeat (`?tag=a&tag=b`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Query {
+        let pairs = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k), decode(v))
+            })
+            .collect();
+        Query { pairs }
+    }
+
+    /// First value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Percent-decodes `s` (and `+` as space). Malformed escapes are kept literally; invalid UTF-8
+/// is replaced, which then fails whatever grammar the value must match.
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes a query value (for `Link` headers); names and tags only need `:` and `+`
+/// left alone, but everything outside the unreserved set is escaped to stay safe.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_and_repeats() {
+        let q = Query::parse(Some(
+            "digest=sha256%3Aab&tag=a&tag=b&ns=docker.io&flag&x=%zz%",
+        ));
+        assert_eq!(q.get("digest"), Some("sha256:ab"));
+        assert_eq!(q.all("tag").collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(q.get("flag"), Some(""));
+        assert_eq!(q.get("x"), Some("%zz%"));
+        assert_eq!(q.get("missing"), None);
+        assert_eq!(Query::parse(None), Query::default());
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let s = "a/b:c d+e";
+        assert_eq!(decode(&encode(s)), s);
+    }
+}

@@ -1,0 +1,108 @@
+//! Request bodies read frame by frame into bounded batches, so an upload of any size holds at
+//! most one batch (plus the one being appended) in memory. A body may take as long as it likes
+//! while bytes keep arriving; only silence longer than the idle timeout ends it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::Registry;
+use crate::metrics::Metrics;
+
+pub struct BodyReader {
+    body: Incoming,
+    metrics: Arc<Metrics>,
+    idle: Duration,
+    batch: usize,
+    buf: BytesMut,
+    done: bool,
+}
+
+impl BodyReader {
+    /// `batch` is the size of the batches `next_batch` returns.
+    pub fn new(reg: &Registry, body: Incoming, batch: usize) -> BodyReader {
+        BodyReader {
+            body,
+            metrics: reg.metrics().clone(),
+            idle: reg.limits().body_idle_timeout,
+            batch: batch.max(1),
+            buf: BytesMut::new(),
+            done: false,
+        }
+    }
+
+    /// The next batch of at least `batch` bytes (fewer at the end), or `None` once the body is
+    /// exhausted. A frame that alone fills a batch is passed on without copying.
+    pub async fn next_batch(&mut self) -> ApiResult<Option<Bytes>> {
+        while !self.done && self.buf.len() < self.batch {
+            match self.next_data().await? {
+                Some(data) if self.buf.is_empty() && data.len() >= self.batch => {
+                    return Ok(Some(data));
+                }
+                Some(data) => {
+                    if self.buf.capacity() == 0 {
+                        self.buf.reserve(self.batch);
+                    }
+                    self.buf.extend_from_slice(&data);
+                }
+                None => self.done = true,
+            }
+        }
+        if self.buf.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(self.buf.split().freeze()))
+        }
+    }
+
+    /// Bytes read but not yet handed out (what arrived before a failure).
+    pub fn take_buffered(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+
+    /// Reads the whole body, refusing it as soon as it grows past `limit`.
+    pub async fn read_all(&mut self, limit: usize) -> ApiResult<Option<Bytes>> {
+        let mut all = BytesMut::new();
+        while let Some(data) = self.next_data().await? {
+            if all.len() + data.len() > limit {
+                return Ok(None);
+            }
+            all.extend_from_slice(&data);
+        }
+        self.done = true;
+        Ok(Some(all.freeze()))
+    }
+
+    async fn next_data(&mut self) -> ApiResult<Option<Bytes>> {
+        loop {
+            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorCode::BlobUploadInvalid,
+                    )
+                    .with_detail("request body stalled"))
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(ApiError::bad_request(
+                        ErrorCode::BlobUploadInvalid,
+                        format!("reading request body: {e}"),
+                    ))
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                if !data.is_empty() {
+                    self.metrics.add_bytes_in(data.len() as u64);
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}

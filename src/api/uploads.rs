@@ -1,0 +1,373 @@
+//! Blob uploads: start (plain, monolithic `?digest=`, cross-repo mount), PATCH chunks (with
+//! `Content-Range` or streamed without a length), PUT to finish, status and cancel.
+//!
+//! Bodies go to the store batch by batch as they arrive; the next batch is read from the
+//! socket while the previous one is being appended.
+
+use std::str::FromStr;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use hyper::body::Incoming;
+
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::query::Query;
+use crate::api::reply::{Reply, CONTENT_DIGEST, UPLOAD_UUID};
+use crate::api::stream::BodyReader;
+use crate::api::Registry;
+use crate::oci::digest::Digest;
+use crate::oci::name::{is_valid_name, parse_digest};
+use crate::storage::{StorageError, UploadId};
+
+/// POST `/v2/<name>/blobs/uploads/`.
+pub async fn start(
+    reg: &Registry,
+    name: String,
+    query: &Query,
+    req: Request<Incoming>,
+) -> ApiResult<Reply> {
+    if let Some(mount) = query.get("mount") {
+        let digest = parse_digest(mount)?;
+        let from = query.get("from").map(str::to_owned);
+        if let Some(from) = &from {
+            if !is_valid_name(from) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::NameInvalid,
+                    "invalid from",
+                ));
+            }
+        }
+        let (n, d) = (name.clone(), digest.clone());
+        let mounted = reg
+            .blocking(move |s| match from {
+                Some(from) if !s.repo_has_blob(&from, &d)? => Ok(false),
+                _ => s.link_blob(&n, &d),
+            })
+            .await?;
+        if mounted {
+            return Ok(blob_created(&name, &digest));
+        }
+        // Fallback: an ordinary session, as the spec requires when mounting is not possible.
+    } else if let Some(digest) = query.get("digest") {
+        let digest = parse_digest(digest)?;
+        return monolithic(reg, name, digest, req).await;
+    }
+    let n = name.clone();
+    let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
+    Ok(session_reply(
+        StatusCode::ACCEPTED,
+        &name,
+        &id.to_string(),
+        0,
+    ))
+}
+
+/// POST with `?digest=`: small bodies are stored in one call, large ones stream through a
+/// session that is removed again if anything fails.
+async fn monolithic(
+    reg: &Registry,
+    name: String,
+    digest: Digest,
+    req: Request<Incoming>,
+) -> ApiResult<Reply> {
+    let limits = reg.limits();
+    let mut reader = BodyReader::new(
+        reg,
+        req.into_body(),
+        limits
+            .monolithic_buffer_bytes
+            .max(limits.append_batch_bytes),
+    );
+    let first = reader.next_batch().await?.unwrap_or_default();
+    let second = if first.len() >= limits.monolithic_buffer_bytes {
+        reader.next_batch().await?
+    } else {
+        None
+    };
+    let Some(second) = second else {
+        let (n, d) = (name.clone(), digest.clone());
+        reg.blocking(move |s| s.put_blob(&n, &d, &first)).await?;
+        return Ok(blob_created(&name, &digest));
+    };
+    let n = name.clone();
+    let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
+    let result = async {
+        let mut pipe = Appender::new(reg, id, 0);
+        pipe.push(first).await?;
+        pipe.push(second).await?;
+        while let Some(batch) = reader.next_batch().await? {
+            pipe.push(batch).await?;
+        }
+        pipe.finish().await?;
+        let (i, d) = (id, digest.clone());
+        reg.blocking(move |s| s.commit(&i, &d)).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(blob_created(&name, &digest)),
+        Err(e) => {
+            // Best effort: the session may already be gone (digest mismatch consumes it).
+            let _ = reg.blocking(move |s| s.abort(&id)).await;
+            Err(e)
+        }
+    }
+}
+
+/// GET `/v2/<name>/blobs/uploads/<id>`.
+pub async fn status(reg: &Registry, name: String, id: String) -> ApiResult<Reply> {
+    let (id, offset) = session(reg, &name, &id).await?;
+    Ok(session_reply(
+        StatusCode::NO_CONTENT,
+        &name,
+        &id.to_string(),
+        offset,
+    ))
+}
+
+/// PATCH `/v2/<name>/blobs/uploads/<id>`: one chunk, at the offset given by `Content-Range`
+/// or at the current end when the client streams without one.
+pub async fn patch(
+    reg: &Registry,
+    name: String,
+    id_text: String,
+    req: Request<Incoming>,
+) -> ApiResult<Reply> {
+    let (id, offset) = session(reg, &name, &id_text).await?;
+    let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
+    let end = stream_chunk(reg, &id, offset, declared, req.into_body()).await?;
+    Ok(session_reply(StatusCode::ACCEPTED, &name, &id_text, end))
+}
+
+/// PUT `/v2/<name>/blobs/uploads/<id>?digest=`: an optional last chunk, then the commit.
+pub async fn finish(
+    reg: &Registry,
+    name: String,
+    id_text: String,
+    query: &Query,
+    req: Request<Incoming>,
+) -> ApiResult<Reply> {
+    let digest = match query.get("digest") {
+        Some(d) => parse_digest(d)?,
+        None => {
+            return Err(ApiError::bad_request(
+                ErrorCode::DigestInvalid,
+                "digest missing",
+            ))
+        }
+    };
+    let (id, offset) = session(reg, &name, &id_text).await?;
+    let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
+    stream_chunk(reg, &id, offset, declared, req.into_body()).await?;
+    let d = digest.clone();
+    reg.blocking(move |s| s.commit(&id, &d)).await?;
+    Ok(blob_created(&name, &digest))
+}
+
+/// DELETE `/v2/<name>/blobs/uploads/<id>`.
+pub async fn cancel(reg: &Registry, name: String, id_text: String) -> ApiResult<Reply> {
+    let (id, _) = session(reg, &name, &id_text).await?;
+    reg.blocking(move |s| s.abort(&id)).await?;
+    Ok(Reply::new(StatusCode::NO_CONTENT))
+}
+
+/// Looks up a session that must belong to `name`; returns its id and current length.
+async fn session(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u64)> {
+    let unknown = || ApiError::not_found(ErrorCode::BlobUploadUnknown);
+    let id = UploadId::from_str(id).map_err(|_| unknown())?;
+    let i = id;
+    let status = reg.blocking(move |s| s.status(&i)).await?;
+    if status.repo != name {
+        return Err(unknown());
+    }
+    Ok((id, status.offset))
+}
+
+/// Reads `Content-Range` (and `Content-Length`) of a chunk. Returns the chunk's declared
+/// length, if any. A chunk that does not start at the session's end is a 416 that leaves the
+/// session untouched and tells the client where to resume.
+fn chunk_range(headers: &HeaderMap, offset: u64, name: &str, id: &str) -> ApiResult<Option<u64>> {
+    let length = match headers.get(CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(ErrorCode::SizeInvalid, "bad Content-Length")
+                })?,
+        ),
+    };
+    let Some(range) = headers.get(CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let (start, end) = range
+        .to_str()
+        .ok()
+        .and_then(parse_content_range)
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::BlobUploadInvalid, "bad Content-Range"))?;
+    if start != offset {
+        let location = HeaderValue::from_str(&format!("/v2/{name}/blobs/uploads/{id}"))
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+        )
+        .with_detail(format!("chunk must start at offset {offset}"))
+        .with_header(RANGE, range_value(offset))
+        .with_header(http::header::LOCATION, location));
+    }
+    let declared = (end - start)
+        .checked_add(1)
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::BlobUploadInvalid, "bad Content-Range"))?;
+    if length.is_some_and(|l| l != declared) {
+        return Err(ApiError::bad_request(
+            ErrorCode::SizeInvalid,
+            "Content-Length does not match Content-Range",
+        ));
+    }
+    Ok(Some(declared))
+}
+
+/// `<start>-<end>` (inclusive), optionally as `bytes <start>-<end>/<total>` or `bytes=…`.
+fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let v = value.trim();
+    let v = v
+        .strip_prefix("bytes=")
+        .or_else(|| v.strip_prefix("bytes "))
+        .unwrap_or(v);
+    let v = v.split('/').next()?;
+    let (a, b) = v.split_once('-')?;
+    let (start, end) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
+    (end >= start).then_some((start, end))
+}
+
+/// Streams a request body into the session from `offset`; returns the new length. A body
+/// longer than its declared `Content-Range` is cut off with an error.
+async fn stream_chunk(
+    reg: &Registry,
+    id: &UploadId,
+    offset: u64,
+    declared: Option<u64>,
+    body: Incoming,
+) -> ApiResult<u64> {
+    let limits = reg.limits();
+    let mut reader = BodyReader::new(reg, body, limits.append_batch_bytes);
+    let mut pipe = Appender::new(reg, *id, offset);
+    let too_long =
+        |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
+    let streamed = async {
+        while let Some(batch) = reader.next_batch().await? {
+            if too_long(pipe.planned - offset, batch.len()) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::SizeInvalid,
+                    "chunk longer than its Content-Range",
+                ));
+            }
+            pipe.push(batch).await?;
+        }
+        Ok(())
+    }
+    .await;
+    // A body cut short (client gone, stalled) keeps what arrived, so the client can resume
+    // from the offset a status request reports.
+    if streamed.is_err() {
+        if let Some(rest) = reader.take_buffered() {
+            if !too_long(pipe.planned - offset, rest.len()) {
+                let _ = pipe.push(rest).await;
+            }
+        }
+    }
+    // Whatever happened, the append in flight must land before the reply goes out.
+    let end = pipe.finish().await;
+    streamed?;
+    let end = end?;
+    if declared.is_some_and(|d| end.saturating_sub(offset) != d) {
+        return Err(ApiError::bad_request(
+            ErrorCode::SizeInvalid,
+            "chunk shorter than its Content-Range",
+        ));
+    }
+    Ok(end)
+}
+
+/// Appends batches to a session with at most one append in flight, so reading the next batch
+/// overlaps with writing the previous one.
+struct Appender<'a> {
+    reg: &'a Registry,
+    id: UploadId,
+    planned: u64,
+    done: u64,
+    in_flight: Option<tokio::task::JoinHandle<Result<u64, StorageError>>>,
+}
+
+impl<'a> Appender<'a> {
+    fn new(reg: &'a Registry, id: UploadId, offset: u64) -> Appender<'a> {
+        Appender {
+            reg,
+            id,
+            planned: offset,
+            done: offset,
+            in_flight: None,
+        }
+    }
+
+    async fn push(&mut self, batch: Bytes) -> ApiResult<()> {
+        self.wait().await?;
+        let store = self.reg.store().clone();
+        let (id, at) = (self.id, self.planned);
+        self.planned += batch.len() as u64;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            store.append(&id, at, &batch)
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> ApiResult<()> {
+        if let Some(handle) = self.in_flight.take() {
+            self.done = handle.await??;
+        }
+        Ok(())
+    }
+
+    /// Waits for the last append; returns the session's length.
+    async fn finish(&mut self) -> ApiResult<u64> {
+        self.wait().await?;
+        Ok(self.done)
+    }
+}
+
+fn range_value(length: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("0-{}", length.saturating_sub(1)))
+        .unwrap_or(HeaderValue::from_static("0-0"))
+}
+
+/// The headers of every upload step: where to continue, the session id, and the bytes held
+/// (`0-0` for an empty session, as distribution answers and docker expects).
+fn session_reply(status: StatusCode, name: &str, id: &str, length: u64) -> Reply {
+    Reply::new(status)
+        .location(format!("/v2/{name}/blobs/uploads/{id}"))
+        .header(UPLOAD_UUID, id)
+        .header(RANGE, range_value(length).to_str().unwrap_or("0-0"))
+}
+
+fn blob_created(name: &str, digest: &Digest) -> Reply {
+    Reply::new(StatusCode::CREATED)
+        .location(format!("/v2/{name}/blobs/{digest}"))
+        .header(CONTENT_DIGEST, digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-9"), Some((0, 9)));
+        assert_eq!(parse_content_range("bytes 10-19/100"), Some((10, 19)));
+        assert_eq!(parse_content_range("bytes=5-5"), Some((5, 5)));
+        assert_eq!(parse_content_range("9-0"), None);
+        assert_eq!(parse_content_range("x-1"), None);
+        assert_eq!(parse_content_range(""), None);
+    }
+}

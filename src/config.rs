@@ -1,0 +1,292 @@
+//! Settings of `berth serve`: command-line flags, their `BERTH_*` environment variables and an
+//! optional TOML file, resolved in that order of precedence over the embedded defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::api::Limits;
+use crate::storage::StoreOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "An embedded OCI registry")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `berth serve`. Every one is optional so that a value from the TOML file is only
+/// overridden by a flag or variable that was actually given.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys spelled like the flags).
+    #[arg(long, env = "BERTH_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA")]
+    pub data: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Log line format [default: text].
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Seconds a client may take to send request headers [default: 30].
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds of silence after which a connection or a request body is dropped [default: 120].
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds in-flight requests get to finish on shutdown [default: 30].
+    #[arg(long, env = "BERTH_GRACE_PERIOD")]
+    pub grace_period: Option<u64>,
+    /// Largest request head in bytes [default: 65536].
+    #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Upload sessions open at once [default: 1024].
+    #[arg(long, env = "BERTH_MAX_UPLOADS")]
+    pub max_uploads: Option<usize>,
+    /// Largest manifest in bytes [default: 4194304].
+    #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
+    pub max_manifest_bytes: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Fills every unset field from `other`.
+    fn or(self, other: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config.or(other.config),
+            listen: self.listen.or(other.listen),
+            data: self.data.or(other.data),
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
+            log_format: self.log_format.or(other.log_format),
+            header_read_timeout: self.header_read_timeout.or(other.header_read_timeout),
+            idle_timeout: self.idle_timeout.or(other.idle_timeout),
+            grace_period: self.grace_period.or(other.grace_period),
+            max_header_bytes: self.max_header_bytes.or(other.max_header_bytes),
+            max_uploads: self.max_uploads.or(other.max_uploads),
+            max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("--tls-cert and --tls-key must be given together")]
+    TlsPair,
+}
+
+/// Certificate and key files for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Connection handling of the server loop.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub grace_period: Duration,
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> ServerSettings {
+        ServerSettings {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            grace_period: Duration::from_secs(30),
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Everything `berth serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub log_format: LogFormat,
+    pub server: ServerSettings,
+    pub limits: Limits,
+    pub store: StoreOptions,
+}
+
+impl Config {
+    /// The embedded default: plain HTTP on 127.0.0.1:5000, data in ./berth-data.
+    pub fn with_data(data: &Path) -> Config {
+        Config {
+            listen: "127.0.0.1:5000".to_owned(),
+            data: data.to_owned(),
+            tls: None,
+            log_format: LogFormat::Text,
+            server: ServerSettings::default(),
+            limits: Limits::default(),
+            store: StoreOptions::default(),
+        }
+    }
+
+    /// Resolves flags (already merged with the environment by clap) over the TOML file named
+    /// by `--config`, over the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
+        let args = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let file: ServeArgs =
+                    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?;
+                args.or(file)
+            }
+            None => args,
+        };
+        let mut config = Config::with_data(Path::new("berth-data"));
+        if let Some(listen) = args.listen {
+            config.listen = listen;
+        }
+        if let Some(data) = args.data {
+            config.data = data;
+        }
+        config.tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
+        if let Some(f) = args.log_format {
+            config.log_format = f;
+        }
+        let s = &mut config.server;
+        if let Some(v) = args.header_read_timeout {
+            s.header_read_timeout = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = args.idle_timeout {
+            s.idle_timeout = Duration::from_secs(v.max(1));
+            config.limits.body_idle_timeout = s.idle_timeout;
+        }
+        if let Some(v) = args.grace_period {
+            s.grace_period = Duration::from_secs(v);
+        }
+        if let Some(v) = args.max_header_bytes {
+            s.max_header_bytes = v.max(8192);
+        }
+        if let Some(v) = args.max_uploads {
+            config.store.max_open_uploads = v;
+        }
+        if let Some(v) = args.max_manifest_bytes {
+            config.limits.max_manifest_bytes = v;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_registry() {
+        let c = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:5000");
+        assert_eq!(c.data, PathBuf::from("berth-data"));
+        assert_eq!(c.tls, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            data: Some("/flag".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6000");
+        assert_eq!(c.data, PathBuf::from("/flag"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.store.max_open_uploads, 7);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_half_tls_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "listne = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            Config::resolve(args),
+            Err(ConfigError::Parse { .. })
+        ));
+        let args = ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(Config::resolve(args), Err(ConfigError::TlsPair)));
+    }
+
+    #[test]
+    fn command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(args.log_format, Some(LogFormat::Json));
+    }
+}

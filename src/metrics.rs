@@ -1,0 +1,156 @@
+//! Counters behind `/metrics`, rendered in the Prometheus text format. Request counters are
+//! updated once per request; store gauges are read at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::storage::Store;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Cumulative bucket counts are derived at render time; each slot counts its own bucket.
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Request body bytes, counted as they are read (chunked bodies have no length up front).
+    pub fn add_bytes_in(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn record(&self, route: &'static str, status: u16, bytes_out: u64, took: Duration) {
+        if let Ok(mut map) = self.requests.lock() {
+            *map.entry((route, status)).or_default() += 1;
+        }
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        self.latency[slot].fetch_add(1, Ordering::Relaxed);
+        self.latency_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Requests counted so far for one route and status (for tests and health checks).
+    pub fn requests(&self, route: &str, status: u16) -> u64 {
+        self.requests
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|((r, s), _)| *r == route && *s == status)
+                    .map(|(_, c)| *c)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn render(&self, store: &Store) -> String {
+        let mut out = String::new();
+        let _ = self.render_into(&mut out, store);
+        out
+    }
+
+    fn render_into(&self, out: &mut String, store: &Store) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP berth_http_requests_total HTTP requests by route and status."
+        )?;
+        writeln!(out, "# TYPE berth_http_requests_total counter")?;
+        if let Ok(map) = self.requests.lock() {
+            for ((route, status), count) in map.iter() {
+                writeln!(
+                    out,
+                    "berth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                )?;
+            }
+        }
+        counter(
+            out,
+            "berth_http_request_bytes_total",
+            "Request body bytes received.",
+            self.bytes_in.load(Ordering::Relaxed),
+        )?;
+        counter(
+            out,
+            "berth_http_response_bytes_total",
+            "Response body bytes sent.",
+            self.bytes_out.load(Ordering::Relaxed),
+        )?;
+
+        writeln!(
+            out,
+            "# HELP berth_http_request_duration_seconds Time to answer a request (headers)."
+        )?;
+        writeln!(out, "# TYPE berth_http_request_duration_seconds histogram")?;
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.latency[i].load(Ordering::Relaxed);
+            writeln!(
+                out,
+                "berth_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            )?;
+        }
+        cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
+        writeln!(
+            out,
+            "berth_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        )?;
+        let sum = self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        writeln!(out, "berth_http_request_duration_seconds_sum {sum}")?;
+        writeln!(
+            out,
+            "berth_http_request_duration_seconds_count {cumulative}"
+        )?;
+
+        let space = store.space();
+        gauge(
+            out,
+            "berth_upload_sessions_open",
+            "Upload sessions in progress.",
+            store.open_uploads() as u64,
+        )?;
+        gauge(
+            out,
+            "berth_store_live_bytes",
+            "Bytes of segment data still referenced.",
+            space.live_bytes,
+        )?;
+        gauge(
+            out,
+            "berth_store_dead_bytes",
+            "Bytes of segment data awaiting reclamation.",
+            space.dead_bytes,
+        )?;
+        Ok(())
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} counter")?;
+    writeln!(out, "{name} {value}")
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} gauge")?;
+    writeln!(out, "{name} {value}")
+}

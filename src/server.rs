@@ -1,0 +1,273 @@
+//! The server loop: accepts connections on a bound listener (plain or rustls TLS with ALPN
+//! h2/http1.1), serves each with hyper, and shuts down gracefully when told to.
+//!
+//! Timeouts: request heads must arrive within the header-read timeout; a connection with no
+//! request in flight and no bytes moving for the idle timeout is closed; a request body is
+//! never capped in duration, only in silence (see `api::stream`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::Registry;
+use crate::config::{Config, ServerSettings};
+use crate::metrics::Metrics;
+use crate::storage::{StorageError, Store};
+
+mod activity;
+pub mod tls;
+
+use activity::{Activity, Clock};
+
+/// How often abandoned upload sessions are looked for.
+const RECLAIM_EVERY: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Opens the store named by `config`, serves `listener` until `shutdown` resolves, lets
+/// in-flight requests finish within the grace period, then closes the store.
+pub async fn run<F>(listener: TcpListener, shutdown: F, config: Config) -> Result<(), ServerError>
+where
+    F: Future<Output = ()>,
+{
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let (data, options) = (config.data.clone(), config.store.clone());
+    let store = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&data)?;
+        Store::open(&data, options).map_err(ServerError::from)
+    })
+    .await??;
+    let registry = Registry::new(
+        store.clone(),
+        Arc::new(Metrics::new()),
+        config.limits.clone(),
+    );
+    let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
+    serve(listener, shutdown, registry, &config.server, tls).await;
+    reaper.abort();
+    tokio::task::spawn_blocking(move || store.close()).await??;
+    tracing::info!("store closed");
+    Ok(())
+}
+
+async fn reclaim_idle_uploads(store: Store) {
+    let mut tick = tokio::time::interval(RECLAIM_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.reclaim_idle_uploads()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(sessions = n, "reclaimed idle upload sessions"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reclaiming idle uploads failed"),
+            Err(e) => tracing::warn!(error = %e, "reclaim task failed"),
+        }
+    }
+}
+
+/// Serves connections until `shutdown` resolves, then stops accepting and waits up to the
+/// grace period for open connections to finish their requests.
+pub async fn serve<F>(
+    listener: TcpListener,
+    shutdown: F,
+    registry: Registry,
+    settings: &ServerSettings,
+    tls: Option<TlsAcceptor>,
+) where
+    F: Future<Output = ()>,
+{
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let (registry, settings) = (registry.clone(), settings.clone());
+                    let (tls, closing) = (tls.clone(), closing_rx.clone());
+                    connections.spawn(async move {
+                        match tls {
+                            None => connection(tcp, registry, settings, closing, false).await,
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(tcp);
+                                match tokio::time::timeout(settings.header_read_timeout, handshake).await {
+                                    Ok(Ok(stream)) => {
+                                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                        connection(stream, registry, settings, closing, h2).await
+                                    }
+                                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        open = connections.len(),
+        "shutting down: no longer accepting"
+    );
+    let _ = closing_tx.send(true);
+    let drained = tokio::time::timeout(settings.grace_period, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "grace period over: dropping remaining connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Serves one connection over HTTP/1.1, or HTTP/2 when ALPN chose it.
+async fn connection<IO>(
+    io: IO,
+    registry: Registry,
+    settings: ServerSettings,
+    mut closing: watch::Receiver<bool>,
+    h2: bool,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let clock = Clock::new();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let io = TokioIo::new(Activity::new(io, clock.clone()));
+    let counter = in_flight.clone();
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let registry = registry.clone();
+        let guard = InFlight::enter(counter.clone());
+        async move {
+            let response = registry.handle(req).await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let idle = settings.idle_timeout;
+    let watchdog = async {
+        loop {
+            let quiet = clock.quiet_for();
+            if quiet >= idle && in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::time::sleep(idle.saturating_sub(quiet).max(Duration::from_millis(100))).await;
+        }
+    };
+    tokio::pin!(watchdog);
+    if h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+            // Large layer pushes over h2 would crawl with the 64 KiB default window.
+            .adaptive_window(true)
+            .max_concurrent_streams(256);
+        // No keep-alive pings: their traffic would hide an idle connection from the watchdog.
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        drive(conn.as_mut(), &mut closing, watchdog, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            .max_header_size(settings.max_header_bytes)
+            .keep_alive(true);
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        drive(conn.as_mut(), &mut closing, watchdog, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+    }
+}
+
+/// Polls a connection to completion, asking it to finish gracefully once the server closes
+/// and dropping it when the idle watchdog fires.
+async fn drive<C, W, G>(
+    mut conn: std::pin::Pin<&mut C>,
+    closing: &mut watch::Receiver<bool>,
+    mut watchdog: std::pin::Pin<&mut W>,
+    graceful: G,
+) where
+    C: Future<Output = Result<(), hyper::Error>>,
+    W: Future<Output = ()>,
+    G: Fn(std::pin::Pin<&mut C>),
+{
+    let mut asked = *closing.borrow();
+    if asked {
+        graceful(conn.as_mut());
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = closing.changed(), if !asked => {
+                asked = true;
+                if changed.is_ok() {
+                    graceful(conn.as_mut());
+                }
+            }
+            () = watchdog.as_mut() => {
+                tracing::debug!("closing idle connection");
+                return;
+            }
+        }
+    }
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

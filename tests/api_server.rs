@@ -1,0 +1,266 @@
+//! The server loop: graceful shutdown with a request in flight, restart over the same data,
+//! header limits and timeouts, bodies that flow longer than the idle timeout, and TLS with ALPN.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{sha256, Body, Server};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn shutdown_lets_an_upload_in_flight_finish_and_data_survives() {
+    let s = Server::start().await;
+    let blob: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    let digest = sha256(&blob);
+    let location = s.start_upload("g").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let addr = s.addr;
+    let put = {
+        let path = format!("{location}?digest={digest}");
+        let s2 = Server::client_only(addr);
+        tokio::spawn(async move { s2.send(Method::PUT, &path, &[], Body::Channel(rx)).await })
+    };
+    let (first, second) = blob.split_at(50_000);
+    tx.send(Bytes::copy_from_slice(first)).await.unwrap();
+    // Wait until the server has read the first half, then begin shutting down.
+    loop {
+        let text = s.get("/metrics").await.text();
+        if text.contains("berth_http_request_bytes_total 50000") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::spawn(s.stop());
+    tx.send(Bytes::copy_from_slice(second)).await.unwrap();
+    drop(tx);
+    let r = put.await.unwrap();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let dir = stopping.await.unwrap();
+    // New connections are refused once the server has stopped.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+
+    let s = Server::start_in(dir, |_| {}).await;
+    let r = s.get(&format!("/v2/g/blobs/{digest}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body[..] == blob[..]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let s = Server::start_with(|c| c.server.max_header_bytes = 8192).await;
+    let big = "x".repeat(20_000);
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let req = format!("GET /v2/ HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tcp.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // The server still answers well-formed requests.
+    assert_eq!(s.get("/v2/").await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed() {
+    let s = Server::start_with(|c| c.server.header_read_timeout = Duration::from_millis(300)).await;
+    // Half a request head, then silence: the server hangs up instead of waiting forever.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "connection was not closed");
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_body_that_keeps_flowing_is_not_cut_off() {
+    let s = Server::start_with(|c| {
+        c.server.idle_timeout = Duration::from_secs(1);
+        c.limits.body_idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let location = s.start_upload("slow").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let client = Server::client_only(s.addr);
+    let patch = tokio::spawn(async move {
+        client
+            .send(Method::PATCH, &location, &[], Body::Channel(rx))
+            .await
+    });
+    // Several idle periods in total, never silent for one.
+    for _ in 0..15 {
+        tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+    let r = patch.await.unwrap();
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.header("range"), "0-149");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_abandoned_and_the_session_kept() {
+    let s = Server::start_with(|c| {
+        c.server.idle_timeout = Duration::from_millis(300);
+        c.limits.body_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let location = s.start_upload("stall").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let client = Server::client_only(s.addr);
+    let path = location.clone();
+    let patch = tokio::spawn(async move {
+        client
+            .send(Method::PATCH, &path, &[], Body::Channel(rx))
+            .await
+    });
+    tx.send(Bytes::from_static(b"abc")).await.unwrap();
+    let r = patch.await.unwrap();
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+    drop(tx);
+    assert_eq!(s.get(&location).await.header("range"), "0-2");
+    s.stop().await;
+}
+
+fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is needed to make a test certificate");
+    assert!(status.success());
+    (cert, key)
+}
+
+async fn tls_client(
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(cert).unwrap();
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn tls_with_alpn_h2_and_http1() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = make_cert(certs.path());
+    let s = Server::start_with(|c| {
+        c.tls = Some(berth::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+    })
+    .await;
+
+    // HTTP/2 chosen through ALPN, TLS 1.3.
+    let tls = tls_client(
+        s.addr,
+        &cert,
+        &[b"h2", b"http/1.1"],
+        &[&rustls::version::TLS13],
+    )
+    .await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("https://localhost:{}/v2/", s.addr.port()))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    // A multi-MiB body streams over h2 (flow control must not stall it).
+    let blob: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let digest = sha256(&blob);
+    let req = Request::post(format!(
+        "https://localhost:{}/v2/h2/blobs/uploads/?digest={digest}",
+        s.addr.port()
+    ))
+    .body(http_body_util::Full::new(Bytes::from(blob.clone())))
+    .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let req = Request::get(format!(
+        "https://localhost:{}/v2/h2/blobs/{digest}",
+        s.addr.port()
+    ))
+    .body(http_body_util::Full::new(Bytes::new()))
+    .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(body[..] == blob[..]);
+
+    // HTTP/1.1 over TLS 1.2 for clients that offer nothing else.
+    let tls = tls_client(s.addr, &cert, &[b"http/1.1"], &[&rustls::version::TLS12]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/v2/_catalog")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"repositories":["h2"]}"#);
+    s.stop().await;
+}

@@ -1,0 +1,285 @@
+//! Upload sessions: chunks with Content-Range, out-of-order chunks, streamed chunked PATCH,
+//! PUT with and without a last chunk, status, cancel, unknown sessions.
+
+mod common;
+
+use common::{sha256, Body, Server};
+use http::{Method, StatusCode};
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn session_headers_and_status() {
+    let s = Server::start().await;
+    let r = s
+        .send(Method::POST, "/v2/u/blobs/uploads/", &[], Body::Empty)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let location = r.header("location").to_owned();
+    let uuid = r.header("docker-upload-uuid").to_owned();
+    assert_eq!(location, format!("/v2/u/blobs/uploads/{uuid}"));
+    assert_eq!(r.header("range"), "0-0");
+    assert_eq!(r.header("content-length"), "0");
+
+    let r = s.get(&location).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.header("range"), "0-0");
+    assert_eq!(r.header("docker-upload-uuid"), uuid);
+    assert_eq!(r.header("location"), location);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn chunks_with_content_range_then_put_without_body() {
+    let s = Server::start().await;
+    let blob = data(3000, 1);
+    let location = s.start_upload("c").await;
+    let mut at = 0;
+    for chunk in blob.chunks(1024) {
+        let range = format!("{at}-{}", at + chunk.len() - 1);
+        let r = s
+            .send(
+                Method::PATCH,
+                &location,
+                &[
+                    ("content-range", &range),
+                    ("content-type", "application/octet-stream"),
+                ],
+                Body::full(chunk.to_vec()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        at += chunk.len();
+        assert_eq!(r.header("range"), format!("0-{}", at - 1));
+        assert_eq!(r.header("location"), location);
+    }
+    let digest = sha256(&blob);
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header("location"), format!("/v2/c/blobs/{digest}"));
+    assert_eq!(r.header("docker-content-digest"), digest.to_string());
+    assert_eq!(
+        &s.get(&format!("/v2/c/blobs/{digest}")).await.body[..],
+        &blob[..]
+    );
+    // The session is gone once committed.
+    let r = s.get(&location).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_order_chunk_is_416_and_keeps_the_session() {
+    let s = Server::start().await;
+    let blob = data(200, 2);
+    let location = s.start_upload("o").await;
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "0-99")],
+            Body::full(blob[..100].to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    // A chunk that skips ahead, and one that repeats the start.
+    for (range, len) in [("150-199", 50), ("0-99", 100)] {
+        let r = s
+            .send(
+                Method::PATCH,
+                &location,
+                &[("content-range", range)],
+                Body::full(vec![0u8; len]),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
+        assert_eq!(r.header("range"), "0-99");
+        assert_eq!(r.header("location"), location);
+    }
+    let r = s.get(&location).await;
+    assert_eq!(r.header("range"), "0-99");
+    // The upload resumes where it stood and completes with the right bytes.
+    let digest = sha256(&blob);
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[("content-range", "100-199")],
+            Body::full(blob[100..].to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(
+        &s.get(&format!("/v2/o/blobs/{digest}")).await.body[..],
+        &blob[..]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn content_range_that_disagrees_with_the_body_is_refused() {
+    let s = Server::start().await;
+    let location = s.start_upload("m").await;
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "0-9")],
+            Body::full(vec![1u8; 5]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "SIZE_INVALID");
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "bogus")],
+            Body::full(vec![1u8; 5]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "BLOB_UPLOAD_INVALID");
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "0-18446744073709551615")],
+            Body::full(vec![1u8; 5]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get(&location).await.header("range"), "0-0");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn streamed_patch_without_length_then_put_with_last_chunk() {
+    let s = Server::start().await;
+    // Larger than one append batch, sent in uneven pieces with chunked transfer encoding.
+    let blob = data((2 << 20) + 12345, 3);
+    let location = s.start_upload("stream/me").await;
+    let (first, rest) = blob.split_at((1 << 20) + 999);
+    let parts: Vec<Vec<u8>> = first.chunks(70_000).map(<[u8]>::to_vec).collect();
+    let r = s
+        .send(Method::PATCH, &location, &[], Body::chunked(parts))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.header("range"), format!("0-{}", first.len() - 1));
+    let digest = sha256(&blob);
+    let parts: Vec<Vec<u8>> = rest.chunks(300_000).map(<[u8]>::to_vec).collect();
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            Body::chunked(parts),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = s.get(&format!("/v2/stream/me/blobs/{digest}")).await;
+    assert!(r.body[..] == blob[..]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn put_with_wrong_digest_fails_and_stores_nothing() {
+    let s = Server::start().await;
+    let location = s.start_upload("w").await;
+    s.send(Method::PATCH, &location, &[], Body::full(b"abc".to_vec()))
+        .await;
+    let wrong = sha256(b"xyz");
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={wrong}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    assert_eq!(
+        s.get(&format!("/v2/w/blobs/{}", sha256(b"abc")))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(&format!("/v2/w/blobs/{wrong}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // PUT without any digest is refused before touching the session.
+    let location = s.start_upload("w").await;
+    let r = s.send(Method::PUT, &location, &[], Body::Empty).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    assert_eq!(s.get(&location).await.status, StatusCode::NO_CONTENT);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_and_unknown_sessions() {
+    let s = Server::start().await;
+    let location = s.start_upload("k").await;
+    s.send(
+        Method::PATCH,
+        &location,
+        &[],
+        Body::full(b"partial".to_vec()),
+    )
+    .await;
+    assert_eq!(s.delete(&location).await.status, StatusCode::NO_CONTENT);
+    for method in [Method::GET, Method::PATCH, Method::DELETE] {
+        let r = s.send(method.clone(), &location, &[], Body::Empty).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(r.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    }
+    let d = sha256(b"");
+    for id in ["0123456789abcdef0123456789abcdef", "not-a-session", "ZZ"] {
+        let r = s
+            .send(
+                Method::PUT,
+                &format!("/v2/k/blobs/uploads/{id}?digest={d}"),
+                &[],
+                Body::Empty,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(r.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    }
+    // A session belongs to the repository that opened it.
+    let location = s.start_upload("mine").await;
+    let id = location.rsplit('/').next().unwrap();
+    let r = s.get(&format!("/v2/theirs/blobs/uploads/{id}")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "BLOB_UPLOAD_UNKNOWN");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn session_limit_is_toomanyrequests() {
+    let s = Server::start_with(|c| c.store.max_open_uploads = 2).await;
+    s.start_upload("l").await;
+    s.start_upload("l").await;
+    let r = s
+        .send(Method::POST, "/v2/l/blobs/uploads/", &[], Body::Empty)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.error_code(), "TOOMANYREQUESTS");
+    s.stop().await;
+}
