@@ -152,14 +152,20 @@ pub struct Config {
 impl Config {
     /// The embedded default: plain HTTP on 127.0.0.1:5000, data in ./berth-data.
     pub fn with_data(data: &Path) -> Config {
+        let store = StoreOptions::default();
+        let limits = Limits {
+            // Appends of whole chunk records are written by the store without a copy.
+            append_batch_bytes: store.chunk_record_bytes,
+            ..Limits::default()
+        };
         Config {
             listen: "127.0.0.1:5000".to_owned(),
             data: data.to_owned(),
             tls: None,
             log_format: LogFormat::Text,
             server: ServerSettings::default(),
-            limits: Limits::default(),
-            store: StoreOptions::default(),
+            limits,
+            store,
         }
     }
 
