@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -41,8 +41,14 @@ pub(crate) struct Inner {
     pub deferred: Mutex<Vec<Op>>,
     /// Set while the index holds changes not yet made durable by an immediate commit.
     pub index_dirty: AtomicBool,
+    /// Non-durable index commits since the last durable one.
+    pub lazy_commits: AtomicU64,
     _lock: Option<File>,
 }
+
+/// redb frees the pages of non-durable commits only at the next durable one, so its file grows
+/// with every lazy commit in between: make every this-many-th batch durable.
+const MAX_LAZY_COMMITS: u64 = 64;
 
 /// How often the background checkpointer persists session progress nobody committed yet.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -129,6 +135,7 @@ impl Store {
                 closed: AtomicBool::new(false),
                 deferred: Mutex::new(Vec::new()),
                 index_dirty: AtomicBool::new(false),
+                lazy_commits: AtomicU64::new(0),
                 _lock: lock,
             }),
         };
@@ -239,7 +246,8 @@ impl Store {
         let mut all = deferred;
         all.extend(ops);
         let ops = all;
-        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint));
+        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
+            || self.inner.lazy_commits.load(Ordering::SeqCst) >= MAX_LAZY_COMMITS;
         let payloads = match ops
             .iter()
             .filter(|o| o.logged_by_leader())
@@ -279,6 +287,11 @@ impl Store {
         match result {
             Ok((outs, delta)) => {
                 self.inner.index_dirty.store(!immediate, Ordering::SeqCst);
+                if immediate {
+                    self.inner.lazy_commits.store(0, Ordering::SeqCst);
+                } else {
+                    self.inner.lazy_commits.fetch_add(1, Ordering::SeqCst);
+                }
                 let mut space = self.inner.space.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, (dl, dd)) in delta {
                     let slot = space.entry(id).or_default();
