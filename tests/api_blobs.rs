@@ -31,6 +31,12 @@ async fn monolithic_push_then_get_and_head() {
     assert_eq!(r.header("content-length"), "5000");
     assert_eq!(r.header("docker-content-digest"), digest.to_string());
 
+    // A client that escapes the digest's colon reaches the same blob.
+    let escaped = digest.to_string().replace(':', "%3A");
+    let r = s.get(&format!("/v2/lib/app/blobs/{escaped}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), blob.len());
+
     // Not linked into another repository.
     let r = s.get(&format!("/v2/other/blobs/{digest}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);

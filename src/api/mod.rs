@@ -117,7 +117,7 @@ impl Registry {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        let path = query::decode_path(req.uri().path());
         let (kind, result) = match Route::parse(&path) {
             Ok(Some(route)) => {
                 let kind = route.kind();
