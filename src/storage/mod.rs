@@ -5,6 +5,7 @@
 //! `group` + `ops` (durable index batches) → `store`/`uploads`/`manifests` (public API);
 //! `recovery` and `verify` read the segments back. The on-disk format is in storage-format.md.
 
+mod blobs;
 mod error;
 mod group;
 pub mod io;
