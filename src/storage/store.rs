@@ -47,6 +47,9 @@ pub(crate) struct Inner {
 /// with every lazy commit in between: make every this-many-th batch durable.
 const MAX_LAZY_COMMITS: u64 = 64;
 
+/// The background thread also reclaims idle upload sessions, every this many ticks.
+const RECLAIM_EVERY_TICKS: u64 = 60;
+
 /// How often the background checkpointer persists session progress nobody committed yet.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -173,26 +176,39 @@ impl Store {
     }
 
     /// Once a second, makes the index durable (an immediate redb commit) and records upload
-    /// progress nobody committed yet; this bounds how much log a reopen replays. Holds only a weak reference: dropping the store ends it.
+    /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
+    /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
     fn spawn_checkpointer(&self) -> Result<(), StorageError> {
         let weak = Arc::downgrade(&self.inner);
         std::thread::Builder::new()
             .name("berth-checkpoint".into())
-            .spawn(move || loop {
-                std::thread::sleep(CHECKPOINT_INTERVAL);
-                let Some(inner) = weak.upgrade() else { break };
-                if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
-                    break;
-                }
-                let pending = inner.log.has_progress()
-                    || !inner
-                        .deferred
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .is_empty();
-                if pending {
-                    if let Err(e) = (Store { inner }).submit(Op::Checkpoint) {
-                        tracing::warn!(error = %e, "background checkpoint failed");
+            .spawn(move || {
+                let mut ticks = 0u64;
+                loop {
+                    std::thread::sleep(CHECKPOINT_INTERVAL);
+                    ticks += 1;
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
+                        break;
+                    }
+                    let store = Store { inner };
+                    if ticks % RECLAIM_EVERY_TICKS == 0 {
+                        if let Err(e) = store.reclaim_idle_uploads() {
+                            tracing::warn!(error = %e, "reclaiming idle uploads failed");
+                        }
+                    }
+                    let inner = &store.inner;
+                    let pending = inner.index_dirty.load(Ordering::SeqCst)
+                        || inner.log.has_progress()
+                        || !inner
+                            .deferred
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_empty();
+                    if pending {
+                        if let Err(e) = store.submit(Op::Checkpoint) {
+                            tracing::warn!(error = %e, "background checkpoint failed");
+                        }
                     }
                 }
             })?;
