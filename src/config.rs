@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Largest manifest in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
+    /// Check every chunk's checksum before serving a blob [default: true].
+    #[arg(long, env = "BERTH_VERIFY_READS")]
+    pub verify_reads: Option<bool>,
 }
 
 impl ServeArgs {
@@ -90,6 +93,7 @@ impl ServeArgs {
             max_header_bytes: self.max_header_bytes.or(other.max_header_bytes),
             max_uploads: self.max_uploads.or(other.max_uploads),
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
+            verify_reads: self.verify_reads.or(other.verify_reads),
         }
     }
 }
@@ -152,14 +156,20 @@ pub struct Config {
 impl Config {
     /// The embedded default: plain HTTP on 127.0.0.1:5000, data in ./berth-data.
     pub fn with_data(data: &Path) -> Config {
+        let store = StoreOptions::default();
+        let limits = Limits {
+            // Appends of whole chunk records are written by the store without a copy.
+            append_batch_bytes: store.chunk_record_bytes,
+            ..Limits::default()
+        };
         Config {
             listen: "127.0.0.1:5000".to_owned(),
             data: data.to_owned(),
             tls: None,
             log_format: LogFormat::Text,
             server: ServerSettings::default(),
-            limits: Limits::default(),
-            store: StoreOptions::default(),
+            limits,
+            store,
         }
     }
 
@@ -216,6 +226,9 @@ impl Config {
         if let Some(v) = args.max_manifest_bytes {
             config.limits.max_manifest_bytes = v;
         }
+        if let Some(v) = args.verify_reads {
+            config.store.verify_reads = v;
+        }
         Ok(config)
     }
 }
@@ -239,7 +252,7 @@ mod tests {
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\n",
+            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nverify-reads = false\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -252,6 +265,7 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("/flag"));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.store.max_open_uploads, 7);
+        assert!(!c.store.verify_reads);
     }
 
     #[test]

@@ -38,9 +38,23 @@ impl Query {
     }
 }
 
-/// Percent-decodes `s` (and `+` as space). Malformed escapes are kept literally; invalid UTF-8
-/// is replaced, which then fails whatever grammar the value must match.
+/// Percent-decodes a query key or value, `+` meaning space.
 fn decode(s: &str) -> String {
+    percent_decode(s, true)
+}
+
+/// Percent-decodes a request path (some clients escape the `:` of a digest); `+` stays `+`.
+pub fn decode_path(s: &str) -> String {
+    if s.contains('%') {
+        percent_decode(s, false)
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Malformed escapes are kept literally; invalid UTF-8 is replaced, which then fails whatever
+/// grammar the value must match.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -54,7 +68,7 @@ fn decode(s: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -100,6 +114,15 @@ mod tests {
         assert_eq!(q.get("x"), Some("%zz%"));
         assert_eq!(q.get("missing"), None);
         assert_eq!(Query::parse(None), Query::default());
+    }
+
+    #[test]
+    fn paths_decode_without_plus() {
+        assert_eq!(
+            decode_path("/v2/a/blobs/sha256%3Aab"),
+            "/v2/a/blobs/sha256:ab"
+        );
+        assert_eq!(decode_path("/v2/a+b/%"), "/v2/a+b/%");
     }
 
     #[test]

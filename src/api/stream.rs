@@ -1,12 +1,13 @@
 //! Request bodies read frame by frame into bounded batches, so an upload of any size holds at
-//! most one batch (plus the one being appended) in memory. A body may take as long as it likes
+//! most one batch (plus the one being appended and part of one frame) in memory. A body may take as long as it likes
 //! while bytes keep arriving; only silence longer than the idle timeout ends it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::StatusCode;
+use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -14,43 +15,66 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::Registry;
 use crate::metrics::Metrics;
 
+/// Request body bytes read so far, kept in the request's extensions for the access log.
+#[derive(Clone, Default)]
+pub struct BytesIn(pub Arc<AtomicU64>);
+
 pub struct BodyReader {
     body: Incoming,
     metrics: Arc<Metrics>,
+    counted: Option<BytesIn>,
     idle: Duration,
     batch: usize,
     buf: BytesMut,
+    /// The part of the last frame that did not fit into the previous batch.
+    carry: Option<Bytes>,
     done: bool,
 }
 
 impl BodyReader {
     /// `batch` is the size of the batches `next_batch` returns.
-    pub fn new(reg: &Registry, body: Incoming, batch: usize) -> BodyReader {
+    pub fn new(reg: &Registry, req: Request<Incoming>, batch: usize) -> BodyReader {
+        let counted = req.extensions().get::<BytesIn>().cloned();
         BodyReader {
-            body,
+            body: req.into_body(),
             metrics: reg.metrics().clone(),
+            counted,
             idle: reg.limits().body_idle_timeout,
             batch: batch.max(1),
             buf: BytesMut::new(),
+            carry: None,
             done: false,
         }
     }
 
-    /// The next batch of at least `batch` bytes (fewer at the end), or `None` once the body is
-    /// exhausted. A frame that alone fills a batch is passed on without copying.
+    /// The next batch of exactly `batch` bytes (fewer only at the end), or `None` once the
+    /// body is exhausted. Batches line up with the store's chunk records, so the store writes
+    /// them without re-buffering; a frame that covers a whole batch is passed on uncopied.
     pub async fn next_batch(&mut self) -> ApiResult<Option<Bytes>> {
-        while !self.done && self.buf.len() < self.batch {
-            match self.next_data().await? {
-                Some(data) if self.buf.is_empty() && data.len() >= self.batch => {
-                    return Ok(Some(data));
-                }
-                Some(data) => {
-                    if self.buf.capacity() == 0 {
-                        self.buf.reserve(self.batch);
+        while self.buf.len() < self.batch {
+            let mut data = match self.carry.take() {
+                Some(data) => data,
+                None if self.done => break,
+                None => match self.next_data().await? {
+                    Some(data) => data,
+                    None => {
+                        self.done = true;
+                        break;
                     }
-                    self.buf.extend_from_slice(&data);
-                }
-                None => self.done = true,
+                },
+            };
+            if self.buf.is_empty() && data.len() >= self.batch {
+                let batch = data.split_to(self.batch);
+                self.carry = (!data.is_empty()).then_some(data);
+                return Ok(Some(batch));
+            }
+            let take = (self.batch - self.buf.len()).min(data.len());
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(self.batch);
+            }
+            self.buf.extend_from_slice(&data[..take]);
+            if take < data.len() {
+                self.carry = Some(data.slice(take..));
             }
         }
         if self.buf.is_empty() {
@@ -62,6 +86,9 @@ impl BodyReader {
 
     /// Bytes read but not yet handed out (what arrived before a failure).
     pub fn take_buffered(&mut self) -> Option<Bytes> {
+        if let Some(carry) = self.carry.take() {
+            self.buf.extend_from_slice(&carry);
+        }
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
 
@@ -100,6 +127,9 @@ impl BodyReader {
             if let Ok(data) = frame.into_data() {
                 if !data.is_empty() {
                     self.metrics.add_bytes_in(data.len() as u64);
+                    if let Some(c) = &self.counted {
+                        c.0.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
                     return Ok(Some(data));
                 }
             }
