@@ -11,7 +11,8 @@
 #   --dir DIR    work directory; it must be on the disk under test (default: /var/tmp/berth-bench.*)
 # Environment: RUNS (pushes per registry, best kept; default 2), PULLS (default 3),
 #   SMALL_COUNT (4 KiB pushes per registry; default 2000), WRK_SECONDS (default 8),
-#   BLOB_SIZE (default 1GiB), CHUNK (default 16MiB).
+#   BLOB_SIZE (default 1GiB), CHUNK (default 16MiB), BERTH_ARGS (extra `berth serve` flags for
+#   experiments, e.g. "--verify-reads false"; the default run measures the default settings).
 set -euo pipefail
 
 RUNS=${RUNS:-2}
@@ -20,6 +21,7 @@ SMALL_COUNT=${SMALL_COUNT:-2000}
 WRK_SECONDS=${WRK_SECONDS:-8}
 BLOB_SIZE=${BLOB_SIZE:-1GiB}
 CHUNK=${CHUNK:-16MiB}
+BERTH_ARGS=${BERTH_ARGS:-}
 MANIFEST_TYPE='application/vnd.oci.image.manifest.v1+json'
 
 WITH_BERTH=1
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --no-berth) WITH_BERTH=0 ;;
     --keep) KEEP=1 ;;
     --dir) DIR="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -69,6 +71,7 @@ fi
 DIR=$(cd "$DIR" && pwd)
 chmod 755 "$DIR" # nginx workers run unprivileged and must reach the static file
 log "work directory $DIR"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 PIDS=()
 cleanup() {
@@ -128,7 +131,8 @@ REGS=()
 if [ "$WITH_BERTH" = 1 ]; then
   port=$(free_port)
   mkdir -p "$DIR/berth"
-  "$BERTH" serve --listen "127.0.0.1:$port" --data "$DIR/berth" >"$DIR/berth.log" 2>&1 &
+  # shellcheck disable=SC2086 # BERTH_ARGS is a list of flags
+  "$BERTH" serve --listen "127.0.0.1:$port" --data "$DIR/berth" $BERTH_ARGS >"$DIR/berth.log" 2>&1 &
   PID[berth]=$!; PIDS+=($!)
   URL[berth]="http://127.0.0.1:$port"
   REGS+=(berth)
@@ -269,6 +273,8 @@ for r in "${REGS[@]}"; do
   ANON_AFTER[$r]=$(status_kib "${PID[$r]}" RssAnon)
 done
 
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # ---- table ---------------------------------------------------------------------------------
 val() { # registry array-name -> value or "-"
   local -n a=$2
@@ -291,8 +297,8 @@ b_rss=$(mib "$(val berth RSS)"); b_anon=$(mib "$(val berth ANON)")
 
 cat <<EOF
 
-Command: \`tools/bench/compare.sh$([ "$WITH_BERTH" = 0 ] && echo " --no-berth")\` (RUNS=$RUNS PULLS=$PULLS SMALL_COUNT=$SMALL_COUNT WRK_SECONDS=$WRK_SECONDS BLOB_SIZE=$BLOB_SIZE CHUNK=$CHUNK)
-Machine: $(nproc) cores, $(uname -r), data disk $(df --output=source "$DIR" | tail -1), $(date -u +%Y-%m-%dT%H:%MZ)
+Command: \`tools/bench/compare.sh$([ "$WITH_BERTH" = 0 ] && echo " --no-berth")\` (BERTH_ARGS="$BERTH_ARGS" RUNS=$RUNS PULLS=$PULLS SMALL_COUNT=$SMALL_COUNT WRK_SECONDS=$WRK_SECONDS BLOB_SIZE=$BLOB_SIZE CHUNK=$CHUNK)
+Machine: $(nproc) cores, $(uname -r), data disk $(df --output=source "$DIR" | tail -1), $(date -u +%Y-%m-%dT%H:%MZ), load average $LOAD_START at the start and $LOAD_END at the end (other work on the machine skews every figure)
 
 | measure | berth | distribution | nginx / dd | berth ÷ distribution | berth ÷ nginx / dd | goal | met |
 |---|---|---|---|---|---|---|---|

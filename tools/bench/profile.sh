@@ -99,21 +99,27 @@ run_load() {
 # once the first request is in flight would need cooperation from the tool, so the load is
 # run twice: once under perf, once under strace.
 sync
-perf record -e cpu-clock -F 1999 -g -p "$SPID" -o "$DIR/perf.data" 2>"$DIR/perf.err" &
+# System-wide, filtered to the server afterwards: `-p` misses threads the server starts later
+# (tokio's blocking pool, where the store's work runs).
+perf record -e cpu-clock -F 1999 -g -a -o "$DIR/perf.data" 2>"$DIR/perf.err" &
 PERF=$!
 sleep 0.5
 run_load
 kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
 
 # Report pipelines end in head: a closed pipe must not end the script.
-samples=$(perf report -i "$DIR/perf.data" --stdio 2>/dev/null | sed -n 's/^# Samples: \([0-9]*\).*/\1/p' | head -1 || true)
+perf report -i "$DIR/perf.data" --pid="$SPID" --percentage relative --no-children --sort pid -n --stdio -g none \
+  2>/dev/null | grep -E '^ +[0-9]' >"$DIR/threads.txt" || true
 echo
-echo "## $SERVER $SCENARIO: server CPU time $(awk -v n="${samples:-0}" 'BEGIN { printf "%.2f", n / 1999 }') s, by thread"
-{ perf report -i "$DIR/perf.data" --no-children --sort comm --stdio 2>/dev/null \
-  | grep -E '^ +[0-9]' | head -10; } || true
+echo "## $SERVER $SCENARIO: server CPU time $(awk '{ n += $2 } END { printf "%.2f", n / 1999 }' "$DIR/threads.txt") s, by thread (% of the server's samples, samples, thread)"
+head -10 "$DIR/threads.txt"
 echo
-echo "## $SERVER $SCENARIO: hottest symbols (self time)"
-{ perf report -i "$DIR/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
+echo "## whole machine during the run, by command (the client and other work share the cores)"
+{ perf report -i "$DIR/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null \
+  | grep -E '^ +[0-9]' | head -8; } || true
+echo
+echo "## $SERVER $SCENARIO: hottest symbols (self time, % of the server's samples)"
+{ perf report -i "$DIR/perf.data" --pid="$SPID" --percentage relative --no-children --sort dso,sym --stdio -g none 2>/dev/null \
   | grep -E '^ +[0-9]' | head -"$TOP"; } || true
 
 sync
