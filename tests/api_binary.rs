@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
+use berth::oci::digest::{Algorithm, Digest};
 use serde_json::Value;
 
 fn next_json(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Value {
@@ -47,8 +48,23 @@ fn serve_logs_json_and_stops_on_sigterm() {
     assert_eq!(access["fields"]["method"], "GET");
     assert_eq!(access["fields"]["path"], "/v2/");
     assert_eq!(access["fields"]["status"], 200);
+    assert_eq!(access["fields"]["bytes_in"], 0);
     assert_eq!(access["fields"]["bytes_out"], 2);
     assert!(access["fields"]["duration_ms"].is_number());
+
+    let digest = Digest::of(Algorithm::Sha256, b"hello");
+    let mut tcp = TcpStream::connect(&addr).unwrap();
+    let req = format!(
+        "POST /v2/t/blobs/uploads/?digest={digest} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 5\r\n\r\nhello"
+    );
+    tcp.write_all(req.as_bytes()).unwrap();
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    let access = next_json(&mut lines);
+    assert_eq!(access["fields"]["method"], "POST");
+    assert_eq!(access["fields"]["status"], 201);
+    assert_eq!(access["fields"]["bytes_in"], 5);
 
     // SAFETY: signalling a child process this test spawned and still owns.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

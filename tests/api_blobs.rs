@@ -54,6 +54,18 @@ async fn large_monolithic_push_streams_through_a_session() {
     let r = s.get(&format!("/v2/big/blobs/{digest}")).await;
     assert_eq!(r.body.len(), blob.len());
     assert!(r.body[..] == blob[..]);
+    // The same streamed path with a wrong digest stores nothing and leaves no session.
+    let wrong = sha256(b"not this");
+    let r = s
+        .send(
+            Method::POST,
+            &format!("/v2/big/blobs/uploads/?digest={wrong}"),
+            &[],
+            Body::full(data(2 << 20)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
     let r = s.get("/metrics").await;
     assert!(r.text().contains("berth_upload_sessions_open 0"));
     s.stop().await;

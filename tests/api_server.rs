@@ -246,6 +246,18 @@ async fn tls_with_alpn_h2_and_http1() {
     let r = sender.send_request(req).await.unwrap();
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert!(body[..] == blob[..]);
+    let req = Request::head(format!(
+        "https://localhost:{}/v2/h2/blobs/{digest}",
+        s.addr.port()
+    ))
+    .body(http_body_util::Full::new(Bytes::new()))
+    .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-length"],
+        blob.len().to_string().as_str()
+    );
 
     // HTTP/1.1 over TLS 1.2 for clients that offer nothing else.
     let tls = tls_client(s.addr, &cert, &[b"http/1.1"], &[&rustls::version::TLS12]).await;

@@ -93,3 +93,20 @@ fn index_rebuilt_from_segments() {
     assert_eq!(space_after.dead_bytes, space_before.dead_bytes);
     assert!(s.verify().unwrap().is_clean());
 }
+
+#[test]
+fn corrupted_index_is_set_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![7u8; 5000];
+    {
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        s.put_blob("r", &sha(&data), &data).unwrap();
+        s.close().unwrap();
+    }
+    let index = dir.path().join("index.redb");
+    let len = std::fs::metadata(&index).unwrap().len() as usize;
+    std::fs::write(&index, vec![0x5a; len]).unwrap();
+    let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(s.get(&sha(&data)).unwrap().unwrap().to_vec(), data);
+    assert!(dir.path().join("index.redb.corrupt").exists());
+}

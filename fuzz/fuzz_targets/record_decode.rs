@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(at, 64 + pos as u64);
         let len = d.header.record_len() as usize;
         let raw = &data[pos..pos + len];
-        assert_eq!(&raw[..rec::OFF_RESERVED2], &d.header.encode()[..rec::OFF_RESERVED2]);
+        assert_eq!(
+            &raw[..rec::OFF_RESERVED2],
+            &d.header.encode()[..rec::OFF_RESERVED2]
+        );
         assert_eq!(&raw[len - rec::TRAILER_LEN..], &trailer(d.payload)[..]);
         pos += len;
     }

@@ -61,7 +61,7 @@ pub async fn put(
         }
     }
 
-    let mut reader = BodyReader::new(reg, req.into_body(), limit);
+    let mut reader = BodyReader::new(reg, req, limit);
     let body = reader
         .read_all(limit)
         .await?

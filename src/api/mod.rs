@@ -3,9 +3,10 @@
 //!
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
-//! frame by frame), and one handler module per area: `blobs`, `uploads`, `manifests`,
-//! `listing` (tags and catalog), `referrers`.
+//! frame by frame), `appender` (pipelined session appends), and one handler module per area:
+//! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`.
 
+mod appender;
 mod blobs;
 pub mod body;
 pub mod error;
@@ -114,8 +115,10 @@ impl Registry {
     }
 
     /// Answers one request; never fails and never panics on client input.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
+        let bytes_in = stream::BytesIn::default();
+        req.extensions_mut().insert(bytes_in.clone());
         let method = req.method().clone();
         let path = query::decode_path(req.uri().path());
         let (kind, result) = match Route::parse(&path) {
@@ -141,6 +144,7 @@ impl Registry {
             method = %method,
             path = %path,
             status = status.as_u16(),
+            bytes_in = bytes_in.0.load(std::sync::atomic::Ordering::Relaxed),
             bytes_out,
             duration_ms = elapsed.as_micros() as f64 / 1000.0,
             "request"

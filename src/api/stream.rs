@@ -2,11 +2,12 @@
 //! most one batch (plus the one being appended and part of one frame) in memory. A body may take as long as it likes
 //! while bytes keep arriving; only silence longer than the idle timeout ends it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::StatusCode;
+use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -14,9 +15,14 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::Registry;
 use crate::metrics::Metrics;
 
+/// Request body bytes read so far, kept in the request's extensions for the access log.
+#[derive(Clone, Default)]
+pub struct BytesIn(pub Arc<AtomicU64>);
+
 pub struct BodyReader {
     body: Incoming,
     metrics: Arc<Metrics>,
+    counted: Option<BytesIn>,
     idle: Duration,
     batch: usize,
     buf: BytesMut,
@@ -27,10 +33,12 @@ pub struct BodyReader {
 
 impl BodyReader {
     /// `batch` is the size of the batches `next_batch` returns.
-    pub fn new(reg: &Registry, body: Incoming, batch: usize) -> BodyReader {
+    pub fn new(reg: &Registry, req: Request<Incoming>, batch: usize) -> BodyReader {
+        let counted = req.extensions().get::<BytesIn>().cloned();
         BodyReader {
-            body,
+            body: req.into_body(),
             metrics: reg.metrics().clone(),
+            counted,
             idle: reg.limits().body_idle_timeout,
             batch: batch.max(1),
             buf: BytesMut::new(),
@@ -119,6 +127,9 @@ impl BodyReader {
             if let Ok(data) = frame.into_data() {
                 if !data.is_empty() {
                     self.metrics.add_bytes_in(data.len() as u64);
+                    if let Some(c) = &self.counted {
+                        c.0.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
                     return Ok(Some(data));
                 }
             }

@@ -6,11 +6,11 @@
 
 use std::str::FromStr;
 
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 
+use crate::api::appender::Appender;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, UPLOAD_UUID};
@@ -18,7 +18,7 @@ use crate::api::stream::BodyReader;
 use crate::api::Registry;
 use crate::oci::digest::Digest;
 use crate::oci::name::{is_valid_name, parse_digest};
-use crate::storage::{StorageError, UploadId};
+use crate::storage::UploadId;
 
 /// POST `/v2/<name>/blobs/uploads/`.
 pub async fn start(
@@ -74,7 +74,7 @@ async fn monolithic(
     let limits = reg.limits();
     let mut reader = BodyReader::new(
         reg,
-        req.into_body(),
+        req,
         limits
             .monolithic_buffer_bytes
             .max(limits.append_batch_bytes),
@@ -92,18 +92,25 @@ async fn monolithic(
     };
     let n = name.clone();
     let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
-    let result = async {
-        let mut pipe = Appender::new(reg, id, 0);
+    let mut pipe = Appender::new(reg, id, 0);
+    let streamed = async {
         pipe.push(first).await?;
         pipe.push(second).await?;
         while let Some(batch) = reader.next_batch().await? {
             pipe.push(batch).await?;
         }
-        pipe.finish().await?;
-        let (i, d) = (id, digest.clone());
-        reg.blocking(move |s| s.commit(&i, &d)).await
+        Ok::<(), ApiError>(())
     }
     .await;
+    // The append in flight lands before the session is committed or removed.
+    let finished = pipe.finish().await;
+    let result = match (streamed, finished) {
+        (Ok(()), Ok(_)) => {
+            let d = digest.clone();
+            reg.blocking(move |s| s.commit(&id, &d)).await
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     match result {
         Ok(_) => Ok(blob_created(&name, &digest)),
         Err(e) => {
@@ -135,7 +142,7 @@ pub async fn patch(
 ) -> ApiResult<Reply> {
     let (id, offset) = session(reg, &name, &id_text).await?;
     let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
-    let end = stream_chunk(reg, &id, offset, declared, req.into_body()).await?;
+    let end = stream_chunk(reg, &id, offset, declared, req).await?;
     Ok(session_reply(StatusCode::ACCEPTED, &name, &id_text, end))
 }
 
@@ -158,7 +165,7 @@ pub async fn finish(
     };
     let (id, offset) = session(reg, &name, &id_text).await?;
     let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
-    stream_chunk(reg, &id, offset, declared, req.into_body()).await?;
+    stream_chunk(reg, &id, offset, declared, req).await?;
     let d = digest.clone();
     reg.blocking(move |s| s.commit(&id, &d)).await?;
     Ok(blob_created(&name, &digest))
@@ -249,10 +256,10 @@ async fn stream_chunk(
     id: &UploadId,
     offset: u64,
     declared: Option<u64>,
-    body: Incoming,
+    req: Request<Incoming>,
 ) -> ApiResult<u64> {
     let limits = reg.limits();
-    let mut reader = BodyReader::new(reg, body, limits.append_batch_bytes);
+    let mut reader = BodyReader::new(reg, req, limits.append_batch_bytes);
     let mut pipe = Appender::new(reg, *id, offset);
     let too_long =
         |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
@@ -289,52 +296,6 @@ async fn stream_chunk(
         ));
     }
     Ok(end)
-}
-
-/// Appends batches to a session with at most one append in flight, so reading the next batch
-/// overlaps with writing the previous one.
-struct Appender<'a> {
-    reg: &'a Registry,
-    id: UploadId,
-    planned: u64,
-    done: u64,
-    in_flight: Option<tokio::task::JoinHandle<Result<u64, StorageError>>>,
-}
-
-impl<'a> Appender<'a> {
-    fn new(reg: &'a Registry, id: UploadId, offset: u64) -> Appender<'a> {
-        Appender {
-            reg,
-            id,
-            planned: offset,
-            done: offset,
-            in_flight: None,
-        }
-    }
-
-    async fn push(&mut self, batch: Bytes) -> ApiResult<()> {
-        self.wait().await?;
-        let store = self.reg.store().clone();
-        let (id, at) = (self.id, self.planned);
-        self.planned += batch.len() as u64;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            store.append(&id, at, &batch)
-        }));
-        Ok(())
-    }
-
-    async fn wait(&mut self) -> ApiResult<()> {
-        if let Some(handle) = self.in_flight.take() {
-            self.done = handle.await??;
-        }
-        Ok(())
-    }
-
-    /// Waits for the last append; returns the session's length.
-    async fn finish(&mut self) -> ApiResult<u64> {
-        self.wait().await?;
-        Ok(self.done)
-    }
 }
 
 fn range_value(length: u64) -> HeaderValue {

@@ -61,18 +61,37 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long `open` waits for the directory lock: a store dropped in this process may still be
+/// finishing a background checkpoint for a moment.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join("LOCK"))?;
-    // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StorageError::Locked);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StorageError::Locked);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(f)
+}
+
+/// redb reports a damaged file either as corruption or, for a bad header, as invalid data.
+fn is_index_corruption(e: &redb::StorageError) -> bool {
+    match e {
+        redb::StorageError::Corrupted(_) => true,
+        redb::StorageError::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
 }
 
 impl Store {
@@ -90,8 +109,21 @@ impl Store {
         if io.list()?.is_empty() && index.exists() {
             std::fs::remove_file(&index)?;
         }
-        let fresh = !index.exists();
-        let db = Database::create(&index)?;
+        let mut fresh = !index.exists();
+        let db = match Database::create(&index) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::Storage(e)) if is_index_corruption(&e) => {
+                let msg = e.to_string();
+                // The index is only a cache of the log: keep the damaged file for inspection
+                // and rebuild from the segments.
+                let aside = dir.join("index.redb.corrupt");
+                tracing::warn!(%msg, aside = %aside.display(), "index corrupted; rebuilding it from the segments");
+                std::fs::rename(&index, &aside)?;
+                fresh = true;
+                Database::create(&index)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         Store::assemble(io, db, fresh, opts, Some(lock))
     }
 

@@ -147,6 +147,9 @@ impl Store {
                     self.hash(s, &rest[..take]);
                     s.len += take as u64;
                     rest = &rest[take..];
+                    // A streaming session keeps its buffer instead of allocating one per record.
+                    payload.clear();
+                    s.buf = payload;
                 }
                 Err(err) => {
                     payload.truncate(payload.len() - take);

@@ -1,0 +1,66 @@
+//! Writes seed inputs for `recovery_scan`: the segment files of small real stores, in the
+//! target's input format ("!" + raw file, files separated by "\n--\n").
+//! Usage: cargo run --bin make_seeds -- <corpus dir>
+
+use std::collections::BTreeMap;
+
+use berth::oci::digest::{Algorithm, Digest};
+use berth::storage::{ManifestPut, Store, StoreOptions};
+
+fn main() {
+    let out = std::env::args().nth(1).expect("corpus dir");
+    std::fs::create_dir_all(&out).unwrap();
+    for case in 0..4u8 {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            chunk_record_bytes: 256,
+            max_segment_bytes: 4096,
+            ..Default::default()
+        };
+        let s = Store::open(dir.path(), opts).unwrap();
+        let layer: Vec<u8> = (0..600u32)
+            .map(|i| (i as u8).wrapping_mul(case + 1))
+            .collect();
+        let d = Digest::of(Algorithm::Sha256, &layer);
+        let id = s.begin_upload("seed/repo").unwrap();
+        s.append(&id, 0, &layer).unwrap();
+        s.commit(&id, &d).unwrap();
+        s.put_blob("seed/other", &d, &layer).unwrap();
+        let body = format!("{{\"case\":{case}}}").into_bytes();
+        s.put_manifest(
+            "seed/repo",
+            &ManifestPut {
+                digest: Digest::of(Algorithm::Sha256, &body),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                body,
+                tags: vec!["v1".into()],
+                references: vec![d.clone()],
+                subject: (case % 2 == 1).then(|| d.clone()),
+                artifact_type: None,
+                annotations: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        if case > 1 {
+            s.delete_tag("seed/repo", "v1").unwrap();
+            let open = s.begin_upload("seed/repo").unwrap();
+            s.append(&open, 0, &layer[..300]).unwrap();
+        }
+        s.close().unwrap();
+        drop(s);
+        let mut files: Vec<_> = std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mut seed = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            if i > 0 {
+                seed.extend_from_slice(b"\n--\n");
+            }
+            seed.push(b'!');
+            seed.extend(std::fs::read(f).unwrap());
+        }
+        std::fs::write(format!("{out}/store-{case}"), seed).unwrap();
+    }
+}
