@@ -7,6 +7,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let Command::Serve(args) = Cli::parse().command;
     let config = match Config::resolve(args) {
         Ok(c) => c,
@@ -33,6 +34,18 @@ fn main() -> ExitCode {
             eprintln!("berth: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Upload bodies pass through short-lived 1 MiB buffers on many runtime threads; glibc would keep
+/// an arena per thread (up to 8 per core) full of freed buffers, so 16 concurrent pushes held
+/// about 200 MiB of anonymous memory. Two arenas keep that near the real working set (about
+/// 4 MiB per upload) at no measurable cost in throughput.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called once at start-up, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
