@@ -276,12 +276,10 @@ impl SegmentIo for MemSegments {
 
     fn remove(&self, id: u64) -> io::Result<()> {
         let name = seg_name(id);
-        self.0
-            .lock()
-            .files
-            .remove(&name)
-            .map(|_| ())
-            .ok_or_else(|| missing(&name))
+        let mut st = self.0.lock();
+        st.files.remove(&name).ok_or_else(|| missing(&name))?;
+        MemDisk::log(&mut st, Op::Remove { file: name });
+        Ok(())
     }
 
     fn len(&self, id: u64) -> io::Result<u64> {
@@ -462,6 +460,36 @@ mod tests {
             assert_eq!(&data[..], b"durable");
             assert!(img.segments().len(1).unwrap() <= 16);
         }
+    }
+
+    #[test]
+    fn image_follows_creates_and_removes() {
+        let disk = MemDisk::new();
+        let segs = disk.segments();
+        segs.create(1).unwrap();
+        segs.create(2).unwrap();
+        segs.sync_data(1).unwrap();
+        segs.remove(1).unwrap();
+        segs.sync_data(2).unwrap();
+        let points = disk.sync_points();
+        assert_eq!(
+            disk.power_cut_image(points[0], 0)
+                .segments()
+                .list()
+                .unwrap(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            disk.power_cut_image(points[1], 0)
+                .segments()
+                .list()
+                .unwrap(),
+            vec![2]
+        );
+        assert_eq!(
+            disk.power_cut_image(1, 0).segments().list().unwrap(),
+            vec![1]
+        );
     }
 
     #[test]

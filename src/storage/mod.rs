@@ -2,9 +2,11 @@
 //! upload sessions, group commit and crash recovery. Knows nothing of HTTP.
 //!
 //! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
-//! `group` + `ops` (durable index batches) → `store`/`uploads`/`manifests` (public API);
+//! `group` + `ops` (logged index changes, group commit) → `store`/`blobs`/`uploads`/`manifests`
+//! (public API);
 //! `recovery` and `verify` read the segments back. The on-disk format is in storage-format.md.
 
+mod blobs;
 mod error;
 mod group;
 pub mod io;

@@ -1,4 +1,4 @@
-//! The `Store` handle: opening, group-commit plumbing, blob reads and repository links.
+//! The `Store` handle: opening, closing, and the group-commit plumbing every write goes through.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -7,20 +7,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::Bytes;
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability};
 
 use super::error::StorageError;
 use super::group::Group;
 use super::io::{FileIo, SegmentIo};
 use super::log::{Extent, Log};
 use super::ops::{apply_batch, Op, Out};
-use super::record::{rec, seg, trailer, Kind, RecordHeader};
+use super::record::{rec, seg, Kind, RecordHeader};
 use super::recovery;
-use super::schema::*;
 use super::types::*;
 use super::uploads::Session;
-use crate::oci::digest::{Digest, Hasher};
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
 #[derive(Clone)]
@@ -49,6 +46,9 @@ pub(crate) struct Inner {
 /// redb frees the pages of non-durable commits only at the next durable one, so its file grows
 /// with every lazy commit in between: make every this-many-th batch durable.
 const MAX_LAZY_COMMITS: u64 = 64;
+
+/// The background thread also reclaims idle upload sessions, every this many ticks.
+const RECLAIM_EVERY_TICKS: u64 = 60;
 
 /// How often the background checkpointer persists session progress nobody committed yet.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -176,26 +176,39 @@ impl Store {
     }
 
     /// Once a second, makes the index durable (an immediate redb commit) and records upload
-    /// progress nobody committed yet; this bounds how much log a reopen replays. Holds only a weak reference: dropping the store ends it.
+    /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
+    /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
     fn spawn_checkpointer(&self) -> Result<(), StorageError> {
         let weak = Arc::downgrade(&self.inner);
         std::thread::Builder::new()
             .name("berth-checkpoint".into())
-            .spawn(move || loop {
-                std::thread::sleep(CHECKPOINT_INTERVAL);
-                let Some(inner) = weak.upgrade() else { break };
-                if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
-                    break;
-                }
-                let pending = inner.log.has_progress()
-                    || !inner
-                        .deferred
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .is_empty();
-                if pending {
-                    if let Err(e) = (Store { inner }).submit(Op::Checkpoint) {
-                        tracing::warn!(error = %e, "background checkpoint failed");
+            .spawn(move || {
+                let mut ticks = 0u64;
+                loop {
+                    std::thread::sleep(CHECKPOINT_INTERVAL);
+                    ticks += 1;
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
+                        break;
+                    }
+                    let store = Store { inner };
+                    if ticks % RECLAIM_EVERY_TICKS == 0 {
+                        if let Err(e) = store.reclaim_idle_uploads() {
+                            tracing::warn!(error = %e, "reclaiming idle uploads failed");
+                        }
+                    }
+                    let inner = &store.inner;
+                    let pending = inner.index_dirty.load(Ordering::SeqCst)
+                        || inner.log.has_progress()
+                        || !inner
+                            .deferred
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_empty();
+                    if pending {
+                        if let Err(e) = store.submit(Op::Checkpoint) {
+                            tracing::warn!(error = %e, "background checkpoint failed");
+                        }
                     }
                 }
             })?;
@@ -382,224 +395,6 @@ impl Store {
             blob_offset: 0,
         };
         self.inner.log.append(h, &payload, false).map(|_| ())
-    }
-
-    /// Reads one chunk payload, checking its blake3 trailer when asked to.
-    pub(crate) fn read_extent(&self, e: &Extent, verify: bool) -> Result<Bytes, StorageError> {
-        let io = self.inner.log.io();
-        let data = io.read(e.segment, e.offset, e.len as usize)?;
-        if verify {
-            let t = io.read(
-                e.segment,
-                e.offset.saturating_add(u64::from(e.len)),
-                rec::TRAILER_LEN,
-            )?;
-            if trailer(&data)[..] != t[..] {
-                return Err(StorageError::Corrupt(format!(
-                    "chunk checksum mismatch in segment {} at {}",
-                    e.segment, e.offset
-                )));
-            }
-        }
-        Ok(data)
-    }
-
-    /// Hashes the bytes of `extents` (after a restart, or for a non-sha256 digest).
-    pub(crate) fn rehash(&self, mut h: Hasher, extents: &[Extent]) -> Result<Hasher, StorageError> {
-        for e in extents {
-            h.update(&self.read_extent(e, true)?);
-        }
-        Ok(h)
-    }
-
-    fn blob_entry(&self, digest: &Digest) -> Result<Option<(u64, Vec<Extent>)>, StorageError> {
-        let txn = self.inner.db.begin_read()?;
-        let t = txn.open_table(BLOBS)?;
-        let v = t.get(&digest_key(digest)[..])?;
-        v.map(|v| decode_blob(v.value())).transpose()
-    }
-
-    pub fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
-        self.check_open()?;
-        Ok(self.blob_entry(digest)?.map(|(size, _)| BlobInfo {
-            digest: digest.clone(),
-            size,
-        }))
-    }
-
-    /// Zero-copy view of a committed blob. With `verify_reads`, a damaged chunk turns the whole
-    /// read into `Corrupt` rather than serving wrong bytes.
-    pub fn get(&self, digest: &Digest) -> Result<Option<BlobData>, StorageError> {
-        self.check_open()?;
-        let Some((size, extents)) = self.blob_entry(digest)? else {
-            return Ok(None);
-        };
-        let parts = extents
-            .iter()
-            .map(|e| self.read_extent(e, self.inner.opts.verify_reads))
-            .collect::<Result<Vec<_>, _>>()?;
-        if parts.iter().map(|b| b.len() as u64).sum::<u64>() != size {
-            return Err(StorageError::Corrupt(format!(
-                "blob {digest} extents do not add up"
-            )));
-        }
-        Ok(Some(BlobData {
-            digest: digest.clone(),
-            size,
-            extents: parts,
-        }))
-    }
-
-    pub fn repo_has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
-        self.check_open()?;
-        let txn = self.inner.db.begin_read()?;
-        let t = txn.open_table(REPO_BLOBS)?;
-        Ok(t.get(&repo_key(repo, &digest_key(digest))[..])?.is_some())
-    }
-
-    pub fn link_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
-        self.check_open()?;
-        match self.submit(Op::Link {
-            repo: repo.to_string(),
-            digest: digest.clone(),
-        })? {
-            Out::Bool(b) => Ok(b),
-            _ => Err(StorageError::Index("unexpected outcome".into())),
-        }
-    }
-
-    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
-        self.check_open()?;
-        match self.submit(Op::Unlink {
-            repo: repo.to_string(),
-            digest: digest.clone(),
-        })? {
-            Out::Bool(b) => Ok(b),
-            _ => Err(StorageError::Index("unexpected outcome".into())),
-        }
-    }
-
-    /// Monolithic push: hash, write, commit in one call with the same guarantees as `commit`.
-    pub fn put_blob(
-        &self,
-        repo: &str,
-        expected: &Digest,
-        data: &[u8],
-    ) -> Result<BlobInfo, StorageError> {
-        self.check_open()?;
-        let actual = Digest::of(expected.algorithm(), data);
-        if actual != *expected {
-            return Err(StorageError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
-        }
-        if self.blob_entry(expected)?.is_some() {
-            self.submit(Op::Link {
-                repo: repo.to_string(),
-                digest: expected.clone(),
-            })?;
-            return Ok(BlobInfo {
-                digest: expected.clone(),
-                size: data.len() as u64,
-            });
-        }
-        // Small pushes are quick to write: tell a commit leader to wait for this one.
-        let announced =
-            (data.len() <= self.inner.opts.chunk_record_bytes).then(|| self.inner.group.prepare());
-        let extents = self.write_blob_records(data)?;
-        let op = Op::Commit(super::ops::BlobCommit {
-            session: None,
-            repo: repo.to_string(),
-            digest: expected.clone(),
-            size: data.len() as u64,
-            extents,
-        });
-        expect_blob(match announced {
-            Some(a) => self.submit_announced(op, a)?,
-            None => self.submit(op)?,
-        })
-    }
-
-    /// Writes `data` as chunk records under a fresh session id; the commit op that follows
-    /// names the extents.
-    pub(crate) fn write_blob_records(&self, data: &[u8]) -> Result<Vec<Extent>, StorageError> {
-        let sid = UploadId::random();
-        let mut extents = Vec::with_capacity(data.len() / self.inner.opts.chunk_record_bytes + 1);
-        let mut off = 0u64;
-        for chunk in data.chunks(self.inner.opts.chunk_record_bytes) {
-            match self.write_chunk(&sid, off, chunk, false) {
-                Ok(e) => extents.push(e),
-                Err(e) => {
-                    if !extents.is_empty() {
-                        // The records that did land will never be part of a blob.
-                        let _ = self.submit(Op::Discard {
-                            session: None,
-                            extents,
-                        });
-                    }
-                    return Err(e);
-                }
-            }
-            off += chunk.len() as u64;
-        }
-        Ok(extents)
-    }
-
-    /// Committed blobs in digest-key order after `last`, at most `n` (GC, scrub tools, tests).
-    pub fn list_blobs(
-        &self,
-        last: Option<&Digest>,
-        n: usize,
-    ) -> Result<Vec<BlobInfo>, StorageError> {
-        self.check_open()?;
-        let txn = self.inner.db.begin_read()?;
-        let t = txn.open_table(BLOBS)?;
-        let after = last.map(digest_key);
-        let iter = match &after {
-            Some(a) => t.range::<&[u8]>((
-                std::ops::Bound::Excluded(&a[..]),
-                std::ops::Bound::Unbounded,
-            ))?,
-            None => t.iter()?,
-        };
-        let mut out = Vec::new();
-        for r in iter.take(n) {
-            let (k, v) = r?;
-            let (digest, _) = decode_digest_key(k.value())?;
-            let (size, _) = decode_blob(v.value())?;
-            out.push(BlobInfo { digest, size });
-        }
-        Ok(out)
-    }
-
-    pub fn space(&self) -> SpaceStats {
-        let ends = self.inner.log.ends();
-        let space = self.inner.space.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = SpaceStats::default();
-        for (&id, &size) in &ends {
-            let (live, dead) = space.get(&id).copied().unwrap_or((0, 0));
-            out.live_bytes += live;
-            out.dead_bytes += dead;
-            out.segments.push(SegmentSpace {
-                id,
-                size,
-                live_bytes: live,
-                dead_bytes: dead,
-            });
-        }
-        out
-    }
-
-    pub fn open_uploads(&self) -> usize {
-        self.inner.sessions_read().len()
-    }
-}
-
-pub(crate) fn expect_blob(out: Out) -> Result<BlobInfo, StorageError> {
-    match out {
-        Out::Blob(b) => Ok(b),
-        _ => Err(StorageError::Index("unexpected outcome".into())),
     }
 }
 

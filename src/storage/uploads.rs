@@ -7,10 +7,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::blobs::expect_blob;
 use super::error::StorageError;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op};
-use super::store::{expect_blob, Store};
+use super::store::Store;
 use super::types::{BlobInfo, UploadId, UploadStatus};
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 

@@ -1,0 +1,233 @@
+//! Blob reads, monolithic pushes, repository links and space reports.
+
+use bytes::Bytes;
+use redb::ReadableTable;
+
+use super::error::StorageError;
+use super::log::Extent;
+use super::ops::{BlobCommit, Op, Out};
+use super::record::{rec, trailer};
+use super::schema::*;
+use super::store::Store;
+use super::types::*;
+use crate::oci::digest::{Digest, Hasher};
+
+impl Store {
+    /// Reads one chunk payload, checking its blake3 trailer when asked to.
+    pub(crate) fn read_extent(&self, e: &Extent, verify: bool) -> Result<Bytes, StorageError> {
+        let io = self.inner.log.io();
+        let data = io.read(e.segment, e.offset, e.len as usize)?;
+        if verify {
+            let t = io.read(
+                e.segment,
+                e.offset.saturating_add(u64::from(e.len)),
+                rec::TRAILER_LEN,
+            )?;
+            if trailer(&data)[..] != t[..] {
+                return Err(StorageError::Corrupt(format!(
+                    "chunk checksum mismatch in segment {} at {}",
+                    e.segment, e.offset
+                )));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Hashes the bytes of `extents` (after a restart, or for a non-sha256 digest).
+    pub(crate) fn rehash(&self, mut h: Hasher, extents: &[Extent]) -> Result<Hasher, StorageError> {
+        for e in extents {
+            h.update(&self.read_extent(e, true)?);
+        }
+        Ok(h)
+    }
+
+    fn blob_entry(&self, digest: &Digest) -> Result<Option<(u64, Vec<Extent>)>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(BLOBS)?;
+        let v = t.get(&digest_key(digest)[..])?;
+        v.map(|v| decode_blob(v.value())).transpose()
+    }
+
+    pub fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
+        self.check_open()?;
+        Ok(self.blob_entry(digest)?.map(|(size, _)| BlobInfo {
+            digest: digest.clone(),
+            size,
+        }))
+    }
+
+    /// Zero-copy view of a committed blob. With `verify_reads`, a damaged chunk turns the whole
+    /// read into `Corrupt` rather than serving wrong bytes.
+    pub fn get(&self, digest: &Digest) -> Result<Option<BlobData>, StorageError> {
+        self.check_open()?;
+        let Some((size, extents)) = self.blob_entry(digest)? else {
+            return Ok(None);
+        };
+        let parts = extents
+            .iter()
+            .map(|e| self.read_extent(e, self.inner.opts.verify_reads))
+            .collect::<Result<Vec<_>, _>>()?;
+        if parts.iter().map(|b| b.len() as u64).sum::<u64>() != size {
+            return Err(StorageError::Corrupt(format!(
+                "blob {digest} extents do not add up"
+            )));
+        }
+        Ok(Some(BlobData {
+            digest: digest.clone(),
+            size,
+            extents: parts,
+        }))
+    }
+
+    pub fn repo_has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(REPO_BLOBS)?;
+        Ok(t.get(&repo_key(repo, &digest_key(digest))[..])?.is_some())
+    }
+
+    pub fn link_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        match self.submit(Op::Link {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+        })? {
+            Out::Bool(b) => Ok(b),
+            _ => Err(StorageError::Index("unexpected outcome".into())),
+        }
+    }
+
+    pub fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
+        self.check_open()?;
+        match self.submit(Op::Unlink {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+        })? {
+            Out::Bool(b) => Ok(b),
+            _ => Err(StorageError::Index("unexpected outcome".into())),
+        }
+    }
+
+    /// Monolithic push: hash, write, commit in one call with the same guarantees as `commit`.
+    pub fn put_blob(
+        &self,
+        repo: &str,
+        expected: &Digest,
+        data: &[u8],
+    ) -> Result<BlobInfo, StorageError> {
+        self.check_open()?;
+        let actual = Digest::of(expected.algorithm(), data);
+        if actual != *expected {
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if self.blob_entry(expected)?.is_some() {
+            self.submit(Op::Link {
+                repo: repo.to_string(),
+                digest: expected.clone(),
+            })?;
+            return Ok(BlobInfo {
+                digest: expected.clone(),
+                size: data.len() as u64,
+            });
+        }
+        // Small pushes are quick to write: tell a commit leader to wait for this one.
+        let announced =
+            (data.len() <= self.inner.opts.chunk_record_bytes).then(|| self.inner.group.prepare());
+        let extents = self.write_blob_records(data)?;
+        let op = Op::Commit(BlobCommit {
+            session: None,
+            repo: repo.to_string(),
+            digest: expected.clone(),
+            size: data.len() as u64,
+            extents,
+        });
+        expect_blob(match announced {
+            Some(a) => self.submit_announced(op, a)?,
+            None => self.submit(op)?,
+        })
+    }
+
+    /// Writes `data` as chunk records under a fresh session id; the commit op that follows
+    /// names the extents.
+    pub(crate) fn write_blob_records(&self, data: &[u8]) -> Result<Vec<Extent>, StorageError> {
+        let sid = UploadId::random();
+        let mut extents = Vec::with_capacity(data.len() / self.inner.opts.chunk_record_bytes + 1);
+        let mut off = 0u64;
+        for chunk in data.chunks(self.inner.opts.chunk_record_bytes) {
+            match self.write_chunk(&sid, off, chunk, false) {
+                Ok(e) => extents.push(e),
+                Err(e) => {
+                    if !extents.is_empty() {
+                        // The records that did land will never be part of a blob.
+                        let _ = self.submit(Op::Discard {
+                            session: None,
+                            extents,
+                        });
+                    }
+                    return Err(e);
+                }
+            }
+            off += chunk.len() as u64;
+        }
+        Ok(extents)
+    }
+
+    /// Committed blobs in digest-key order after `last`, at most `n` (GC, scrub tools, tests).
+    pub fn list_blobs(
+        &self,
+        last: Option<&Digest>,
+        n: usize,
+    ) -> Result<Vec<BlobInfo>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(BLOBS)?;
+        let after = last.map(digest_key);
+        let iter = match &after {
+            Some(a) => t.range::<&[u8]>((
+                std::ops::Bound::Excluded(&a[..]),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => t.iter()?,
+        };
+        let mut out = Vec::new();
+        for r in iter.take(n) {
+            let (k, v) = r?;
+            let (digest, _) = decode_digest_key(k.value())?;
+            let (size, _) = decode_blob(v.value())?;
+            out.push(BlobInfo { digest, size });
+        }
+        Ok(out)
+    }
+
+    pub fn space(&self) -> SpaceStats {
+        let ends = self.inner.log.ends();
+        let space = self.inner.space.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = SpaceStats::default();
+        for (&id, &size) in &ends {
+            let (live, dead) = space.get(&id).copied().unwrap_or((0, 0));
+            out.live_bytes += live;
+            out.dead_bytes += dead;
+            out.segments.push(SegmentSpace {
+                id,
+                size,
+                live_bytes: live,
+                dead_bytes: dead,
+            });
+        }
+        out
+    }
+
+    pub fn open_uploads(&self) -> usize {
+        self.inner.sessions_read().len()
+    }
+}
+
+pub(crate) fn expect_blob(out: Out) -> Result<BlobInfo, StorageError> {
+    match out {
+        Out::Blob(b) => Ok(b),
+        _ => Err(StorageError::Index("unexpected outcome".into())),
+    }
+}
