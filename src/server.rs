@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::Registry;
+use crate::api::{ApiError, ErrorCode, Registry};
 use crate::config::{Config, ServerSettings};
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
@@ -167,11 +168,21 @@ async fn connection<IO>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let io = TokioIo::new(Activity::new(io, clock.clone()));
     let counter = in_flight.clone();
+    let max_head = settings.max_header_bytes;
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let registry = registry.clone();
         let guard = InFlight::enter(counter.clone());
         async move {
-            let response = registry.handle(req).await;
+            let response = if head_size(&req) > max_head {
+                let err = ApiError::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    ErrorCode::Unknown,
+                )
+                .with_detail(format!("request head larger than {max_head} bytes"));
+                registry.refuse(&req, err)
+            } else {
+                registry.handle(req).await
+            };
             drop(guard);
             Ok::<_, Infallible>(response)
         }
@@ -191,7 +202,7 @@ async fn connection<IO>(
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+            .max_header_list_size(u32::try_from(parser_head_cap(max_head)).unwrap_or(u32::MAX))
             // Large layer pushes over h2 would crawl with the 64 KiB default window.
             .adaptive_window(true)
             .max_concurrent_streams(256);
@@ -207,7 +218,7 @@ async fn connection<IO>(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
-            .max_header_size(settings.max_header_bytes)
+            .max_header_size(parser_head_cap(max_head))
             .keep_alive(true);
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
@@ -216,6 +227,23 @@ async fn connection<IO>(
         })
         .await;
     }
+}
+
+/// What hyper itself accepts. Its own refusals (a bare 431 or 400) carry none of the
+/// registry's headers, so it is given room above the configured limit and the limit is
+/// enforced in the service, where the refusal is a proper registry error; only heads past
+/// this larger cap, or ones that do not parse, still get hyper's bare answer.
+fn parser_head_cap(max_head: usize) -> usize {
+    max_head.saturating_mul(4).max(64 << 10)
+}
+
+/// Size of a request head as it came over HTTP/1.1: request line and header lines.
+fn head_size<B>(req: &hyper::Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .fold(line, usize::saturating_add)
 }
 
 /// Polls a connection to completion, asking it to finish gracefully once the server closes

@@ -178,12 +178,46 @@ async fn digest_mismatch_and_bad_digests_store_nothing() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
-    // Well formed, but an algorithm the registry does not implement.
+    // Well formed, but an algorithm the registry does not implement: 400 DIGEST_INVALID, as
+    // the spec and distribution answer, for a pull, a push and an announced algorithm.
     let r = s
         .get(&format!("/v2/x/blobs/sha384:{}", "a".repeat(96)))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.error_code(), "UNSUPPORTED");
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    let r = s
+        .send(
+            Method::POST,
+            &format!("/v2/x/blobs/uploads/?digest=blake3:{}", "a".repeat(64)),
+            &[],
+            Body::full(b"p".to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    let r = s
+        .send(
+            Method::POST,
+            "/v2/x/blobs/uploads/?digest-algorithm=sha384",
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "DIGEST_INVALID");
+    for alg in ["sha256", "sha512"] {
+        let r = s
+            .send(
+                Method::POST,
+                &format!("/v2/x/blobs/uploads/?digest-algorithm={alg}"),
+                &[],
+                Body::Empty,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{alg}");
+        let r = s.delete(r.header("location")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
     let r = s.get("/metrics").await;
     assert!(r.text().contains("berth_upload_sessions_open 0"));
     s.stop().await;

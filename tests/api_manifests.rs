@@ -21,6 +21,7 @@ async fn put_by_tag_then_get_and_head_by_tag_and_digest() {
     assert_eq!(r.header("location"), format!("/v2/app/manifests/{digest}"));
     assert_eq!(r.header("docker-content-digest"), digest.to_string());
     assert!(!r.has_header("oci-subject"));
+    assert!(!r.has_header("oci-tag"));
 
     for reference in ["v1".to_owned(), digest.to_string()] {
         let path = format!("/v2/app/manifests/{reference}");
@@ -63,6 +64,8 @@ async fn put_by_digest_with_several_tags() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // Every tag the request created is named, or clients re-push tag by tag.
+    assert_eq!(r.header("oci-tag"), "a, b, 1.0_build.7");
     for tag in ["a", "b", "1.0_build.7"] {
         let r = s.get(&format!("/v2/multi/manifests/{tag}")).await;
         assert_eq!(r.status, StatusCode::OK, "{tag}");
@@ -70,6 +73,22 @@ async fn put_by_digest_with_several_tags() {
     }
     let tags = s.get("/v2/multi/tags/list").await.json();
     assert_eq!(tags["tags"], serde_json::json!(["1.0_build.7", "a", "b"]));
+
+    // A sha512 manifest can only be tagged this way: a PUT by tag digests with sha256.
+    let d512 = Digest::of(Algorithm::Sha512, &body);
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("/v2/multi/manifests/{d512}?tag=long"),
+            &[("content-type", OCI_MANIFEST)],
+            Body::full(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header("oci-tag"), "long");
+    assert_eq!(r.header("docker-content-digest"), d512.to_string());
+    let r = s.get("/v2/multi/manifests/long").await;
+    assert_eq!(r.header("docker-content-digest"), d512.to_string());
 
     // A bad tag among them fails the whole request.
     let r = s

@@ -61,8 +61,14 @@ async fn oversized_headers_are_refused() {
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tcp.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let text = String::from_utf8_lossy(&out).to_lowercase();
+    assert!(text.starts_with("http/1.1 431"), "{text}");
+    // A registry error like any other: version header and the spec's JSON body.
+    assert!(
+        text.contains("docker-distribution-api-version: registry/2.0"),
+        "{text}"
+    );
+    assert!(text.contains(r#""errors":[{"code":"unknown""#), "{text}");
     // The server still answers well-formed requests.
     assert_eq!(s.get("/v2/").await.status, StatusCode::OK);
     s.stop().await;

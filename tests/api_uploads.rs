@@ -167,6 +167,51 @@ async fn content_range_that_disagrees_with_the_body_is_refused() {
 }
 
 #[tokio::test]
+async fn chunked_patch_of_the_wrong_length_leaves_the_session_unchanged() {
+    let s = Server::start().await;
+    let location = s.start_upload("w").await;
+    // Chunked transfer encoding: no Content-Length, so only the end of the body tells.
+    for parts in [
+        vec![vec![1u8; 3], vec![2u8; 2]],
+        vec![vec![1u8; 8], vec![2u8; 7]],
+    ] {
+        let r = s
+            .send(
+                Method::PATCH,
+                &location,
+                &[("content-range", "0-9")],
+                Body::chunked(parts),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.error_code(), "SIZE_INVALID");
+        assert_eq!(s.get(&location).await.header("range"), "0-0");
+    }
+    let blob = data(10, 9);
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "0-9")],
+            Body::chunked(vec![blob[..4].to_vec(), blob[4..].to_vec()]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.header("range"), "0-9");
+    let digest = sha256(&blob);
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn streamed_patch_without_length_then_put_with_last_chunk() {
     let s = Server::start().await;
     // Larger than one append batch, sent in uneven pieces with chunked transfer encoding.

@@ -180,8 +180,10 @@ impl From<NameError> for ApiError {
             NameError::InvalidDigest => {
                 ApiError::bad_request(ErrorCode::DigestInvalid, err.to_string())
             }
+            // The spec answers an unsupported algorithm like an invalid digest (400), and
+            // distribution sends DIGEST_INVALID for both; clients key on that code.
             NameError::UnsupportedDigest(_) => {
-                ApiError::bad_request(ErrorCode::Unsupported, err.to_string())
+                ApiError::bad_request(ErrorCode::DigestInvalid, err.to_string())
             }
         }
     }

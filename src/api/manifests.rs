@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
-use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT};
+use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::api::stream::BodyReader;
 use crate::api::Registry;
 use crate::oci::digest::{Algorithm, Digest};
@@ -49,7 +49,9 @@ pub async fn put(
         }
         ManifestRef::Digest(d) => d.algorithm(),
     };
+    let mut tagged_by_param = false;
     for tag in query.all("tag") {
+        tagged_by_param = true;
         if !is_valid_tag(tag) {
             return Err(ApiError::bad_request(
                 ErrorCode::ManifestInvalid,
@@ -77,6 +79,9 @@ pub async fn put(
     }
     let parsed = manifest::parse(&body, content_type.as_deref())?;
     let subject = parsed.subject.clone();
+    // The spec asks for an `OCI-Tag` header naming every tag a `?tag=` push created; clients
+    // that see none fall back to one PUT per tag, which cannot carry a non-sha256 digest.
+    let oci_tag = tagged_by_param.then(|| tags.join(", "));
     let put = ManifestPut {
         digest: digest.clone(),
         media_type: parsed.media_type,
@@ -94,6 +99,9 @@ pub async fn put(
         .header(CONTENT_DIGEST, &digest);
     if let Some(subject) = subject {
         reply = reply.header(OCI_SUBJECT, subject);
+    }
+    if let Some(oci_tag) = oci_tag {
+        reply = reply.header(OCI_TAG, oci_tag);
     }
     Ok(reply)
 }

@@ -63,6 +63,14 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Largest chunk without `Content-Length` held in memory until its length can be checked
+    /// against its `Content-Range`: the same bound as a buffered monolithic push.
+    pub fn checked_chunk_bytes(&self) -> u64 {
+        self.monolithic_buffer_bytes.max(self.append_batch_bytes) as u64
+    }
+}
+
 /// The registry service; cheap to clone (one per connection).
 #[derive(Clone)]
 pub struct Registry {
@@ -130,7 +138,35 @@ impl Registry {
             Err(e) => ("invalid", Err(e)),
         };
         let reply = result.unwrap_or_else(Reply::error);
-        let response = reply.into_response(&method);
+        self.answer(kind, &method, &path, reply, started, bytes_in)
+    }
+
+    /// Refuses a request before it is routed (the connection layer's checks), with the same
+    /// error body, headers, metrics and access log line as any other refusal.
+    pub fn refuse(&self, req: &Request<Incoming>, err: ApiError) -> Response<ResponseBody> {
+        let path = query::decode_path(req.uri().path());
+        let reply = Reply::error(err);
+        let bytes_in = stream::BytesIn::default();
+        self.answer(
+            "invalid",
+            req.method(),
+            &path,
+            reply,
+            Instant::now(),
+            bytes_in,
+        )
+    }
+
+    fn answer(
+        &self,
+        kind: &'static str,
+        method: &Method,
+        path: &str,
+        reply: Reply,
+        started: Instant,
+        bytes_in: stream::BytesIn,
+    ) -> Response<ResponseBody> {
+        let response = reply.into_response(method);
         let status = response.status();
         let bytes_out = http_body::Body::size_hint(response.body())
             .exact()

@@ -27,6 +27,16 @@ pub async fn start(
     query: &Query,
     req: Request<Incoming>,
 ) -> ApiResult<Reply> {
+    // `?digest-algorithm=` names the hash the client will commit with; one we cannot verify
+    // is refused before a session exists (end-4c: 400).
+    if let Some(alg) = query.get("digest-algorithm") {
+        if !matches!(alg, "sha256" | "sha512") {
+            return Err(ApiError::bad_request(
+                ErrorCode::DigestInvalid,
+                format!("unsupported digest algorithm {alg:?}"),
+            ));
+        }
+    }
     if let Some(mount) = query.get("mount") {
         let digest = parse_digest(mount)?;
         let from = query.get("from").map(str::to_owned);
@@ -259,6 +269,10 @@ async fn stream_chunk(
     req: Request<Incoming>,
 ) -> ApiResult<u64> {
     let limits = reg.limits();
+    let framed = req.headers().contains_key(CONTENT_LENGTH);
+    if let Some(declared) = declared.filter(|&d| !framed && d <= limits.checked_chunk_bytes()) {
+        return buffered_chunk(reg, id, offset, declared, req).await;
+    }
     let mut reader = BodyReader::new(reg, req, limits.append_batch_bytes);
     let mut pipe = Appender::new(reg, *id, offset);
     let too_long =
@@ -296,6 +310,43 @@ async fn stream_chunk(
         ));
     }
     Ok(end)
+}
+
+/// A chunk with a `Content-Range` but no `Content-Length` (chunked transfer encoding, or h2
+/// without the header) can only be checked against its range once it has ended. Small ones
+/// are held until then, so one that is shorter or longer than declared leaves the session as
+/// it was instead of half-appended.
+async fn buffered_chunk(
+    reg: &Registry,
+    id: &UploadId,
+    offset: u64,
+    declared: u64,
+    req: Request<Incoming>,
+) -> ApiResult<u64> {
+    let limits = reg.limits();
+    let wrong = |what: &str| {
+        ApiError::bad_request(
+            ErrorCode::SizeInvalid,
+            format!("chunk {what} than its Content-Range"),
+        )
+    };
+    let limit = usize::try_from(declared).map_err(|_| wrong("longer"))?;
+    let mut reader = BodyReader::new(reg, req, limits.append_batch_bytes);
+    let body = reader
+        .read_all(limit)
+        .await?
+        .ok_or_else(|| wrong("longer"))?;
+    if body.len() != limit {
+        return Err(wrong("shorter"));
+    }
+    let mut pipe = Appender::new(reg, *id, offset);
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + limits.append_batch_bytes.max(1)).min(body.len());
+        pipe.push(body.slice(at..end)).await?;
+        at = end;
+    }
+    pipe.finish().await
 }
 
 fn range_value(length: u64) -> HeaderValue {
