@@ -61,21 +61,27 @@ stop_packaged_services() {
     fi
 }
 
+is_python312() {
+    [ -n "$1" ] && [ -x "$1" ] &&
+        "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null
+}
+
 find_python312() {
     if [ -n "${BERTH_PYTHON312:-}" ]; then
+        is_python312 "$BERTH_PYTHON312" || die "BERTH_PYTHON312=$BERTH_PYTHON312 is not Python >= 3.12"
         echo "$BERTH_PYTHON312"
         return 0
     fi
     local c
     for c in "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3 \
         "$(command -v python3.13 || true)" "$(command -v python3.12 || true)"; do
-        if [ -n "$c" ] && [ -x "$c" ] &&
-            "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then
+        if is_python312 "$c"; then
             echo "$c"
             return 0
         fi
     done
-    return 1
+    die "no Python >= 3.12 found (helm-sdkpy needs it): tried ~/.pyenv/versions/3.12*," \
+        "python3.13, python3.12; set BERTH_PYTHON312=/path/to/python3.12"
 }
 
 install_python() {
@@ -90,8 +96,7 @@ install_python() {
         return 0
     fi
     local py
-    py="$(find_python312)" || die "no Python >= 3.12 found (helm-sdkpy needs it): tried" \
-        "~/.pyenv/versions/3.12*, python3.13, python3.12; set BERTH_PYTHON312=/path/to/python3.12"
+    py="$(find_python312)" || exit 1
     step "create venv $VENV with $py" "$py" -m venv "$VENV"
     step "pip install ${PY_PACKAGES[*]}" "$VENV/bin/python" -m pip install --quiet \
         --disable-pip-version-check "${PY_PACKAGES[@]}"
