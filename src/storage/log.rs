@@ -217,9 +217,12 @@ impl Log {
     /// Seals the active segment (synced, so a later segment implies a complete earlier one)
     /// and starts the next.
     fn roll(&self, st: &mut LogState) -> Result<(), StorageError> {
-        self.io
-            .sync_data(st.active)
-            .map_err(StorageError::from_io)?;
+        if let Err(e) = self.io.sync_data(st.active) {
+            // The kernel may have dropped the dirty pages; a retried sync would succeed and seal
+            // a segment with holes under later acknowledged commits.
+            st.poisoned = true;
+            return Err(StorageError::from_io(e));
+        }
         st.dirty.remove(&st.active);
         let next = st.active + 1;
         create_segment(self.io.as_ref(), next)?;
