@@ -280,6 +280,26 @@ impl Store {
     fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
         let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
         let n = ops.len();
+        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
+            || self.inner.lazy_commits.load(Ordering::SeqCst) >= MAX_LAZY_COMMITS;
+        let payloads = match ops
+            .iter()
+            .filter(|o| o.logged_by_leader())
+            .map(Op::encode)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(p) => p,
+            Err(e) => return fail(e, n),
+        };
+        let log = &self.inner.log;
+        let snap = match log.append_ops_and_snapshot(&payloads) {
+            Ok(s) => s,
+            Err(e) => return fail(e, n),
+        };
+        // Deferred session starts are taken only after the snapshot: a session begun before
+        // it has its start here, so none of the snapshot's chunks is dropped as belonging to an
+        // unknown session. (Deferred ops are never logged by the leader: their records are
+        // already in the log.)
         let deferred = std::mem::take(
             &mut *self
                 .inner
@@ -291,28 +311,6 @@ impl Store {
         let mut all = deferred;
         all.extend(ops);
         let ops = all;
-        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
-            || self.inner.lazy_commits.load(Ordering::SeqCst) >= MAX_LAZY_COMMITS;
-        let payloads = match ops
-            .iter()
-            .filter(|o| o.logged_by_leader())
-            .map(Op::encode)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(p) => p,
-            Err(e) => {
-                self.requeue(ops, skip);
-                return fail(e, n);
-            }
-        };
-        let log = &self.inner.log;
-        let snap = match log.append_ops_and_snapshot(&payloads) {
-            Ok(s) => s,
-            Err(e) => {
-                self.requeue(ops, skip);
-                return fail(e, n);
-            }
-        };
         if let Err(e) = log.sync(&snap) {
             log.restore(snap);
             self.requeue(ops, skip);
