@@ -100,22 +100,6 @@ impl BlobReader {
             self.end - self.start
         }
     }
-
-    /// Whether yielding the next extent means hashing it (a consumer may want to do that off
-    /// an event loop); false when it is known good or nothing is left.
-    pub fn next_needs_check(&self) -> bool {
-        if self.remaining() == 0 {
-            return false;
-        }
-        let mut pos = self.pos;
-        for e in &self.extents[self.next..] {
-            if pos + u64::from(e.len) > self.start {
-                return self.store.needs_check(e);
-            }
-            pos += u64::from(e.len);
-        }
-        false
-    }
 }
 
 impl Iterator for BlobReader {
