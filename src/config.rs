@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::api::Limits;
-use crate::storage::StoreOptions;
+use crate::storage::{ReadVerification, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about = "An embedded OCI registry")]
@@ -72,9 +72,14 @@ pub struct ServeArgs {
     /// Largest manifest in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
-    /// Check every chunk's checksum before serving a blob [default: true].
+    /// Check every chunk's checksum on every read (true = `--read-verification always`,
+    /// false = `off`); `--read-verification` wins when both are given.
     #[arg(long, env = "BERTH_VERIFY_READS")]
     pub verify_reads: Option<bool>,
+    /// When chunk checksums are checked as blobs are served: always, once (the first read
+    /// since the store was opened) or off [default: once].
+    #[arg(long, env = "BERTH_READ_VERIFICATION")]
+    pub read_verification: Option<ReadVerification>,
 }
 
 impl ServeArgs {
@@ -94,6 +99,7 @@ impl ServeArgs {
             max_uploads: self.max_uploads.or(other.max_uploads),
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
             verify_reads: self.verify_reads.or(other.verify_reads),
+            read_verification: self.read_verification.or(other.read_verification),
         }
     }
 }
@@ -227,7 +233,14 @@ impl Config {
             config.limits.max_manifest_bytes = v;
         }
         if let Some(v) = args.verify_reads {
-            config.store.verify_reads = v;
+            config.store.read_verification = if v {
+                ReadVerification::Always
+            } else {
+                ReadVerification::Off
+            };
+        }
+        if let Some(v) = args.read_verification {
+            config.store.read_verification = v;
         }
         Ok(config)
     }
@@ -265,7 +278,7 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("/flag"));
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.store.max_open_uploads, 7);
-        assert!(!c.store.verify_reads);
+        assert_eq!(c.store.read_verification, ReadVerification::Off);
     }
 
     #[test]
@@ -302,5 +315,10 @@ mod tests {
         let Command::Serve(args) = cli.command;
         assert_eq!(args.listen.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.log_format, Some(LogFormat::Json));
+        let cli = Cli::try_parse_from(["berth", "serve", "--read-verification", "always"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.store.read_verification, ReadVerification::Always);
+        assert!(Cli::try_parse_from(["berth", "serve", "--read-verification", "x"]).is_err());
     }
 }

@@ -42,12 +42,11 @@ fn chunked_upload_commits_and_reads_back() {
     assert_eq!(info.size, data.len() as u64);
     assert!(matches!(s.status(&id), Err(StorageError::UploadUnknown)));
     let got = s.get(&sha(&data)).unwrap().unwrap();
-    assert_eq!(got.to_vec(), data);
-    assert!(got.extents.len() > 1);
+    assert_eq!(got.read_all().unwrap().to_vec(), data);
+    assert!(got.extent_count() > 1);
     let mid: Vec<u8> = got
-        .slice(990, 2010)
-        .iter()
-        .flat_map(|b| b.to_vec())
+        .range(990, 2010)
+        .flat_map(|b| b.unwrap().to_vec())
         .collect();
     assert_eq!(mid, &data[990..2010]);
     assert!(s.repo_has_blob("lib/a", &sha(&data)).unwrap());
@@ -115,13 +114,24 @@ fn empty_and_sha512_blobs() {
     let id = s.begin_upload("r").unwrap();
     let info = s.commit(&id, &sha(b"")).unwrap();
     assert_eq!(info.size, 0);
-    assert_eq!(s.get(&sha(b"")).unwrap().unwrap().to_vec(), b"");
+    assert_eq!(
+        s.get(&sha(b""))
+            .unwrap()
+            .unwrap()
+            .read_all()
+            .unwrap()
+            .to_vec(),
+        b""
+    );
     let data = bytes(4321, 9);
     let d512 = Digest::of(Algorithm::Sha512, &data);
     let id = s.begin_upload("r").unwrap();
     s.append(&id, 0, &data).unwrap();
     s.commit(&id, &d512).unwrap();
-    assert_eq!(s.get(&d512).unwrap().unwrap().to_vec(), data);
+    assert_eq!(
+        s.get(&d512).unwrap().unwrap().read_all().unwrap().to_vec(),
+        data
+    );
 }
 
 fn manifest(body: &[u8], refs: Vec<Digest>, tags: &[&str], subject: Option<Digest>) -> ManifestPut {
@@ -224,13 +234,29 @@ fn sessions_and_blobs_survive_reopen() {
         (id, blob)
     };
     let s = Store::open(dir.path(), small_opts()).unwrap();
-    assert_eq!(s.get(&sha(&blob)).unwrap().unwrap().to_vec(), blob);
+    assert_eq!(
+        s.get(&sha(&blob))
+            .unwrap()
+            .unwrap()
+            .read_all()
+            .unwrap()
+            .to_vec(),
+        blob
+    );
     assert_eq!(s.open_uploads(), 1);
     let st = s.status(&id).unwrap();
     assert_eq!((st.repo.as_str(), st.offset), ("r", 2500));
     s.append(&id, 2500, &data[2500..]).unwrap();
     s.commit(&id, &sha(&data)).unwrap();
-    assert_eq!(s.get(&sha(&data)).unwrap().unwrap().to_vec(), data);
+    assert_eq!(
+        s.get(&sha(&data))
+            .unwrap()
+            .unwrap()
+            .read_all()
+            .unwrap()
+            .to_vec(),
+        data
+    );
 }
 
 #[test]
@@ -291,6 +317,14 @@ fn segments_roll_and_space_is_accounted_per_segment() {
     assert_eq!(s.space().live_bytes, 160_000);
     for i in 0..40u8 {
         let b = bytes(4000, i);
-        assert_eq!(s.get(&sha(&b)).unwrap().unwrap().to_vec(), b);
+        assert_eq!(
+            s.get(&sha(&b))
+                .unwrap()
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .to_vec(),
+            b
+        );
     }
 }

@@ -125,7 +125,11 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                 .unwrap()
                 .unwrap_or_else(|| panic!("round {round}: acknowledged {d} lost"));
             if r == round {
-                assert_eq!(got.to_vec(), blob_for(r, n), "round {round}: {d} content");
+                assert_eq!(
+                    got.read_all().unwrap().to_vec(),
+                    blob_for(r, n),
+                    "round {round}: {d} content"
+                );
             }
         }
         for b in store.list_blobs(None, usize::MAX).unwrap() {
@@ -134,7 +138,13 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                 .unwrap_or_else(|| panic!("round {round}: never pushed {}", b.digest));
             if r == round {
                 assert_eq!(
-                    store.get(&b.digest).unwrap().unwrap().to_vec(),
+                    store
+                        .get(&b.digest)
+                        .unwrap()
+                        .unwrap()
+                        .read_all()
+                        .unwrap()
+                        .to_vec(),
                     blob_for(r, n)
                 );
             }

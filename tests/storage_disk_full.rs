@@ -62,7 +62,16 @@ fn enospc_is_reported_and_recovered_from() {
 
     // Everything committed is intact and every record in the segments is whole.
     for b in &stored {
-        assert_eq!(&store.get(&sha(b)).unwrap().unwrap().to_vec(), b);
+        assert_eq!(
+            &store
+                .get(&sha(b))
+                .unwrap()
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .to_vec(),
+            b
+        );
     }
     assert!(store.verify().unwrap().is_clean());
 
@@ -77,7 +86,16 @@ fn enospc_is_reported_and_recovered_from() {
 
     let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
     for b in &stored {
-        assert_eq!(&store.get(&sha(b)).unwrap().unwrap().to_vec(), b);
+        assert_eq!(
+            &store
+                .get(&sha(b))
+                .unwrap()
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .to_vec(),
+            b
+        );
     }
     assert!(store.verify().unwrap().is_clean());
 }
@@ -115,7 +133,16 @@ fn full_disk_at_segment_roll_is_survivable() {
     drop(store);
     let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
     for b in &pushed {
-        assert_eq!(&store.get(&sha(b)).unwrap().unwrap().to_vec(), b);
+        assert_eq!(
+            &store
+                .get(&sha(b))
+                .unwrap()
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .to_vec(),
+            b
+        );
     }
     assert!(store.verify().unwrap().is_clean());
 }

@@ -23,8 +23,8 @@ fn version_1_segments_replay_into_a_fresh_index() {
     let layer = b"hello berth, format one";
     let d = Digest::of(Algorithm::Sha256, layer);
     let blob = s.get(&d).unwrap().unwrap();
-    assert_eq!(blob.to_vec(), layer);
-    assert_eq!(blob.extents.len(), 3, "written as 8-byte chunk records");
+    assert_eq!(blob.read_all().unwrap().to_vec(), layer);
+    assert_eq!(blob.extent_count(), 3, "written as 8-byte chunk records");
     assert!(s.repo_has_blob("fixture/app", &d).unwrap());
 
     let body = br#"{"schemaVersion":2,"fixture":true}"#;

@@ -105,7 +105,7 @@ fn check_image(run: &Run, point: usize, seed: u64) {
                 .get(d)
                 .unwrap()
                 .unwrap_or_else(|| panic!("{d} lost at op {point}"));
-            assert_eq!(&got.to_vec(), data, "{d} at op {point}");
+            assert_eq!(&got.read_all().unwrap().to_vec(), data, "{d} at op {point}");
         }
     }
     let mut seen = BTreeSet::new();
@@ -119,7 +119,16 @@ fn check_image(run: &Run, point: usize, seed: u64) {
                 .attempted
                 .get(&b.digest)
                 .unwrap_or_else(|| panic!("unknown blob {}", b.digest));
-            assert_eq!(&store.get(&b.digest).unwrap().unwrap().to_vec(), data);
+            assert_eq!(
+                &store
+                    .get(&b.digest)
+                    .unwrap()
+                    .unwrap()
+                    .read_all()
+                    .unwrap()
+                    .to_vec(),
+                data
+            );
             seen.insert(b.digest);
         }
     }
@@ -171,7 +180,7 @@ fn lost_index_is_rebuilt_from_segments_at_any_sync_point() {
         for (d, (data, at)) in &run.committed {
             if *at <= p {
                 assert_eq!(
-                    &store.get(d).unwrap().unwrap().to_vec(),
+                    &store.get(d).unwrap().unwrap().read_all().unwrap().to_vec(),
                     data,
                     "{d} after rebuild at {p}"
                 );

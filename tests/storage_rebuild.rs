@@ -70,7 +70,15 @@ fn index_rebuilt_from_segments() {
 
     let s = Store::open(dir.path(), opts()).unwrap();
     for (i, l) in layers.iter().enumerate() {
-        assert_eq!(&s.get(&sha(l)).unwrap().unwrap().to_vec(), l);
+        assert_eq!(
+            &s.get(&sha(l))
+                .unwrap()
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .to_vec(),
+            l
+        );
         let repo = if i % 2 == 0 { "even" } else { "odd" };
         assert_eq!(s.repo_has_blob(repo, &sha(l)).unwrap(), i != 1);
     }
@@ -107,6 +115,14 @@ fn corrupted_index_is_set_aside_and_rebuilt() {
     let len = std::fs::metadata(&index).unwrap().len() as usize;
     std::fs::write(&index, vec![0x5a; len]).unwrap();
     let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    assert_eq!(s.get(&sha(&data)).unwrap().unwrap().to_vec(), data);
+    assert_eq!(
+        s.get(&sha(&data))
+            .unwrap()
+            .unwrap()
+            .read_all()
+            .unwrap()
+            .to_vec(),
+        data
+    );
     assert!(dir.path().join("index.redb.corrupt").exists());
 }

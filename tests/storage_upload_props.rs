@@ -106,6 +106,9 @@ fn finish(store: &Store, id: &UploadId, model: &[u8]) -> Result<(), TestCaseErro
     let d = Digest::of(Algorithm::Sha256, model);
     let info = store.commit(id, &d).unwrap();
     prop_assert_eq!(info.size, model.len() as u64);
-    prop_assert_eq!(store.get(&d).unwrap().unwrap().to_vec(), model.to_vec());
+    prop_assert_eq!(
+        store.get(&d).unwrap().unwrap().read_all().unwrap().to_vec(),
+        model.to_vec()
+    );
     Ok(())
 }

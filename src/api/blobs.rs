@@ -66,7 +66,7 @@ pub async fn get(
     let Some((start, end)) = range else {
         let reply = reply.content_length(size);
         return Ok(match data {
-            Some(data) => reply.body(crate::api::body::ResponseBody::from_chunks(data.extents)),
+            Some(data) => reply.body(crate::api::body::ResponseBody::blob(data.reader())),
             None => reply,
         });
     };
@@ -75,9 +75,7 @@ pub async fn get(
         .header(CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1))
         .content_length(end - start);
     Ok(match data {
-        Some(data) => reply.body(crate::api::body::ResponseBody::from_chunks(
-            data.slice(start, end),
-        )),
+        Some(data) => reply.body(crate::api::body::ResponseBody::blob(data.range(start, end))),
         None => reply,
     })
 }

@@ -1,42 +1,21 @@
-//! Blob reads, monolithic pushes, repository links and space reports.
+//! Blob lookups, monolithic pushes, repository links and space reports.
 
-use bytes::Bytes;
 use redb::ReadableTable;
 
 use super::error::StorageError;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op, Out};
-use super::record::{rec, trailer};
+use super::read::BlobData;
 use super::schema::*;
 use super::store::Store;
 use super::types::*;
 use crate::oci::digest::{Digest, Hasher};
 
 impl Store {
-    /// Reads one chunk payload, checking its blake3 trailer when asked to.
-    pub(crate) fn read_extent(&self, e: &Extent, verify: bool) -> Result<Bytes, StorageError> {
-        let io = self.inner.log.io();
-        let data = io.read(e.segment, e.offset, e.len as usize)?;
-        if verify {
-            let t = io.read(
-                e.segment,
-                e.offset.saturating_add(u64::from(e.len)),
-                rec::TRAILER_LEN,
-            )?;
-            if trailer(&data)[..] != t[..] {
-                return Err(StorageError::Corrupt(format!(
-                    "chunk checksum mismatch in segment {} at {}",
-                    e.segment, e.offset
-                )));
-            }
-        }
-        Ok(data)
-    }
-
     /// Hashes the bytes of `extents` (after a restart, or for a non-sha256 digest).
     pub(crate) fn rehash(&self, mut h: Hasher, extents: &[Extent]) -> Result<Hasher, StorageError> {
         for e in extents {
-            h.update(&self.read_extent(e, true)?);
+            h.update(&self.read_extent(e)?);
         }
         Ok(h)
     }
@@ -56,27 +35,24 @@ impl Store {
         }))
     }
 
-    /// Zero-copy view of a committed blob. With `verify_reads`, a damaged chunk turns the whole
-    /// read into `Corrupt` rather than serving wrong bytes.
+    /// A committed blob, never a partial one. Returns at once: each chunk is checked when a
+    /// `BlobReader` reaches it, so a damaged chunk ends the read there with `Corrupt`.
     pub fn get(&self, digest: &Digest) -> Result<Option<BlobData>, StorageError> {
         self.check_open()?;
         let Some((size, extents)) = self.blob_entry(digest)? else {
             return Ok(None);
         };
-        let parts = extents
-            .iter()
-            .map(|e| self.read_extent(e, self.inner.opts.verify_reads))
-            .collect::<Result<Vec<_>, _>>()?;
-        if parts.iter().map(|b| b.len() as u64).sum::<u64>() != size {
+        if extents.iter().map(|e| u64::from(e.len)).sum::<u64>() != size {
             return Err(StorageError::Corrupt(format!(
                 "blob {digest} extents do not add up"
             )));
         }
-        Ok(Some(BlobData {
-            digest: digest.clone(),
+        Ok(Some(BlobData::new(
+            self.clone(),
+            digest.clone(),
             size,
-            extents: parts,
-        }))
+            extents,
+        )))
     }
 
     pub fn repo_has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {

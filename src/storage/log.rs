@@ -11,7 +11,7 @@ use super::record::{encode_segment_header, rec, seg, trailer, Kind, RecordHeader
 use super::types::UploadId;
 
 /// Where a chunk's payload lives: segment, offset of the payload, payload length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Extent {
     pub segment: u64,
     pub offset: u64,

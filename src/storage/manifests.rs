@@ -1,6 +1,5 @@
 //! Manifests, tags, referrers and repository listings on top of the blob store.
 
-use bytes::{Bytes, BytesMut};
 use redb::ReadableTable;
 
 use super::error::StorageError;
@@ -95,17 +94,7 @@ impl Store {
                 "manifest {digest} has no blob"
             )));
         };
-        let body = match blob.extents.len() {
-            0 => Bytes::new(),
-            1 => blob.extents[0].clone(),
-            _ => {
-                let mut b = BytesMut::with_capacity(blob.size as usize);
-                for e in &blob.extents {
-                    b.extend_from_slice(e);
-                }
-                b.freeze()
-            }
-        };
+        let body = blob.read_all()?;
         Ok(Some(StoredManifest {
             digest,
             media_type: meta.media_type,

@@ -3,7 +3,7 @@
 //!
 //! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
 //! `group` + `ops` (logged index changes, group commit) → `store`/`blobs`/`uploads`/`manifests`
-//! (public API);
+//! (public API); `read` + `verified` check chunks as blobs are streamed out;
 //! `recovery` and `verify` read the segments back. The on-disk format is in storage-format.md.
 
 mod blobs;
@@ -14,14 +14,17 @@ mod log;
 mod manifests;
 pub mod memdisk;
 mod ops;
+mod read;
 pub mod record;
 mod recovery;
 mod schema;
 mod store;
 mod types;
 mod uploads;
+mod verified;
 mod verify;
 
 pub use error::StorageError;
+pub use read::{BlobData, BlobReader};
 pub use store::Store;
 pub use types::*;

@@ -18,6 +18,7 @@ use super::record::{rec, seg, Kind, RecordHeader};
 use super::recovery;
 use super::types::*;
 use super::uploads::Session;
+use super::verified::VerifiedSet;
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
 #[derive(Clone)]
@@ -40,6 +41,10 @@ pub(crate) struct Inner {
     pub index_dirty: AtomicBool,
     /// Non-durable index commits since the last durable one.
     pub lazy_commits: AtomicU64,
+    /// Chunk records already checked on a read (policy `Once`).
+    pub verified: VerifiedSet,
+    /// Chunk records that failed their checksum on a read.
+    pub corrupt_reads: AtomicU64,
     _lock: Option<File>,
 }
 
@@ -156,6 +161,7 @@ impl Store {
             .into_iter()
             .map(|(id, s)| (id, Arc::new(Mutex::new(s))))
             .collect();
+        let verified = VerifiedSet::new(opts.verified_cache_entries);
         let store = Store {
             inner: Arc::new(Inner {
                 opts,
@@ -168,6 +174,8 @@ impl Store {
                 deferred: Mutex::new(Vec::new()),
                 index_dirty: AtomicBool::new(false),
                 lazy_commits: AtomicU64::new(0),
+                verified,
+                corrupt_reads: AtomicU64::new(0),
                 _lock: lock,
             }),
         };

@@ -21,8 +21,49 @@ pub struct StoreOptions {
     pub max_open_uploads: usize,
     /// Maximum payload of one chunk record; also the per-session write buffer.
     pub chunk_record_bytes: usize,
-    /// Check the blake3 trailer of every chunk before handing it out.
-    pub verify_reads: bool,
+    /// When a chunk's blake3 trailer is checked before its bytes are handed out.
+    pub read_verification: ReadVerification,
+    /// With [`ReadVerification::Once`]: how many verified chunk records are remembered (about
+    /// 40 bytes each; the least recently read are forgotten first and checked again).
+    pub verified_cache_entries: usize,
+}
+
+/// When reads check the blake3 trailer of a chunk record (storage-format.md section 8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadVerification {
+    /// Every read of every chunk, every time.
+    Always,
+    /// The first read of a chunk since the store was opened; later reads trust the mapped
+    /// pages that were checked (bit rot after that is found by `verify` or after a reopen).
+    #[default]
+    Once,
+    /// Never (the trailers are still checked by recovery and `verify`).
+    Off,
+}
+
+impl FromStr for ReadVerification {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ReadVerification, String> {
+        match s {
+            "always" => Ok(ReadVerification::Always),
+            "once" => Ok(ReadVerification::Once),
+            "off" => Ok(ReadVerification::Off),
+            other => Err(format!(
+                "unknown read verification {other:?} (always, once or off)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ReadVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadVerification::Always => "always",
+            ReadVerification::Once => "once",
+            ReadVerification::Off => "off",
+        })
+    }
 }
 
 impl Default for StoreOptions {
@@ -32,7 +73,8 @@ impl Default for StoreOptions {
             upload_max_idle: Duration::from_secs(24 * 3600),
             max_open_uploads: 1024,
             chunk_record_bytes: 1 << 20,
-            verify_reads: true,
+            read_verification: ReadVerification::Once,
+            verified_cache_entries: 1 << 16,
         }
     }
 }
@@ -116,44 +158,6 @@ pub struct UploadStatus {
 pub struct BlobInfo {
     pub digest: Digest,
     pub size: u64,
-}
-
-/// A committed blob as zero-copy slices of the segment maps, in order.
-#[derive(Clone, Debug)]
-pub struct BlobData {
-    pub digest: Digest,
-    pub size: u64,
-    pub extents: Vec<Bytes>,
-}
-
-impl BlobData {
-    /// The bytes in `start..end_exclusive` (clamped to the blob) as zero-copy slices.
-    pub fn slice(&self, start: u64, end_exclusive: u64) -> Vec<Bytes> {
-        let end = end_exclusive.min(self.size);
-        let mut out = Vec::new();
-        let mut pos = 0u64;
-        for e in &self.extents {
-            let len = e.len() as u64;
-            let (lo, hi) = (start.max(pos), end.min(pos + len));
-            if lo < hi {
-                out.push(e.slice((lo - pos) as usize..(hi - pos) as usize));
-            }
-            pos += len;
-            if pos >= end {
-                break;
-            }
-        }
-        out
-    }
-
-    /// Copies the whole blob into one buffer (tests and small manifests).
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.size as usize);
-        for e in &self.extents {
-            v.extend_from_slice(e);
-        }
-        v
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,20 +264,5 @@ mod tests {
             s.to_uppercase().parse::<UploadId>(),
             Err(StorageError::UploadUnknown)
         ));
-    }
-
-    #[test]
-    fn slice_spans_extents() {
-        let d = crate::oci::digest::Digest::of(crate::oci::digest::Algorithm::Sha256, b"abcdefgh");
-        let b = BlobData {
-            digest: d,
-            size: 8,
-            extents: vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defgh")],
-        };
-        let cat = |v: Vec<Bytes>| v.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>();
-        assert_eq!(cat(b.slice(0, 8)), b"abcdefgh");
-        assert_eq!(cat(b.slice(2, 5)), b"cde");
-        assert_eq!(cat(b.slice(3, 100)), b"defgh");
-        assert!(b.slice(5, 5).is_empty());
     }
 }
