@@ -3,10 +3,11 @@
 //!
 //! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
 //! `group` + `ops` (logged index changes, group commit) → `store`/`blobs`/`uploads`/`manifests`
-//! (public API);
+//! (public API), `chunking` turning session appends into records;
 //! `recovery` and `verify` read the segments back. The on-disk format is in storage-format.md.
 
 mod blobs;
+mod chunking;
 mod error;
 mod group;
 pub mod io;

@@ -120,77 +120,8 @@ impl Store {
         self.append_locked(id, &mut s, data)
     }
 
-    /// Writes whole records straight from `data` and keeps the tail in the buffer. On a write
-    /// error the session keeps exactly the prefix that was written, so `status()` says where a
-    /// client can resume.
-    fn append_locked(
-        &self,
-        id: &UploadId,
-        s: &mut Session,
-        data: &[u8],
-    ) -> Result<u64, StorageError> {
-        self.ensure_hasher(s)?;
-        s.touched = SystemTime::now();
-        let cap = self.inner.opts.chunk_record_bytes;
-        let mut rest = data;
-        if !s.buf.is_empty() {
-            let take = (cap - s.buf.len()).min(rest.len());
-            if s.buf.len() + take < cap {
-                self.take_in(s, &rest[..take]);
-                return Ok(s.len);
-            }
-            let mut payload = std::mem::take(&mut s.buf);
-            payload.extend_from_slice(&rest[..take]);
-            let at = s.len - (payload.len() - take) as u64;
-            match self.write_chunk(id, at, &payload, true) {
-                Ok(e) => {
-                    s.extents.push(e);
-                    self.hash(s, &rest[..take]);
-                    s.len += take as u64;
-                    rest = &rest[take..];
-                    // A streaming session keeps its buffer instead of allocating one per record.
-                    payload.clear();
-                    s.buf = payload;
-                }
-                Err(err) => {
-                    payload.truncate(payload.len() - take);
-                    s.buf = payload;
-                    return Err(err);
-                }
-            }
-        }
-        while rest.len() >= cap {
-            let (chunk, tail) = rest.split_at(cap);
-            s.extents.push(self.write_chunk(id, s.len, chunk, true)?);
-            self.hash(s, chunk);
-            s.len += cap as u64;
-            rest = tail;
-        }
-        self.take_in(s, rest);
-        Ok(s.len)
-    }
-
-    fn take_in(&self, s: &mut Session, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if s.buf.capacity() == 0 {
-            s.buf
-                .reserve_exact(self.inner.opts.chunk_record_bytes.min(1 << 20));
-        }
-        s.buf.extend_from_slice(bytes);
-        self.hash(s, bytes);
-        s.len += bytes.len() as u64;
-    }
-
-    fn hash(&self, s: &mut Session, bytes: &[u8]) {
-        if let Some(h) = s.hasher.as_mut() {
-            h.update(bytes);
-        }
-    }
-
     /// After a restart the sha256 state is rebuilt once from the durable, trailer-checked bytes.
-    fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
+    pub(crate) fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
         if s.hasher.is_none() {
             s.hasher = Some(self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?);
         }
