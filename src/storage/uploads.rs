@@ -123,9 +123,67 @@ impl Store {
     /// After a restart the sha256 state is rebuilt once from the durable, trailer-checked bytes.
     pub(crate) fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
         if s.hasher.is_none() {
-            s.hasher = Some(self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?);
+            let mut h = self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?;
+            h.update(&s.buf);
+            s.hasher = Some(h);
         }
         Ok(())
+    }
+
+    /// Cuts the session back to `offset` bytes (at most its length), as if the bytes after it
+    /// had never been appended: a chunk whose body did not match its `Content-Range`. Buffered
+    /// bytes are simply dropped; written records from the cut on are declared dead by a
+    /// `truncate` op (storage-format.md, section 5), and the kept part of a record the cut falls
+    /// into is buffered again. The sha256 state is rebuilt from the kept bytes when the session
+    /// is next appended to or committed.
+    pub fn truncate_upload(&self, id: &UploadId, offset: u64) -> Result<u64, StorageError> {
+        self.check_open()?;
+        let arc = self.session(id)?;
+        let mut s = lock(&arc);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        if offset > s.len {
+            return Err(StorageError::UploadOffset { expected: s.len });
+        }
+        if offset == s.len {
+            return Ok(s.len);
+        }
+        let written = s.len - s.buf.len() as u64;
+        if offset >= written {
+            s.buf.truncate((offset - written) as usize);
+        } else {
+            let mut start = 0u64;
+            let mut keep = 0;
+            for e in &s.extents {
+                if start + u64::from(e.len) > offset {
+                    break;
+                }
+                start += u64::from(e.len);
+                keep += 1;
+            }
+            let dropped = s.extents[keep..].to_vec();
+            let refill = match dropped.first() {
+                Some(e) if offset > start => {
+                    let io = self.inner.log.io();
+                    io.read(e.segment, e.offset, (offset - start) as usize)
+                        .map_err(StorageError::from_io)?
+                }
+                _ => bytes::Bytes::new(),
+            };
+            self.submit(Op::Truncate {
+                session: *id,
+                size: start,
+                extents: dropped,
+            })?;
+            s.extents.truncate(keep);
+            s.buf.clear();
+            s.buf.extend_from_slice(&refill);
+        }
+        s.len = offset;
+        s.hasher = None;
+        s.touched = SystemTime::now();
+        Ok(s.len)
     }
 
     /// Writes the buffered tail as a record (commit and close need every byte in the log).
