@@ -1,11 +1,12 @@
 //! Turns the bytes appended to an upload session into chunk records: the sha256 of the new
-//! bytes and the blake3 trailers of the records are computed on two threads at once, and each
-//! record is written from the caller's bytes (plus the session's buffered tail) without first
-//! being copied into one buffer.
+//! bytes runs on the calling thread while a second thread computes each record's blake3
+//! trailer and writes it, from the caller's bytes (plus the session's buffered tail) without
+//! first copying them into one buffer.
 
 use std::time::SystemTime;
 
 use super::error::StorageError;
+use super::log::Extent;
 use super::record::rec;
 use super::store::Store;
 use super::types::UploadId;
@@ -27,9 +28,10 @@ fn trailer_of(parts: &[&[u8]]) -> Trailer {
 
 impl Store {
     /// Writes every record `data` completes and keeps the rest in the session's buffer. Each
-    /// byte is hashed once by sha256 (here) and once by blake3 (on a scoped helper thread,
-    /// concurrently), and written once. On a write error the session keeps exactly the prefix
-    /// that was written, sha256 state included, so `status()` says where a client can resume.
+    /// byte is hashed once by sha256 (here) and once by blake3 (on a scoped helper thread that
+    /// also writes the records, concurrently), and written once. On a write error the session
+    /// keeps exactly the prefix that was written, sha256 state included, so `status()` says
+    /// where a client can resume.
     pub(crate) fn append_locked(
         &self,
         id: &UploadId,
@@ -53,21 +55,14 @@ impl Store {
         // whole records of `data`; `data[records_end..]` is the new buffered tail.
         let records_end = head + (data.len() - head) / cap * cap;
         let before = s.hasher.clone();
-        let trailers = {
-            let Session { buf, hasher, .. } = &mut *s;
+        let (extents, accepted, failed) = {
+            let Session {
+                buf, hasher, len, ..
+            } = &mut *s;
             let buf: &[u8] = buf;
-            let blake = || {
-                let mut out = Vec::with_capacity(records_end / cap + 1);
-                if !buf.is_empty() {
-                    out.push(trailer_of(&[buf, &data[..head]]));
-                }
-                out.extend(
-                    data[head..records_end]
-                        .chunks(cap)
-                        .map(|r| trailer_of(&[r])),
-                );
-                out
-            };
+            let first_at = *len - buf.len() as u64;
+            // blake3 and the writes do not depend on sha256: they run together with it.
+            let write = || self.write_records(id, first_at, buf, &data[..records_end], head, cap);
             let mut sha = || {
                 if let Some(h) = hasher.as_mut() {
                     h.update(data);
@@ -75,7 +70,7 @@ impl Store {
             };
             if records_end + buf.len() >= PARALLEL_MIN {
                 std::thread::scope(|scope| {
-                    let helper = scope.spawn(blake);
+                    let helper = scope.spawn(write);
                     sha();
                     helper
                         .join()
@@ -83,41 +78,15 @@ impl Store {
                 })
             } else {
                 sha();
-                blake()
+                write()
             }
         };
-        let mut trailers = trailers.into_iter();
-        let mut accepted = 0;
-        let mut failed = None;
-        if !s.buf.is_empty() {
-            let at = s.len - s.buf.len() as u64;
-            let t = trailers.next().unwrap_or_default();
-            match self.write_chunk_parts(id, at, &[&s.buf, &data[..head]], t) {
-                Ok(e) => {
-                    s.extents.push(e);
-                    // A streaming session keeps its buffer instead of allocating one per record.
-                    s.buf.clear();
-                    s.len += head as u64;
-                    accepted = head;
-                }
-                Err(e) => failed = Some(e),
-            }
+        if !s.buf.is_empty() && !extents.is_empty() {
+            // A streaming session keeps its buffer instead of allocating one per record.
+            s.buf.clear();
         }
-        if failed.is_none() {
-            for (record, t) in data[head..records_end].chunks(cap).zip(trailers) {
-                match self.write_chunk_parts(id, s.len, &[record], t) {
-                    Ok(e) => {
-                        s.extents.push(e);
-                        s.len += record.len() as u64;
-                        accepted += record.len();
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
+        s.extents.extend(extents);
+        s.len += accepted as u64;
         if let Some(err) = failed {
             // sha256 already covers all of `data`: rebuild it for the part that was kept.
             s.hasher = before.map(|mut h| {
@@ -128,6 +97,44 @@ impl Store {
         }
         self.keep(s, &data[records_end..]);
         Ok(s.len)
+    }
+
+    /// Writes `buf + data[..head]` as one record (when `buf` holds anything), then `data[head..]`
+    /// as whole records, stopping at the first failure. Returns the records written, how many
+    /// bytes of `data` they hold, and the failure.
+    fn write_records(
+        &self,
+        id: &UploadId,
+        mut at: u64,
+        buf: &[u8],
+        data: &[u8],
+        head: usize,
+        cap: usize,
+    ) -> (Vec<Extent>, usize, Option<StorageError>) {
+        let mut out = Vec::with_capacity(data.len() / cap + 1);
+        let mut accepted = 0;
+        if !buf.is_empty() {
+            let parts = [buf, &data[..head]];
+            match self.write_chunk_parts(id, at, &parts, trailer_of(&parts)) {
+                Ok(e) => {
+                    out.push(e);
+                    accepted = head;
+                    at += (buf.len() + head) as u64;
+                }
+                Err(e) => return (out, 0, Some(e)),
+            }
+        }
+        for record in data[head..].chunks(cap) {
+            match self.write_chunk_parts(id, at, &[record], trailer_of(&[record])) {
+                Ok(e) => {
+                    out.push(e);
+                    accepted += record.len();
+                    at += record.len() as u64;
+                }
+                Err(e) => return (out, accepted, Some(e)),
+            }
+        }
+        (out, accepted, None)
     }
 
     /// Buffers bytes (already hashed) that do not fill a record yet.
