@@ -328,3 +328,66 @@ async fn session_limit_is_toomanyrequests() {
     assert_eq!(r.error_code(), "TOOMANYREQUESTS");
     s.stop().await;
 }
+
+/// Chunks too large to hold before checking them stream into the store; one whose body turns
+/// out shorter or longer than its Content-Range is cut back, written records included, so the
+/// session is exactly as before the request.
+#[tokio::test]
+async fn streamed_chunk_of_the_wrong_length_is_cut_back() {
+    let s = Server::start_with(|c| {
+        c.store.chunk_record_bytes = 4096;
+        c.limits.append_batch_bytes = 4096;
+        c.limits.monolithic_buffer_bytes = 4096;
+    })
+    .await;
+    let location = s.start_upload("cut").await;
+    let blob = data(60_000, 5);
+    let first = 10_000;
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", &format!("0-{}", first - 1))],
+            Body::chunked(vec![blob[..first].to_vec()]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let range = format!("{first}-{}", blob.len() - 1);
+    for junk in [data(30_000, 77), data(70_000, 78)] {
+        let parts = junk.chunks(5_000).map(<[u8]>::to_vec).collect();
+        let r = s
+            .send(
+                Method::PATCH,
+                &location,
+                &[("content-range", &range)],
+                Body::chunked(parts),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.error_code(), "SIZE_INVALID");
+        let status = s.get(&location).await;
+        assert_eq!(status.header("range"), format!("0-{}", first - 1));
+    }
+    let r = s
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", &range)],
+            Body::chunked(vec![blob[first..].to_vec()]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let digest = sha256(&blob);
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let got = s.get(&format!("/v2/cut/blobs/{digest}")).await;
+    assert_eq!(&got.body[..], &blob[..]);
+    s.stop().await;
+}

@@ -277,9 +277,11 @@ async fn stream_chunk(
     let mut pipe = Appender::new(reg, *id, offset);
     let too_long =
         |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
+    let mut overrun = false;
     let streamed = async {
         while let Some(batch) = reader.next_batch().await? {
             if too_long(pipe.planned - offset, batch.len()) {
+                overrun = true;
                 return Err(ApiError::bad_request(
                     ErrorCode::SizeInvalid,
                     "chunk longer than its Content-Range",
@@ -292,7 +294,7 @@ async fn stream_chunk(
     .await;
     // A body cut short (client gone, stalled) keeps what arrived, so the client can resume
     // from the offset a status request reports.
-    if streamed.is_err() {
+    if streamed.is_err() && !overrun {
         if let Some(rest) = reader.take_buffered() {
             if !too_long(pipe.planned - offset, rest.len()) {
                 let _ = pipe.push(rest).await;
@@ -301,15 +303,21 @@ async fn stream_chunk(
     }
     // Whatever happened, the append in flight must land before the reply goes out.
     let end = pipe.finish().await;
-    streamed?;
-    let end = end?;
-    if declared.is_some_and(|d| end.saturating_sub(offset) != d) {
+    let short = streamed.is_ok()
+        && matches!(&end, Ok(e) if declared.is_some_and(|d| e.saturating_sub(offset) != d));
+    if overrun || short {
+        // A chunk that is not the one its Content-Range announced leaves the session as it
+        // was before the request.
+        let i = *id;
+        reg.blocking(move |s| s.truncate_upload(&i, offset)).await?;
+        let what = if overrun { "longer" } else { "shorter" };
         return Err(ApiError::bad_request(
             ErrorCode::SizeInvalid,
-            "chunk shorter than its Content-Range",
+            format!("chunk {what} than its Content-Range"),
         ));
     }
-    Ok(end)
+    streamed?;
+    end
 }
 
 /// A chunk with a `Content-Range` but no `Content-Length` (chunked transfer encoding, or h2

@@ -116,12 +116,32 @@ impl Log {
         payload: &[u8],
         track: bool,
     ) -> Result<Extent, StorageError> {
+        // Hashed before taking the mutex, so other sessions can append meanwhile.
+        let t = trailer(payload);
+        self.append_parts(header, &[payload], t, track)
+    }
+
+    /// Appends a chunk record whose payload is the concatenation of `parts` and whose blake3
+    /// trailer the caller already computed (off this thread, while it ran sha256), so the
+    /// payload needs neither a copy into one buffer nor hashing under the log mutex.
+    pub fn append_parts(
+        &self,
+        header: RecordHeader,
+        parts: &[&[u8]],
+        trailer: [u8; rec::TRAILER_LEN],
+        track: bool,
+    ) -> Result<Extent, StorageError> {
         let mut st = self.lock();
         if st.poisoned {
             return Err(StorageError::Poisoned);
         }
         self.make_room(&mut st, header.record_len())?;
-        let extent = self.write_locked(&mut st, &header, payload)?;
+        let extent = self.write_locked(&mut st, &header, parts, trailer)?;
+        self.note(&mut st, &header, extent, track);
+        Ok(extent)
+    }
+
+    fn note(&self, st: &mut LogState, header: &RecordHeader, extent: Extent, track: bool) {
         if track && header.kind == Kind::Chunk {
             st.progress.push(Progress {
                 session: UploadId(header.session),
@@ -129,7 +149,6 @@ impl Log {
                 extent,
             });
         }
-        Ok(extent)
     }
 
     /// The group-commit leader's step: appends the batch's OP records all together (in one
@@ -155,7 +174,7 @@ impl Log {
         }
         let start = st.end;
         for (h, p) in headers.iter().zip(payloads) {
-            if let Err(e) = self.write_locked(&mut st, h, p) {
+            if let Err(e) = self.write_locked(&mut st, h, &[p], trailer(p)) {
                 // Records nobody will be told about must not be replayed after a crash.
                 let id = st.active;
                 if self.io.set_len(id, start).is_err() {
@@ -187,12 +206,20 @@ impl Log {
         &self,
         st: &mut LogState,
         header: &RecordHeader,
-        payload: &[u8],
+        parts: &[&[u8]],
+        trailer: [u8; rec::TRAILER_LEN],
     ) -> Result<Extent, StorageError> {
-        let trailer = trailer(payload);
+        debug_assert_eq!(
+            parts.iter().map(|p| p.len()).sum::<usize>(),
+            header.payload_len as usize
+        );
         let head = header.encode();
         let (id, at) = (st.active, st.end);
-        if let Err(e) = self.io.write_at(id, at, &[&head, payload, &trailer]) {
+        let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
+        bufs.push(&head);
+        bufs.extend_from_slice(parts);
+        bufs.push(&trailer);
+        if let Err(e) = self.io.write_at(id, at, &bufs) {
             if self.io.set_len(id, at).is_err() {
                 st.poisoned = true;
             }

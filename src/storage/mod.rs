@@ -3,10 +3,12 @@
 //!
 //! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
 //! `group` + `ops` (logged index changes, group commit) → `store`/`blobs`/`uploads`/`manifests`
-//! (public API); `read` + `verified` check chunks as blobs are streamed out;
+//! (public API), `chunking` turning session appends into records; `read` + `verified` check
+//! chunks as blobs are streamed out;
 //! `recovery` and `verify` read the segments back. The on-disk format is in storage-format.md.
 
 mod blobs;
+mod chunking;
 mod error;
 mod group;
 pub mod io;

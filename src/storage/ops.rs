@@ -46,6 +46,12 @@ pub enum Op {
         session: Option<UploadId>,
         extents: Vec<Extent>,
     },
+    /// Cuts a session back to `size` bytes: its chunks from `size` on (`extents`) are dead.
+    Truncate {
+        session: UploadId,
+        size: u64,
+        extents: Vec<Extent>,
+    },
     Link {
         repo: String,
         digest: Digest,
@@ -241,6 +247,15 @@ pub fn apply(
             }
             Out::Unit
         }
+        Op::Truncate {
+            session,
+            size,
+            extents,
+        } => {
+            add(delta, extents, false);
+            drop_chunks_from(t, session, *size)?;
+            Out::Unit
+        }
         Op::Link { repo, digest } => {
             let dk = digest_key(digest);
             if t.blobs.get(&dk[..])?.is_some() {
@@ -287,7 +302,12 @@ fn link(t: &mut Tables<'_>, repo: &str, dk: &[u8]) -> Result<(), StorageError> {
 
 fn drop_session(t: &mut Tables<'_>, id: &UploadId) -> Result<(), StorageError> {
     t.uploads.remove(&id.0[..])?;
-    let lo = upload_chunk_key(&id.0, 0);
+    drop_chunks_from(t, id, 0)
+}
+
+/// Removes the session's chunk rows at blob offsets `from` and later.
+fn drop_chunks_from(t: &mut Tables<'_>, id: &UploadId, from: u64) -> Result<(), StorageError> {
+    let lo = upload_chunk_key(&id.0, from);
     let hi = upload_chunk_key(&id.0, u64::MAX);
     let keys: Vec<Vec<u8>> = t
         .chunks

@@ -223,6 +223,10 @@ impl Replay<'_, '_> {
             } => {
                 self.session_ends.insert(*s, None);
             }
+            // Looked up again from the index once the op has cut the session's rows.
+            Op::Truncate { session, .. } => {
+                self.session_ends.remove(session);
+            }
             _ => {}
         }
         // An op that failed live (say, a manifest with a missing reference) fails the same way

@@ -390,6 +390,24 @@ impl Store {
         self.inner.log.append(h, payload, track)
     }
 
+    /// A chunk record of an upload session from payload pieces with a precomputed trailer.
+    pub(crate) fn write_chunk_parts(
+        &self,
+        session: &UploadId,
+        blob_offset: u64,
+        parts: &[&[u8]],
+        trailer: [u8; rec::TRAILER_LEN],
+    ) -> Result<Extent, StorageError> {
+        let h = RecordHeader {
+            kind: Kind::Chunk,
+            flags: 0,
+            payload_len: parts.iter().map(|p| p.len()).sum::<usize>() as u32,
+            session: session.0,
+            blob_offset,
+        };
+        self.inner.log.append_parts(h, parts, trailer, true)
+    }
+
     /// Logs a session start ahead of the session's chunks (replay needs it first).
     pub(crate) fn write_begin(&self, op: &Op) -> Result<(), StorageError> {
         let payload = op.encode()?;

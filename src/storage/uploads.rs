@@ -120,81 +120,70 @@ impl Store {
         self.append_locked(id, &mut s, data)
     }
 
-    /// Writes whole records straight from `data` and keeps the tail in the buffer. On a write
-    /// error the session keeps exactly the prefix that was written, so `status()` says where a
-    /// client can resume.
-    fn append_locked(
-        &self,
-        id: &UploadId,
-        s: &mut Session,
-        data: &[u8],
-    ) -> Result<u64, StorageError> {
-        self.ensure_hasher(s)?;
-        s.touched = SystemTime::now();
-        let cap = self.inner.opts.chunk_record_bytes;
-        let mut rest = data;
-        if !s.buf.is_empty() {
-            let take = (cap - s.buf.len()).min(rest.len());
-            if s.buf.len() + take < cap {
-                self.take_in(s, &rest[..take]);
-                return Ok(s.len);
-            }
-            let mut payload = std::mem::take(&mut s.buf);
-            payload.extend_from_slice(&rest[..take]);
-            let at = s.len - (payload.len() - take) as u64;
-            match self.write_chunk(id, at, &payload, true) {
-                Ok(e) => {
-                    s.extents.push(e);
-                    self.hash(s, &rest[..take]);
-                    s.len += take as u64;
-                    rest = &rest[take..];
-                    // A streaming session keeps its buffer instead of allocating one per record.
-                    payload.clear();
-                    s.buf = payload;
-                }
-                Err(err) => {
-                    payload.truncate(payload.len() - take);
-                    s.buf = payload;
-                    return Err(err);
-                }
-            }
-        }
-        while rest.len() >= cap {
-            let (chunk, tail) = rest.split_at(cap);
-            s.extents.push(self.write_chunk(id, s.len, chunk, true)?);
-            self.hash(s, chunk);
-            s.len += cap as u64;
-            rest = tail;
-        }
-        self.take_in(s, rest);
-        Ok(s.len)
-    }
-
-    fn take_in(&self, s: &mut Session, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if s.buf.capacity() == 0 {
-            s.buf
-                .reserve_exact(self.inner.opts.chunk_record_bytes.min(1 << 20));
-        }
-        s.buf.extend_from_slice(bytes);
-        self.hash(s, bytes);
-        s.len += bytes.len() as u64;
-    }
-
-    fn hash(&self, s: &mut Session, bytes: &[u8]) {
-        if let Some(h) = s.hasher.as_mut() {
-            h.update(bytes);
-        }
-    }
-
     /// After a restart the sha256 state is rebuilt once from the durable, trailer-checked bytes.
-    fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
+    pub(crate) fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
         if s.hasher.is_none() {
-            s.hasher = Some(self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?);
+            let mut h = self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?;
+            h.update(&s.buf);
+            s.hasher = Some(h);
         }
         Ok(())
+    }
+
+    /// Cuts the session back to `offset` bytes (at most its length), as if the bytes after it
+    /// had never been appended: a chunk whose body did not match its `Content-Range`. Buffered
+    /// bytes are simply dropped; written records from the cut on are declared dead by a
+    /// `truncate` op (storage-format.md, section 5), and the kept part of a record the cut falls
+    /// into is buffered again. The sha256 state is rebuilt from the kept bytes when the session
+    /// is next appended to or committed.
+    pub fn truncate_upload(&self, id: &UploadId, offset: u64) -> Result<u64, StorageError> {
+        self.check_open()?;
+        let arc = self.session(id)?;
+        let mut s = lock(&arc);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        if offset > s.len {
+            return Err(StorageError::UploadOffset { expected: s.len });
+        }
+        if offset == s.len {
+            return Ok(s.len);
+        }
+        let written = s.len - s.buf.len() as u64;
+        if offset >= written {
+            s.buf.truncate((offset - written) as usize);
+        } else {
+            let mut start = 0u64;
+            let mut keep = 0;
+            for e in &s.extents {
+                if start + u64::from(e.len) > offset {
+                    break;
+                }
+                start += u64::from(e.len);
+                keep += 1;
+            }
+            let dropped = s.extents[keep..].to_vec();
+            let refill = match dropped.first() {
+                Some(e) if offset > start => {
+                    let io = self.inner.log.io();
+                    io.read(e.segment, e.offset, (offset - start) as usize)
+                        .map_err(StorageError::from_io)?
+                }
+                _ => bytes::Bytes::new(),
+            };
+            self.submit(Op::Truncate {
+                session: *id,
+                size: start,
+                extents: dropped,
+            })?;
+            s.extents.truncate(keep);
+            s.buf.clear();
+            s.buf.extend_from_slice(&refill);
+        }
+        s.len = offset;
+        s.hasher = None;
+        s.touched = SystemTime::now();
+        Ok(s.len)
     }
 
     /// Writes the buffered tail as a record (commit and close need every byte in the log).
