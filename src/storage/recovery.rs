@@ -8,10 +8,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use redb::{Database, ReadableTable};
 
 use super::error::StorageError;
+use super::io::segment_file_name;
 use super::io::SegmentIo;
 use super::log::{Extent, Position, Progress};
 use super::ops::{apply, finish_txn, Op, SpaceDelta, Tables};
-use super::record::{decode_segment_header, encode_segment_header, rec, seg, Kind, Scanner};
+use super::record::{
+    decode_segment_header, encode_segment_header, rec, seg, Kind, RecordHeader, Scanner,
+};
 use super::schema::*;
 use super::types::UploadId;
 use super::uploads::Session;
@@ -95,6 +98,21 @@ pub(crate) fn recover(
                 )));
             }
             if id > ckpt.segment && !header_ok(io, id, len)? {
+                let after = if len > seg::LEN as u64 {
+                    io.read(id, seg::LEN as u64, (len - seg::LEN as u64) as usize)?
+                } else {
+                    Default::default()
+                };
+                if let Some(at) = next_record_header(&after, seg::LEN as u64) {
+                    // The header is synced before any record is written (section 4.5), so this
+                    // is damage over records that may have been acknowledged: resetting the
+                    // file would wipe them.
+                    return Err(StorageError::Corrupt(format!(
+                        "segments/{} has a damaged header over records (first at offset {at}); \
+                         move the file aside to open the store without it",
+                        segment_file_name(id)
+                    )));
+                }
                 if len <= seg::LEN as u64 || Some(id) == last {
                     // A creation torn by the crash; nothing in it was ever acknowledged.
                     reset_segment(io, id)?;
@@ -102,7 +120,7 @@ pub(crate) fn recover(
                 } else {
                     tracing::warn!(
                         segment = id,
-                        "segment header damaged; its records are skipped"
+                        "segment header damaged and no record readable; segment skipped"
                     );
                     ends.insert(id, len);
                 }
@@ -238,6 +256,15 @@ fn header_ok(io: &dyn SegmentIo, id: u64, len: u64) -> Result<bool, StorageError
     }
     let h = io.read(id, 0, seg::LEN)?;
     Ok(decode_segment_header(&h) == Ok(id))
+}
+
+/// Segment offset of the first place in `buf` (which starts at segment offset `base`) holding a
+/// record header with a good crc, whether or not its payload is whole.
+fn next_record_header(buf: &[u8], base: u64) -> Option<u64> {
+    (0..buf.len())
+        .filter(|&i| buf[i..].starts_with(rec::MAGIC))
+        .find(|&i| RecordHeader::decode(&buf[i..]).is_ok())
+        .map(|i| base + i as u64)
 }
 
 /// A segment whose creation was torn: start it over with a fresh header.
