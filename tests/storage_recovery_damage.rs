@@ -72,3 +72,39 @@ fn damaged_header_with_nothing_after_it_is_a_torn_creation() {
     // Blobs in earlier segments are intact.
     assert!(store.get(&digests[0]).unwrap().is_some());
 }
+
+#[test]
+fn cut_tail_of_the_last_segment_is_kept_in_a_side_file() {
+    let (image, digests) = crashed_after_commits(8);
+    let segs = image.segments();
+    let last = *segs.list().unwrap().last().unwrap();
+    let len = segs.len(last).unwrap();
+    let before = segs.read(last, 0, len as usize).unwrap().to_vec();
+    let records: Vec<u64> = record::Scanner::new(&before[64..], 64)
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        records.len() >= 2,
+        "the last segment needs records after the damaged one"
+    );
+    // A byte of the first record's payload goes bad after it was synced.
+    image.corrupt_segment_byte(last, records[0] + 48 + 5);
+    let damaged = segs.read(last, 0, len as usize).unwrap().to_vec();
+    let store = Store::open_with(image.segments(), image.index(), opts()).unwrap();
+    assert_eq!(segs.len(last).unwrap(), records[0]);
+    let kept = image.aside_files();
+    assert_eq!(
+        kept.len(),
+        1,
+        "{:?}",
+        kept.iter().map(|k| &k.0).collect::<Vec<_>>()
+    );
+    let (name, bytes) = &kept[0];
+    assert!(
+        name.starts_with(&format!("{last:016x}.seg.tail-")),
+        "{name}"
+    );
+    assert_eq!(bytes[..], damaged[records[0] as usize..]);
+    // Earlier segments still serve their blobs.
+    assert!(store.get(&digests[0]).unwrap().is_some());
+}
