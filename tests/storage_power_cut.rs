@@ -30,6 +30,14 @@ struct Run {
     attempted: BTreeMap<Digest, Vec<u8>>,
     /// The long-running session and its full data.
     session: (UploadId, Vec<u8>),
+    /// (op count when a commit returned, bytes of the long session known durable by then).
+    session_marks: Vec<(usize, u64)>,
+}
+
+/// The session buffers less than one record; every full record is in the log once `append`
+/// returns, so a later synced commit makes all but the last `chunk_record_bytes - 1` durable.
+fn durable_floor(appended: usize) -> u64 {
+    appended.saturating_sub(opts().chunk_record_bytes - 1) as u64
 }
 
 /// A mixed workload: monolithic pushes, chunked uploads, mismatches, aborts, plus one session
@@ -46,6 +54,7 @@ fn workload(seed: u64) -> Run {
         .chain((0..6000).map(|i| (i * 7) as u8))
         .collect::<Vec<u8>>();
     let mut long_off = 0usize;
+    let mut session_marks = Vec::new();
     for step in 0..30 {
         let data = blob(&mut rng, 3000);
         let d = Digest::of(Algorithm::Sha256, &data);
@@ -76,6 +85,7 @@ fn workload(seed: u64) -> Run {
             }
         }
         committed.entry(d).or_insert((data, disk.op_count()));
+        session_marks.push((disk.op_count(), durable_floor(long_off)));
         if step % 5 == 4 {
             store.checkpoint().unwrap();
         }
@@ -92,6 +102,7 @@ fn workload(seed: u64) -> Run {
         committed,
         attempted,
         session: (long, long_data),
+        session_marks,
     }
 }
 
@@ -125,16 +136,32 @@ fn check_image(run: &Run, point: usize, seed: u64) {
     }
     let report = store.verify().unwrap();
     assert!(report.is_clean(), "verify at op {point}: {report:?}");
-    // The long session, if it survived, continues from its durable offset to a valid blob.
+    // The long session exists once a commit after its start returned, with at least the bytes
+    // that commit made durable, and continues from there to a valid blob.
     let (id, data) = &run.session;
-    if let Ok(st) = store.status(id) {
-        assert!(st.offset as usize <= data.len());
-        store
-            .append(id, st.offset, &data[st.offset as usize..])
-            .unwrap();
-        store
-            .commit(id, &Digest::of(Algorithm::Sha256, data))
-            .unwrap();
+    let floor = run
+        .session_marks
+        .iter()
+        .filter(|(at, _)| *at <= point)
+        .map(|&(_, f)| f)
+        .max();
+    match (store.status(id), floor) {
+        (Ok(st), _) => {
+            let floor = floor.unwrap_or(0);
+            assert!(
+                st.offset >= floor && st.offset as usize <= data.len(),
+                "session resumes at {} at op {point}, durable floor {floor}",
+                st.offset
+            );
+            store
+                .append(id, st.offset, &data[st.offset as usize..])
+                .unwrap();
+            store
+                .commit(id, &Digest::of(Algorithm::Sha256, data))
+                .unwrap();
+        }
+        (Err(StorageError::UploadUnknown), None) => {}
+        (Err(e), floor) => panic!("session at op {point} (durable floor {floor:?}): {e}"),
     }
 }
 
