@@ -1,6 +1,8 @@
 //! kill -9 at random moments: a child process (this test binary re-executed) pushes blobs and
 //! chunks and prints each digest after its commit returns; after every kill the store reopens
-//! with every printed blob present and verified, and serves only blobs that were pushed.
+//! with every printed blob present and verified, and serves only blobs that were pushed. Each
+//! round also grows one upload session; it must resume at no less than what the child's last
+//! commit made durable, and finish into the right blob.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -38,11 +40,35 @@ fn blob_for(round: u64, n: u64) -> Vec<u8> {
     v
 }
 
+/// Size of each round's long upload session; its bytes are a pure function of the round.
+const LONG_LEN: usize = 4 << 20;
+/// Marks the long session's blob in the parent's `attempted` map.
+const LONG: u64 = u64::MAX;
+
+fn long_data(round: u64) -> Vec<u8> {
+    let mut rng = SplitMix(round << 32 | 0xffff_ffff);
+    (0..LONG_LEN / 8)
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect()
+}
+
+fn content(round: u64, n: u64) -> Vec<u8> {
+    if n == LONG {
+        long_data(round)
+    } else {
+        blob_for(round, n)
+    }
+}
+
 /// The child: push forever, announcing each blob before ("try") and after ("ok") its commit.
 fn child(dir: &Path, round: u64) -> ! {
     let store = Store::open(dir, opts()).unwrap();
     let mut out = std::io::stdout().lock();
     let mut rng = SplitMix(round ^ 0xc0ffee);
+    let long = store.begin_upload("crash/long").unwrap();
+    let long_bytes = long_data(round);
+    let mut long_off = 0usize;
+    writeln!(out, "@@long {long}").unwrap();
     for n in 0.. {
         let data = blob_for(round, n);
         let d = Digest::of(Algorithm::Sha256, &data);
@@ -58,8 +84,19 @@ fn child(dir: &Path, round: u64) -> ! {
             }
             store.commit(&id, &d).unwrap();
         }
+        // The long session buffers less than one record; everything else it was given before
+        // this commit is in the log, which the commit synced.
+        let floor = long_off.saturating_sub(opts().chunk_record_bytes - 1);
         writeln!(out, "@@ok {d}").unwrap();
+        writeln!(out, "@@durable {floor}").unwrap();
         out.flush().unwrap();
+        let end = (long_off + 1 + rng.below(30_000) as usize).min(LONG_LEN);
+        if end > long_off {
+            store
+                .append(&long, long_off as u64, &long_bytes[long_off..end])
+                .unwrap();
+            long_off = end;
+        }
     }
     unreachable!()
 }
@@ -101,6 +138,8 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                 .collect::<Vec<String>>()
         });
         std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+        let mut long: Option<UploadId> = None;
+        let mut durable: Option<u64> = None;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         for line in reader.join().unwrap() {
@@ -112,10 +151,32 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                     attempted.insert(d.parse().unwrap(), (r.parse().unwrap(), n.parse().unwrap()));
                 }
                 ["ok", d] => acknowledged.push(d.parse().unwrap()),
+                // A line cut by the kill parses short or not at all, never past the truth.
+                ["long", id] => long = id.parse().ok(),
+                ["durable", floor] => durable = floor.parse().ok().or(durable),
                 _ => {} // a line cut by the kill, or test-harness output
             }
         }
         let store = Store::open(dir.path(), opts()).unwrap();
+        if let (Some(id), Some(floor)) = (long, durable) {
+            // A commit returned after the session began, so the session is durable too.
+            let st = store
+                .status(&id)
+                .unwrap_or_else(|e| panic!("round {round}: long session lost: {e}"));
+            assert!(
+                st.offset >= floor,
+                "round {round}: long session resumes at {} below its durable {floor}",
+                st.offset
+            );
+            let data = long_data(round);
+            store
+                .append(&id, st.offset, &data[st.offset as usize..])
+                .unwrap();
+            let d = Digest::of(Algorithm::Sha256, &data);
+            store.commit(&id, &d).unwrap();
+            attempted.insert(d.clone(), (round, LONG));
+            acknowledged.push(d);
+        }
         // Content of this round's blobs is compared byte for byte; older ones were compared
         // in their own round and are covered by verify()'s scrub of every record since.
         for d in &acknowledged {
@@ -127,7 +188,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
             if r == round {
                 assert_eq!(
                     got.read_all().unwrap().to_vec(),
-                    blob_for(r, n),
+                    content(r, n),
                     "round {round}: {d} content"
                 );
             }
@@ -145,7 +206,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                         .read_all()
                         .unwrap()
                         .to_vec(),
-                    blob_for(r, n)
+                    content(r, n)
                 );
             }
         }

@@ -1,6 +1,7 @@
 //! Power cuts: the store reopened from the disk image as of every sync point (later unsynced
 //! writes dropped or torn at random) has every blob whose commit had returned, serves nothing
-//! wrong, and resumes upload sessions from their durable offset.
+//! wrong, keeps every acknowledged tag, manifest, tag deletion, link and unlink, and resumes
+//! upload sessions from their durable offset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,6 +31,124 @@ struct Run {
     attempted: BTreeMap<Digest, Vec<u8>>,
     /// The long-running session and its full data.
     session: (UploadId, Vec<u8>),
+    /// (op count when a commit returned, bytes of the long session known durable by then).
+    session_marks: Vec<(usize, u64)>,
+    /// Metadata changes: (op count before the call, op count when it returned, key, value).
+    meta: Vec<(usize, usize, MetaKey, Option<Digest>)>,
+}
+
+/// A piece of metadata whose value the workload changes: a tag in `meta/app` (value: the
+/// manifest it names) or a blob link in `meta/links` (value: the blob when linked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MetaKey {
+    Tag(String),
+    Link(Digest),
+}
+
+const APP: &str = "meta/app";
+const LINKS: &str = "meta/links";
+
+/// Tags, manifests and links riding along with a blob `d` that was just committed.
+#[allow(clippy::too_many_arguments)]
+fn metadata_step(
+    store: &Store,
+    disk: &MemDisk,
+    step: u32,
+    d: &Digest,
+    live_tags: &mut Vec<String>,
+    live_links: &mut Vec<Digest>,
+    meta: &mut Vec<(usize, usize, MetaKey, Option<Digest>)>,
+    committed: &mut BTreeMap<Digest, (Vec<u8>, usize)>,
+    attempted: &mut BTreeMap<Digest, Vec<u8>>,
+) {
+    if step % 2 == 0 {
+        store.link_blob(APP, d).unwrap();
+        let body = format!("{{\"step\":{step},\"layer\":\"{d}\"}}").into_bytes();
+        let md = Digest::of(Algorithm::Sha256, &body);
+        let tag = format!("t{step}");
+        attempted.insert(md.clone(), body.clone());
+        let start = disk.op_count();
+        store
+            .put_manifest(
+                APP,
+                &ManifestPut {
+                    digest: md.clone(),
+                    media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                    body: body.clone(),
+                    tags: vec![tag.clone()],
+                    references: vec![d.clone()],
+                    subject: None,
+                    artifact_type: None,
+                    annotations: Default::default(),
+                },
+            )
+            .unwrap();
+        let end = disk.op_count();
+        committed.entry(md.clone()).or_insert((body, end));
+        meta.push((start, end, MetaKey::Tag(tag.clone()), Some(md)));
+        live_tags.push(tag);
+    }
+    if step % 3 == 0 {
+        let start = disk.op_count();
+        store.link_blob(LINKS, d).unwrap();
+        meta.push((
+            start,
+            disk.op_count(),
+            MetaKey::Link(d.clone()),
+            Some(d.clone()),
+        ));
+        live_links.push(d.clone());
+    }
+    if step % 3 == 2 && live_tags.len() > 1 {
+        let tag = live_tags.remove(0);
+        let start = disk.op_count();
+        assert!(store.delete_tag(APP, &tag).unwrap());
+        meta.push((start, disk.op_count(), MetaKey::Tag(tag), None));
+    }
+    if step % 4 == 3 && live_links.len() > 1 {
+        let l = live_links.remove(0);
+        let start = disk.op_count();
+        store.unlink_blob(LINKS, &l).unwrap();
+        meta.push((start, disk.op_count(), MetaKey::Link(l), None));
+    }
+}
+
+/// Every metadata change acknowledged by `point` is there, unless a later change of the same
+/// key had already started (its outcome is then either value).
+fn check_metadata(run: &Run, store: &Store, point: usize) {
+    for (i, (_, end, key, value)) in run.meta.iter().enumerate() {
+        if *end > point {
+            continue;
+        }
+        let superseded = run.meta[i + 1..]
+            .iter()
+            .any(|(start, _, k, _)| k == key && *start < point);
+        if superseded {
+            continue;
+        }
+        match key {
+            MetaKey::Tag(t) => {
+                let got = store
+                    .get_manifest(APP, &Reference::Tag(t.clone()))
+                    .unwrap()
+                    .map(|m| m.digest);
+                assert_eq!(&got, value, "tag {t} at op {point}");
+            }
+            MetaKey::Link(d) => {
+                assert_eq!(
+                    store.repo_has_blob(LINKS, d).unwrap(),
+                    value.is_some(),
+                    "link {d} at op {point}"
+                );
+            }
+        }
+    }
+}
+
+/// The session buffers less than one record; every full record is in the log once `append`
+/// returns, so a later synced commit makes all but the last `chunk_record_bytes - 1` durable.
+fn durable_floor(appended: usize) -> u64 {
+    appended.saturating_sub(opts().chunk_record_bytes - 1) as u64
 }
 
 /// A mixed workload: monolithic pushes, chunked uploads, mismatches, aborts, plus one session
@@ -46,6 +165,8 @@ fn workload(seed: u64) -> Run {
         .chain((0..6000).map(|i| (i * 7) as u8))
         .collect::<Vec<u8>>();
     let mut long_off = 0usize;
+    let mut session_marks = Vec::new();
+    let (mut live_tags, mut live_links, mut meta) = (Vec::new(), Vec::new(), Vec::new());
     for step in 0..30 {
         let data = blob(&mut rng, 3000);
         let d = Digest::of(Algorithm::Sha256, &data);
@@ -75,7 +196,21 @@ fn workload(seed: u64) -> Run {
                 continue;
             }
         }
-        committed.entry(d).or_insert((data, disk.op_count()));
+        committed
+            .entry(d.clone())
+            .or_insert((data, disk.op_count()));
+        session_marks.push((disk.op_count(), durable_floor(long_off)));
+        metadata_step(
+            &store,
+            &disk,
+            step,
+            &d,
+            &mut live_tags,
+            &mut live_links,
+            &mut meta,
+            &mut committed,
+            &mut attempted,
+        );
         if step % 5 == 4 {
             store.checkpoint().unwrap();
         }
@@ -92,6 +227,8 @@ fn workload(seed: u64) -> Run {
         committed,
         attempted,
         session: (long, long_data),
+        session_marks,
+        meta,
     }
 }
 
@@ -134,16 +271,33 @@ fn check_image(run: &Run, point: usize, seed: u64) {
     }
     let report = store.verify().unwrap();
     assert!(report.is_clean(), "verify at op {point}: {report:?}");
-    // The long session, if it survived, continues from its durable offset to a valid blob.
+    check_metadata(run, &store, point);
+    // The long session exists once a commit after its start returned, with at least the bytes
+    // that commit made durable, and continues from there to a valid blob.
     let (id, data) = &run.session;
-    if let Ok(st) = store.status(id) {
-        assert!(st.offset as usize <= data.len());
-        store
-            .append(id, st.offset, &data[st.offset as usize..])
-            .unwrap();
-        store
-            .commit(id, &Digest::of(Algorithm::Sha256, data))
-            .unwrap();
+    let floor = run
+        .session_marks
+        .iter()
+        .filter(|(at, _)| *at <= point)
+        .map(|&(_, f)| f)
+        .max();
+    match (store.status(id), floor) {
+        (Ok(st), _) => {
+            let floor = floor.unwrap_or(0);
+            assert!(
+                st.offset >= floor && st.offset as usize <= data.len(),
+                "session resumes at {} at op {point}, durable floor {floor}",
+                st.offset
+            );
+            store
+                .append(id, st.offset, &data[st.offset as usize..])
+                .unwrap();
+            store
+                .commit(id, &Digest::of(Algorithm::Sha256, data))
+                .unwrap();
+        }
+        (Err(StorageError::UploadUnknown), None) => {}
+        (Err(e), floor) => panic!("session at op {point} (durable floor {floor:?}): {e}"),
     }
 }
 

@@ -80,7 +80,16 @@ fn opts() -> StoreOptions {
 
 fn check_all(store: &Store, blobs: &[Vec<u8>]) {
     for b in blobs {
-        assert_eq!(&store.get(&sha(b)).unwrap().unwrap().to_vec(), b);
+        assert_eq!(
+            &store
+                .get(&sha(b))
+                .unwrap()
+                .unwrap()
+                .read_all()
+                .unwrap()
+                .to_vec(),
+            b
+        );
     }
     assert!(store.verify().unwrap().is_clean());
 }

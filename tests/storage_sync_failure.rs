@@ -46,6 +46,9 @@ impl SegmentIo for FailingSync {
     fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
         self.inner.set_len(id, len)
     }
+    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
+        self.inner.keep_aside(id, tag, data)
+    }
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {

@@ -19,6 +19,9 @@ struct State<Op, Out> {
     leader_active: bool,
     preparing: usize,
     done: HashMap<u64, Result<Out, StorageError>>,
+    /// Set when a leader's batch panicked: what it had done to the log and the index is
+    /// unknown, so every later submit fails until the store is reopened.
+    poisoned: bool,
 }
 
 pub struct Group<Op, Out> {
@@ -51,6 +54,7 @@ impl<Op, Out> Group<Op, Out> {
                 leader_active: false,
                 preparing: 0,
                 done: HashMap::new(),
+                poisoned: false,
             }),
             cv: Condvar::new(),
         }
@@ -90,6 +94,11 @@ impl<Op, Out> Group<Op, Out> {
             if let Some(out) = st.done.remove(&ticket) {
                 return out;
             }
+            if st.poisoned {
+                // A leader died since this op was queued: no batch may run any more.
+                st.queue.retain(|(t, _)| *t != ticket);
+                return Err(StorageError::Poisoned);
+            }
             if !st.leader_active {
                 st.leader_active = true;
                 let deadline = Instant::now() + GATHER_WAIT;
@@ -108,7 +117,13 @@ impl<Op, Out> Group<Op, Out> {
                 drop(st);
                 let (tickets, ops): (Vec<u64>, Vec<Op>) = batch.into_iter().unzip();
                 let n = ops.len();
+                let guard = LeaderGuard {
+                    group: self,
+                    tickets: &tickets,
+                    own: ticket,
+                };
                 let mut outs = run(ops);
+                std::mem::forget(guard);
                 // A runner that lost outcomes must not leave waiters hanging.
                 while outs.len() < n {
                     outs.push(Err(StorageError::Index(
@@ -123,6 +138,30 @@ impl<Op, Out> Group<Op, Out> {
             }
             st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+/// Armed while a leader runs its batch; only dropped during an unwind (a panic inside the
+/// runner, say in redb). It hands the batch's waiters an error, lets a new leader step up, and
+/// poisons the group: the panic may have left the log and the index out of step.
+struct LeaderGuard<'a, Op, Out> {
+    group: &'a Group<Op, Out>,
+    tickets: &'a [u64],
+    own: u64,
+}
+
+impl<Op, Out> Drop for LeaderGuard<'_, Op, Out> {
+    fn drop(&mut self) {
+        let mut st = self.group.lock();
+        st.leader_active = false;
+        st.poisoned = true;
+        for &t in self.tickets {
+            // The leader's own caller learns of the failure from the panic itself.
+            if t != self.own {
+                st.done.insert(t, Err(StorageError::Poisoned));
+            }
+        }
+        self.group.cv.notify_all();
     }
 }
 
@@ -157,5 +196,93 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    /// A runner that panics (say, inside redb) must not leave the group waiting for a leader
+    /// that is gone: waiters get an error and later submits are refused.
+    #[test]
+    fn a_panicking_leader_fails_its_waiters_and_poisons_the_group() {
+        use std::sync::mpsc;
+        let g: Arc<Group<u32, u32>> = Arc::new(Group::new());
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let leader = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    g.submit(1, None, |_ops| {
+                        entered_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        panic!("index backend failed");
+                    })
+                }))
+                .is_err()
+            })
+        };
+        entered_rx.recv().unwrap();
+        // Queued while the leader runs: it waits for the next batch, which must never run.
+        let (out_tx, out_rx) = mpsc::channel();
+        let waiter = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let out = g.submit(2, None, |ops| ops.into_iter().map(Ok).collect());
+                out_tx.send(out.is_err()).unwrap();
+            })
+        };
+        while g.lock().queue.is_empty() {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        assert!(leader.join().unwrap(), "the leader's caller sees the panic");
+        // A hang here is the defect; the watchdog only turns it into a failure.
+        let failed = out_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("waiter hung after the leader panicked");
+        assert!(failed);
+        waiter.join().unwrap();
+        assert!(matches!(
+            g.submit(3, None, |ops| ops.into_iter().map(Ok).collect()),
+            Err(StorageError::Poisoned)
+        ));
+    }
+
+    /// Waiters whose ops were in the panicking leader's own batch get an error too.
+    #[test]
+    fn waiters_in_the_panicking_batch_get_an_error() {
+        let g: Arc<Group<u32, u32>> = Arc::new(Group::new());
+        let handles: Vec<_> = (0..8u32)
+            .map(|i| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        g.submit(i, None, |ops| {
+                            if ops.contains(&0) {
+                                panic!("batch with op 0 fails");
+                            }
+                            ops.into_iter().map(Ok).collect()
+                        })
+                    }))
+                })
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, h) in handles.into_iter().enumerate() {
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send((i as u32, h.join().unwrap())).unwrap());
+        }
+        let mut panics = 0;
+        for _ in 0..8 {
+            // A hang here is the defect; the watchdog only turns it into a failure.
+            let (i, joined) = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a waiter hung after a leader panicked");
+            match joined {
+                // The leader of the batch holding op 0 sees the panic itself.
+                Err(_) => panics += 1,
+                Ok(Ok(v)) => assert_eq!(v, i),
+                Ok(Err(e)) => assert!(matches!(e, StorageError::Poisoned)),
+            }
+        }
+        assert_eq!(panics, 1);
     }
 }

@@ -30,6 +30,9 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn set_len(&self, id: u64, len: u64) -> io::Result<()>;
     /// Hint: start writing this range back now so a later sync has less to do.
     fn start_writeback(&self, _id: u64, _offset: u64, _len: u64) {}
+    /// Durably stores `data` in a side file `<segment name>.<tag>` next to the segment, which
+    /// `list` never reports: bytes recovery is about to cut stay available to an operator.
+    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()>;
 }
 
 /// Segment files `<dir>/<16 hex digits>.seg`, read through shared read-only maps.
@@ -241,6 +244,15 @@ impl SegmentIo for FileIo {
 
     fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
         self.get(id)?.file.set_len(len)
+    }
+
+    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let path = self.dir.join(format!("{}.{tag}", segment_file_name(id)));
+        let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        self.sync_dir()
     }
 
     fn start_writeback(&self, id: u64, offset: u64, len: u64) {

@@ -306,7 +306,9 @@ impl Log {
 pub(crate) fn create_segment(io: &dyn SegmentIo, id: u64) -> Result<(), StorageError> {
     io.create(id).map_err(StorageError::from_io)?;
     let h = encode_segment_header(id, now_ms());
-    if let Err(e) = io.write_at(id, 0, &[&h]) {
+    // The header is durable before any record follows it, so recovery can tell a torn
+    // creation (nothing past the header) from a damaged header over synced records.
+    if let Err(e) = io.write_at(id, 0, &[&h]).and_then(|()| io.sync_data(id)) {
         let _ = io.remove(id);
         return Err(StorageError::from_io(e));
     }

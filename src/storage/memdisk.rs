@@ -15,6 +15,8 @@ use bytes::Bytes;
 use super::io::SegmentIo;
 
 const INDEX_FILE: &str = "index.redb";
+/// Side files recovery keeps next to the segments (`SegmentIo::keep_aside`).
+const ASIDE_PREFIX: &str = "aside/";
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -171,6 +173,15 @@ impl MemDisk {
                 Op::Create { file } => format!("create {file}"),
                 Op::Remove { file } => format!("remove {file}"),
             })
+            .collect()
+    }
+
+    /// Side files kept by recovery: (name after the segment's, e.g. `…0003.seg.tail-…`, bytes).
+    pub fn aside_files(&self) -> Vec<(String, Vec<u8>)> {
+        self.lock()
+            .files
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(ASIDE_PREFIX)?.to_string(), v.clone())))
             .collect()
     }
 
@@ -350,6 +361,26 @@ impl SegmentIo for MemSegments {
     fn sync_data(&self, id: u64) -> io::Result<()> {
         let mut st = self.0.lock();
         MemDisk::log(&mut st, Op::Sync { file: seg_name(id) });
+        Ok(())
+    }
+
+    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
+        let mut st = self.0.lock();
+        let file = format!("{ASIDE_PREFIX}{id:016x}.seg.{tag}");
+        if st.files.contains_key(&file) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, file));
+        }
+        st.files.insert(file.clone(), data.to_vec());
+        MemDisk::log(&mut st, Op::Create { file: file.clone() });
+        MemDisk::log(
+            &mut st,
+            Op::Write {
+                file: file.clone(),
+                offset: 0,
+                data: data.to_vec(),
+            },
+        );
+        MemDisk::log(&mut st, Op::Sync { file });
         Ok(())
     }
 

@@ -8,10 +8,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use redb::{Database, ReadableTable};
 
 use super::error::StorageError;
+use super::io::segment_file_name;
 use super::io::SegmentIo;
 use super::log::{Extent, Position, Progress};
 use super::ops::{apply, finish_txn, Op, SpaceDelta, Tables};
-use super::record::{decode_segment_header, encode_segment_header, rec, seg, Kind, Scanner};
+use super::record::{
+    decode_segment_header, encode_segment_header, rec, seg, Kind, RecordHeader, Scanner,
+};
 use super::schema::*;
 use super::types::UploadId;
 use super::uploads::Session;
@@ -95,6 +98,21 @@ pub(crate) fn recover(
                 )));
             }
             if id > ckpt.segment && !header_ok(io, id, len)? {
+                let after = if len > seg::LEN as u64 {
+                    io.read(id, seg::LEN as u64, (len - seg::LEN as u64) as usize)?
+                } else {
+                    Default::default()
+                };
+                if let Some(at) = next_record_header(&after, seg::LEN as u64) {
+                    // The header is synced before any record is written (section 4.5), so this
+                    // is damage over records that may have been acknowledged: resetting the
+                    // file would wipe them.
+                    return Err(StorageError::Corrupt(format!(
+                        "segments/{} has a damaged header over records (first at offset {at}); \
+                         move the file aside to open the store without it",
+                        segment_file_name(id)
+                    )));
+                }
                 if len <= seg::LEN as u64 || Some(id) == last {
                     // A creation torn by the crash; nothing in it was ever acknowledged.
                     reset_segment(io, id)?;
@@ -102,7 +120,7 @@ pub(crate) fn recover(
                 } else {
                     tracing::warn!(
                         segment = id,
-                        "segment header damaged; its records are skipped"
+                        "segment header damaged and no record readable; segment skipped"
                     );
                     ends.insert(id, len);
                 }
@@ -131,7 +149,10 @@ pub(crate) fn recover(
             let valid = scan.valid_end();
             if valid < len {
                 if Some(id) == last {
-                    // A torn tail: nothing after the last durable sync was acknowledged.
+                    // Normally a torn tail (nothing after the last durable sync was
+                    // acknowledged), but a damaged byte in a synced record looks the same: keep
+                    // the bytes before cutting them.
+                    keep_tail(io, id, valid, &body[(valid - start) as usize..])?;
                     io.set_len(id, valid)?;
                     io.sync_data(id)?;
                 } else {
@@ -242,6 +263,58 @@ fn header_ok(io: &dyn SegmentIo, id: u64, len: u64) -> Result<bool, StorageError
     }
     let h = io.read(id, 0, seg::LEN)?;
     Ok(decode_segment_header(&h) == Ok(id))
+}
+
+/// Segment offset of the first place in `buf` (which starts at segment offset `base`) holding a
+/// record header with a good crc, whether or not its payload is whole.
+fn next_record_header(buf: &[u8], base: u64) -> Option<u64> {
+    (0..buf.len())
+        .filter(|&i| buf[i..].starts_with(rec::MAGIC))
+        .find(|&i| RecordHeader::decode(&buf[i..]).is_ok())
+        .map(|i| base + i as u64)
+}
+
+/// Copies the bytes from `at` to the end of the last segment into `<segment>.tail-<unix ms>`
+/// before recovery cuts them. A good record header past the first bad record points at media
+/// damage (acknowledged commits may be in the cut); none points at a write torn by the crash.
+fn keep_tail(io: &dyn SegmentIo, id: u64, at: u64, tail: &[u8]) -> Result<(), StorageError> {
+    let later = tail
+        .get(1..)
+        .and_then(|rest| next_record_header(rest, at + 1));
+    let tag = format!("tail-{}", now_ms());
+    let saved = io.keep_aside(id, &tag, tail);
+    let file = format!("segments/{}.{tag}", segment_file_name(id));
+    match (&saved, later) {
+        (Ok(()), Some(next)) => tracing::warn!(
+            segment = id, at, bytes = tail.len(), next_record = next, kept = %file,
+            "damaged record before later records (media damage?): cutting the tail, a copy is kept"
+        ),
+        (Ok(()), None) => tracing::warn!(
+            segment = id, at, bytes = tail.len(), kept = %file,
+            "torn tail cut, a copy is kept"
+        ),
+        (Err(e), None) => tracing::warn!(
+            segment = id, at, bytes = tail.len(), error = %e,
+            "torn tail cut; keeping a copy failed"
+        ),
+        (Err(e), Some(next)) => {
+            // Acknowledged commits may follow the damage: never cut them without a copy.
+            return Err(StorageError::Corrupt(format!(
+                "segments/{} has a damaged record at offset {at} before a later record at \
+                 {next}; keeping a copy of the {} bytes after it failed ({e})",
+                segment_file_name(id),
+                tail.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// A segment whose creation was torn: start it over with a fresh header.
