@@ -139,6 +139,12 @@ impl Metrics {
             "Bytes of segment data awaiting reclamation.",
             space.dead_bytes,
         )?;
+        counter(
+            out,
+            "berth_store_corrupt_reads_total",
+            "Chunks that failed their checksum while being served (the response was cut short).",
+            store.corrupt_reads(),
+        )?;
         Ok(())
     }
 }

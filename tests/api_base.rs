@@ -80,6 +80,7 @@ async fn health_and_metrics() {
         "berth_upload_sessions_open 0",
         "berth_store_live_bytes",
         "berth_store_dead_bytes",
+        "berth_store_corrupt_reads_total 0",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }

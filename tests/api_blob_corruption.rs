@@ -90,5 +90,12 @@ async fn damaged_chunk_cuts_the_body_short() {
         .await;
     assert_eq!(r.status, http::StatusCode::PARTIAL_CONTENT);
     assert!(r.body[..] == blob[..2 * MIB]);
+
+    // Both cut-short GETs are visible to operators, not only in the log.
+    let text = s.get("/metrics").await.text();
+    assert!(
+        text.contains("berth_store_corrupt_reads_total 2"),
+        "corrupt read not counted:\n{text}"
+    );
     s.stop().await;
 }
