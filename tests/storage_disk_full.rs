@@ -1,9 +1,11 @@
 //! A full disk: writes fail with DiskFull, the store stays consistent (no partial record, no
 //! partial blob), and works again once space is freed — in the same process and after reopen.
 
-use berth::oci::digest::{Algorithm, Digest};
+mod storage_support;
+
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
+use storage_support::{assert_intact, sha};
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -17,10 +19,6 @@ fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
         .collect()
-}
-
-fn sha(b: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, b)
 }
 
 #[test]
@@ -61,19 +59,7 @@ fn enospc_is_reported_and_recovered_from() {
     assert_eq!(offset % 4096, 0);
 
     // Everything committed is intact and every record in the segments is whole.
-    for b in &stored {
-        assert_eq!(
-            &store
-                .get(&sha(b))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            b
-        );
-    }
-    assert!(store.verify().unwrap().is_clean());
+    assert_intact(&store, &stored);
 
     // Space comes back: the same upload resumes and the refused blob goes in.
     disk.set_segment_space(None);
@@ -85,19 +71,7 @@ fn enospc_is_reported_and_recovered_from() {
     store.close().unwrap();
 
     let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
-    for b in &stored {
-        assert_eq!(
-            &store
-                .get(&sha(b))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            b
-        );
-    }
-    assert!(store.verify().unwrap().is_clean());
+    assert_intact(&store, &stored);
 }
 
 #[test]
@@ -132,17 +106,5 @@ fn full_disk_at_segment_roll_is_survivable() {
     pushed.push(b);
     drop(store);
     let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
-    for b in &pushed {
-        assert_eq!(
-            &store
-                .get(&sha(b))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            b
-        );
-    }
-    assert!(store.verify().unwrap().is_clean());
+    assert_intact(&store, &pushed);
 }

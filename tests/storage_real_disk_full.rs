@@ -3,14 +3,15 @@
 //! intact, and work again once space is freed, in the same process and after a reopen.
 
 mod common;
+mod storage_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::*;
 use common::{Body, Server};
 use http::{Method, StatusCode};
+use storage_support::{assert_intact, sha};
 
 /// A tmpfs mounted for the test's lifetime; unmounted (lazily, so an open file cannot keep it)
 /// when dropped, also when the test fails.
@@ -67,31 +68,11 @@ fn data(n: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-fn sha(b: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, b)
-}
-
 fn opts() -> StoreOptions {
     StoreOptions {
         max_segment_bytes: 4 << 20,
         ..Default::default()
     }
-}
-
-fn check_all(store: &Store, blobs: &[Vec<u8>]) {
-    for b in blobs {
-        assert_eq!(
-            &store
-                .get(&sha(b))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            b
-        );
-    }
-    assert!(store.verify().unwrap().is_clean());
 }
 
 #[test]
@@ -131,7 +112,7 @@ fn store_on_a_full_tmpfs_reports_disk_full_and_recovers() {
     }
     assert!(full, "16 MiB were never filled");
     assert!(stored.len() >= 4, "only {} blobs fit", stored.len());
-    check_all(&store, &stored);
+    assert_intact(&store, &stored);
 
     // Freeing space by deleting a file lets pushes succeed again.
     std::fs::remove_file(&ballast).unwrap();
@@ -143,12 +124,12 @@ fn store_on_a_full_tmpfs_reports_disk_full_and_recovers() {
     store.append(&id, 0, &b).unwrap();
     store.commit(&id, &sha(&b)).unwrap();
     stored.push(b);
-    check_all(&store, &stored);
+    assert_intact(&store, &stored);
     store.close().unwrap();
     drop(store);
 
     let store = Store::open(&dir, opts()).unwrap();
-    check_all(&store, &stored);
+    assert_intact(&store, &stored);
     // More room by growing the file system itself.
     fs.remount("32m");
     let b = data(8_000_000, 1002);
@@ -157,7 +138,7 @@ fn store_on_a_full_tmpfs_reports_disk_full_and_recovers() {
     store.close().unwrap();
     drop(store);
     let store = Store::open(&dir, opts()).unwrap();
-    check_all(&store, &stored);
+    assert_intact(&store, &stored);
     store.close().unwrap();
 }
 
