@@ -74,6 +74,52 @@ fn enospc_is_reported_and_recovered_from() {
     assert_intact(&store, &stored);
 }
 
+/// Small appends are written by a helper thread after `append` returned: a write that fails
+/// there is reported by a later call, and the session is cut back to the records before it.
+#[test]
+fn a_failed_write_in_flight_is_reported_later_and_cuts_the_session_back() {
+    for owned in [false, true] {
+        let disk = MemDisk::new();
+        let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
+        let id = store.begin_upload("r").unwrap();
+        let big = data(200_000, 7);
+        disk.set_segment_space(Some(60_000));
+        let mut acked = 0usize;
+        let failed = big.chunks(1000).find_map(|piece| {
+            let r = if owned {
+                store.append_owned(&id, acked as u64, [bytes::Bytes::copy_from_slice(piece)])
+            } else {
+                store.append(&id, acked as u64, piece)
+            };
+            match r {
+                Ok(len) => {
+                    acked = len as usize;
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        });
+        assert!(
+            matches!(failed, Some(StorageError::DiskFull)),
+            "owned {owned}: {failed:?}"
+        );
+        let offset = store.status(&id).unwrap().offset;
+        assert!(
+            offset < acked as u64,
+            "owned {owned}: cut back below {acked}"
+        );
+        assert_eq!(offset % 4096, 0);
+
+        disk.set_segment_space(None);
+        store.append(&id, offset, &big[offset as usize..]).unwrap();
+        store.commit(&id, &sha(&big)).unwrap();
+        assert_intact(&store, std::slice::from_ref(&big));
+        store.close().unwrap();
+        let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
+        assert_intact(&store, &[big]);
+    }
+}
+
 #[test]
 fn full_disk_at_segment_roll_is_survivable() {
     let disk = MemDisk::new();

@@ -1,5 +1,5 @@
-//! Property test of upload-session state against a simple model: random appends (some at
-//! wrong offsets), status checks, clean reopens and crash reopens, then commit.
+//! Property test of upload-session state against a simple model: random appends (borrowed and
+//! owned, some at wrong offsets), status checks, clean reopens and crash reopens, then commit.
 
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::memdisk::MemDisk;
@@ -10,6 +10,8 @@ use proptest::prelude::*;
 enum Step {
     Append(usize),
     AppendAtEnd(usize),
+    /// Owned pieces of these sizes, in one call.
+    AppendOwned(Vec<usize>),
     WrongOffset(u64),
     Reopen,
     Crash,
@@ -19,6 +21,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0usize..3000).prop_map(Step::Append),
         2 => (0usize..3000).prop_map(Step::AppendAtEnd),
+        3 => proptest::collection::vec(0usize..1500, 0..5).prop_map(Step::AppendOwned),
         1 => (1u64..5000).prop_map(Step::WrongOffset),
         1 => Just(Step::Reopen),
         1 => Just(Step::Crash),
@@ -59,6 +62,14 @@ proptest! {
                     let d = fresh(n);
                     model.extend_from_slice(&d);
                     prop_assert_eq!(store.append_at_end(&id, &d).unwrap(), model.len() as u64);
+                }
+                Step::AppendOwned(sizes) => {
+                    let pieces: Vec<bytes::Bytes> = sizes.iter().map(|&n| fresh(n).into()).collect();
+                    let at = model.len() as u64;
+                    for p in &pieces {
+                        model.extend_from_slice(p);
+                    }
+                    prop_assert_eq!(store.append_owned(&id, at, pieces).unwrap(), model.len() as u64);
                 }
                 Step::WrongOffset(delta) => {
                     let off = model.len() as u64 + delta;

@@ -1,9 +1,17 @@
-//! Turns the bytes appended to an upload session into chunk records: the sha256 of the new
-//! bytes runs on the calling thread while a second thread computes each record's blake3
-//! trailer and writes it, from the caller's bytes (plus the session's buffered tail) without
-//! first copying them into one buffer.
+//! Turns the bytes appended to an upload session into chunk records, hashing each byte once by
+//! sha256 (on the calling thread) and once by blake3 (on a helper thread that also writes the
+//! record), so the two hashes and the write overlap.
+//!
+//! Small appends are gathered in the session's tail; each full record is handed to a helper
+//! thread and written while the caller goes on hashing the next appends (one record in flight
+//! per session). A failed write surfaces at the session's next call, which cuts the session
+//! back to the records written before it. Appends of a record or more are written straight
+//! from the caller's bytes instead, without a copy.
 
+use std::thread::JoinHandle;
 use std::time::SystemTime;
+
+use bytes::Bytes;
 
 use super::error::StorageError;
 use super::log::Extent;
@@ -12,13 +20,9 @@ use super::store::Store;
 use super::types::UploadId;
 use super::uploads::Session;
 
-/// Below this many bytes to hash in one call, starting a second thread costs more than the
-/// overlap saves (small monolithic pushes, manifest-sized chunks).
-const PARALLEL_MIN: usize = 256 << 10;
-
 type Trailer = [u8; rec::TRAILER_LEN];
 
-fn trailer_of(parts: &[&[u8]]) -> Trailer {
+pub(crate) fn trailer_of(parts: &[&[u8]]) -> Trailer {
     let mut h = blake3::Hasher::new();
     for p in parts {
         h.update(p);
@@ -26,64 +30,259 @@ fn trailer_of(parts: &[&[u8]]) -> Trailer {
     *h.finalize().as_bytes()
 }
 
+/// A session's bytes not yet handed to the log: fewer than one record, kept as the pieces they
+/// arrived in.
+#[derive(Default)]
+pub(crate) struct Tail {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Tail {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.parts.push(bytes);
+        }
+    }
+
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        self.parts.iter().map(|b| &b[..])
+    }
+
+    pub fn clear(&mut self) {
+        self.parts.clear();
+        self.len = 0;
+    }
+
+    /// Keeps the first `n` bytes.
+    pub fn truncate(&mut self, n: usize) {
+        let mut left = n;
+        self.parts.retain_mut(|p| {
+            let keep = left.min(p.len());
+            p.truncate(keep);
+            left -= keep;
+            keep > 0
+        });
+        self.len = n.min(self.len);
+    }
+
+    /// Splits off the first `n` bytes (at most `len`), slicing a piece where the cut falls.
+    fn split_to(&mut self, n: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut left = n.min(self.len);
+        self.len -= left;
+        let mut taken = 0;
+        for p in &mut self.parts {
+            if left == 0 {
+                break;
+            }
+            if p.len() <= left {
+                left -= p.len();
+                out.push(std::mem::take(p));
+                taken += 1;
+            } else {
+                out.push(p.split_to(left));
+                left = 0;
+            }
+        }
+        self.parts.drain(..taken);
+        out
+    }
+}
+
+/// The chunk record a helper thread is hashing and writing.
+pub(crate) struct InFlight {
+    /// Where the record starts in the blob: the session goes back here if the write fails.
+    at: u64,
+    handle: Option<JoinHandle<Result<Extent, StorageError>>>,
+}
+
+impl InFlight {
+    fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    fn join(mut self) -> std::thread::Result<Result<Extent, StorageError>> {
+        match self.handle.take() {
+            Some(h) => h.join(),
+            None => Ok(Err(StorageError::UploadUnknown)),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    /// A store dropped without `close` still finishes its writes before it is gone, so a
+    /// store reopened on the same disk never sees a record land behind its back.
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 impl Store {
-    /// Writes every record `data` completes and keeps the rest in the session's buffer. Each
-    /// byte is hashed once by sha256 (here) and once by blake3 (on a scoped helper thread that
-    /// also writes the records, concurrently), and written once. On a write error the session
-    /// keeps exactly the prefix that was written, sha256 state included, so `status()` says
-    /// where a client can resume.
+    /// Appends borrowed bytes. Less than a record is copied into the tail (and written by a
+    /// helper thread once the tail fills a record); a record or more is written from `data`.
     pub(crate) fn append_locked(
         &self,
         id: &UploadId,
         s: &mut Session,
         data: &[u8],
     ) -> Result<u64, StorageError> {
+        let cap = self.inner.opts.chunk_record_bytes.max(1);
+        if data.len() < cap {
+            return self.append_owned_locked(id, s, [Bytes::copy_from_slice(data)]);
+        }
+        self.settle(s)?;
         self.ensure_hasher(s)?;
         s.touched = SystemTime::now();
+        self.append_direct(id, s, data, cap)
+    }
+
+    /// Appends owned pieces (request body frames) without copying them: full records are
+    /// handed to a helper thread as slices of the pieces.
+    pub(crate) fn append_owned_locked(
+        &self,
+        id: &UploadId,
+        s: &mut Session,
+        pieces: impl IntoIterator<Item = Bytes>,
+    ) -> Result<u64, StorageError> {
+        // A write that failed since the last call cuts the session back before anything new
+        // is accepted.
+        if let Some(f) = s.in_flight.as_ref() {
+            if f.is_finished() {
+                self.settle(s)?;
+            }
+        }
+        self.ensure_hasher(s)?;
+        s.touched = SystemTime::now();
+        for piece in pieces {
+            if let Some(h) = s.hasher.as_mut() {
+                h.update(&piece);
+            }
+            s.len += piece.len() as u64;
+            s.tail.push(piece);
+        }
         let cap = self.inner.opts.chunk_record_bytes.max(1);
-        let head = if s.buf.is_empty() {
+        while s.tail.len() >= cap {
+            self.settle(s)?;
+            let at = s.len - s.tail.len() as u64;
+            let record = s.tail.split_to(cap);
+            self.hand_off(id, s, at, record)?;
+        }
+        Ok(s.len)
+    }
+
+    /// Starts hashing and writing one full record on a helper thread.
+    fn hand_off(
+        &self,
+        id: &UploadId,
+        s: &mut Session,
+        at: u64,
+        record: Vec<Bytes>,
+    ) -> Result<(), StorageError> {
+        let log = self.inner.log.clone();
+        let id = *id;
+        let write = move || {
+            let parts: Vec<&[u8]> = record.iter().map(|b| &b[..]).collect();
+            log.append_chunk(&id, at, &parts, trailer_of(&parts))
+        };
+        let spawned = std::thread::Builder::new()
+            .name("berth-chunk".into())
+            .spawn(write);
+        match spawned {
+            Ok(handle) => {
+                s.in_flight = Some(InFlight {
+                    at,
+                    handle: Some(handle),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                // Without a thread the bytes went with the closure: cut back as for a failed
+                // write.
+                self.cut_back(s, at);
+                Err(StorageError::from_io(e))
+            }
+        }
+    }
+
+    /// Waits for the record in flight; on failure cuts the session back to the records written
+    /// before it and returns the error.
+    pub(crate) fn settle(&self, s: &mut Session) -> Result<(), StorageError> {
+        let Some(f) = s.in_flight.take() else {
+            return Ok(());
+        };
+        let at = f.at;
+        match f.join() {
+            Ok(Ok(extent)) => {
+                s.extents.push(extent);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.cut_back(s, at);
+                Err(e)
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Drops everything from blob offset `at` on (nothing of it is in the log); sha256 is
+    /// rebuilt from the written records at the next append or commit.
+    fn cut_back(&self, s: &mut Session, at: u64) {
+        s.len = at;
+        s.tail.clear();
+        s.hasher = None;
+    }
+
+    /// Writes every record `tail + data` completes straight from `data`, while sha256 of
+    /// `data` runs here and blake3 plus the writes run on a scoped helper thread; the rest of
+    /// `data` goes to the tail. On a write error the session keeps exactly the prefix that was
+    /// written, sha256 state included, so `status()` says where a client can resume.
+    fn append_direct(
+        &self,
+        id: &UploadId,
+        s: &mut Session,
+        data: &[u8],
+        cap: usize,
+    ) -> Result<u64, StorageError> {
+        // Records completed here: `tail + data[..head]` (when the tail holds anything), then
+        // whole records of `data`; `data[records_end..]` is the new tail.
+        let head = if s.tail.is_empty() {
             0
         } else {
-            (cap - s.buf.len()).min(data.len())
+            cap - s.tail.len()
         };
-        if !s.buf.is_empty() && s.buf.len() + head < cap {
-            hash(s, data);
-            self.keep(s, data);
-            return Ok(s.len);
-        }
-        // Records completed here: `buf + data[..head]` (when something is buffered), then
-        // whole records of `data`; `data[records_end..]` is the new buffered tail.
         let records_end = head + (data.len() - head) / cap * cap;
         let before = s.hasher.clone();
         let (extents, accepted, failed) = {
             let Session {
-                buf, hasher, len, ..
+                tail, hasher, len, ..
             } = &mut *s;
-            let buf: &[u8] = buf;
-            let first_at = *len - buf.len() as u64;
-            // blake3 and the writes do not depend on sha256: they run together with it.
-            let write = || self.write_records(id, first_at, buf, &data[..records_end], head, cap);
-            let mut sha = || {
+            let first_at = *len - tail.len() as u64;
+            let tail: Vec<&[u8]> = tail.parts().collect();
+            let write = || self.write_records(id, first_at, &tail, &data[..records_end], head, cap);
+            std::thread::scope(|scope| {
+                let helper = scope.spawn(write);
                 if let Some(h) = hasher.as_mut() {
                     h.update(data);
                 }
-            };
-            if records_end + buf.len() >= PARALLEL_MIN {
-                std::thread::scope(|scope| {
-                    let helper = scope.spawn(write);
-                    sha();
-                    helper
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                })
-            } else {
-                sha();
-                write()
-            }
+                helper
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
         };
-        if !s.buf.is_empty() && !extents.is_empty() {
-            // A streaming session keeps its buffer instead of allocating one per record.
-            s.buf.clear();
+        if head > 0 && !extents.is_empty() {
+            s.tail.clear();
         }
         s.extents.extend(extents);
         s.len += accepted as u64;
@@ -95,37 +294,51 @@ impl Store {
             });
             return Err(err);
         }
-        self.keep(s, &data[records_end..]);
+        let rest = &data[records_end..];
+        if !rest.is_empty() {
+            s.tail.push(Bytes::copy_from_slice(rest));
+            s.len += rest.len() as u64;
+        }
         Ok(s.len)
     }
 
-    /// Writes `buf + data[..head]` as one record (when `buf` holds anything), then `data[head..]`
-    /// as whole records, stopping at the first failure. Returns the records written, how many
-    /// bytes of `data` they hold, and the failure.
+    /// Writes `tail + data[..head]` as one record (when `tail` holds anything), then
+    /// `data[head..]` as whole records, stopping at the first failure. Returns the records
+    /// written, how many bytes of `data` they hold, and the failure.
     fn write_records(
         &self,
         id: &UploadId,
         mut at: u64,
-        buf: &[u8],
+        tail: &[&[u8]],
         data: &[u8],
         head: usize,
         cap: usize,
     ) -> (Vec<Extent>, usize, Option<StorageError>) {
         let mut out = Vec::with_capacity(data.len() / cap + 1);
         let mut accepted = 0;
-        if !buf.is_empty() {
-            let parts = [buf, &data[..head]];
-            match self.write_chunk_parts(id, at, &parts, trailer_of(&parts)) {
+        if !tail.is_empty() {
+            let mut parts = tail.to_vec();
+            parts.push(&data[..head]);
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            match self
+                .inner
+                .log
+                .append_chunk(id, at, &parts, trailer_of(&parts))
+            {
                 Ok(e) => {
                     out.push(e);
                     accepted = head;
-                    at += (buf.len() + head) as u64;
+                    at += len as u64;
                 }
                 Err(e) => return (out, 0, Some(e)),
             }
         }
         for record in data[head..].chunks(cap) {
-            match self.write_chunk_parts(id, at, &[record], trailer_of(&[record])) {
+            match self
+                .inner
+                .log
+                .append_chunk(id, at, &[record], trailer_of(&[record]))
+            {
                 Ok(e) => {
                     out.push(e);
                     accepted += record.len();
@@ -136,23 +349,48 @@ impl Store {
         }
         (out, accepted, None)
     }
-
-    /// Buffers bytes (already hashed) that do not fill a record yet.
-    fn keep(&self, s: &mut Session, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if s.buf.capacity() == 0 {
-            s.buf
-                .reserve_exact(self.inner.opts.chunk_record_bytes.min(1 << 20));
-        }
-        s.buf.extend_from_slice(bytes);
-        s.len += bytes.len() as u64;
-    }
 }
 
-fn hash(s: &mut Session, bytes: &[u8]) {
-    if let Some(h) = s.hasher.as_mut() {
-        h.update(bytes);
+#[cfg(test)]
+mod tests {
+    use super::Tail;
+    use bytes::Bytes;
+
+    fn tail_of(pieces: &[&[u8]]) -> Tail {
+        let mut t = Tail::default();
+        for p in pieces {
+            t.push(Bytes::copy_from_slice(p));
+        }
+        t
+    }
+
+    fn flat(parts: impl IntoIterator<Item = Bytes>) -> Vec<u8> {
+        parts.into_iter().flat_map(|b| b.to_vec()).collect()
+    }
+
+    #[test]
+    fn split_to_cuts_inside_a_piece_and_keeps_the_rest_in_order() {
+        let mut t = tail_of(&[b"abc", b"defg", b"hi"]);
+        assert_eq!(flat(t.split_to(5)), b"abcde");
+        assert_eq!(t.len(), 4);
+        assert_eq!(flat(t.split_to(10)), b"fghi");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn truncate_keeps_a_prefix() {
+        let mut t = tail_of(&[b"abc", b"defg"]);
+        t.truncate(4);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.parts().collect::<Vec<_>>(), [&b"abc"[..], b"d"]);
+        t.truncate(0);
+        assert!(t.is_empty());
+        assert_eq!(t.parts().count(), 0);
+    }
+
+    #[test]
+    fn empty_pieces_are_not_kept() {
+        let t = tail_of(&[b"", b"x", b""]);
+        assert_eq!(t.parts().count(), 1);
     }
 }

@@ -141,6 +141,25 @@ impl Log {
         Ok(extent)
     }
 
+    /// Appends a chunk record of an upload session from payload pieces with a precomputed
+    /// trailer, noted for the next checkpoint.
+    pub fn append_chunk(
+        &self,
+        session: &UploadId,
+        blob_offset: u64,
+        parts: &[&[u8]],
+        trailer: [u8; rec::TRAILER_LEN],
+    ) -> Result<Extent, StorageError> {
+        let h = RecordHeader {
+            kind: Kind::Chunk,
+            flags: 0,
+            payload_len: parts.iter().map(|p| p.len()).sum::<usize>() as u32,
+            session: session.0,
+            blob_offset,
+        };
+        self.append_parts(h, parts, trailer, true)
+    }
+
     fn note(&self, st: &mut LogState, header: &RecordHeader, extent: Extent, track: bool) {
         if track && header.kind == Kind::Chunk {
             st.progress.push(Progress {

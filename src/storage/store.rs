@@ -28,7 +28,8 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub opts: StoreOptions,
-    pub log: Log,
+    /// Shared with the helper threads that write session chunk records.
+    pub log: Arc<Log>,
     pub db: Database,
     pub group: Group<Op, Out>,
     pub sessions: RwLock<HashMap<UploadId, Arc<Mutex<Session>>>>,
@@ -155,7 +156,7 @@ impl Store {
     ) -> Result<Store, StorageError> {
         opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
         let rec = recovery::recover(io.as_ref(), &db, fresh)?;
-        let log = Log::open(io, opts.max_segment_bytes, rec.ends)?;
+        let log = Arc::new(Log::open(io, opts.max_segment_bytes, rec.ends)?);
         let sessions = rec
             .sessions
             .into_iter()
@@ -252,8 +253,18 @@ impl Store {
 
     /// Makes the index durable now (an immediate redb commit), so a reopen has no log to
     /// replay. Commits are durable without it; this only shortens recovery.
+    /// Records still being written by a helper thread are waited for first, so every full
+    /// record appended before the call is covered.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         self.check_open()?;
+        let sessions: Vec<Arc<Mutex<Session>>> =
+            self.inner.sessions_read().values().cloned().collect();
+        for s in sessions {
+            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = self.settle(&mut s) {
+                tracing::warn!(error = %e, "upload chunk write failed; session cut back");
+            }
+        }
         self.submit(Op::Checkpoint).map(|_| ())
     }
 
@@ -388,24 +399,6 @@ impl Store {
             blob_offset,
         };
         self.inner.log.append(h, payload, track)
-    }
-
-    /// A chunk record of an upload session from payload pieces with a precomputed trailer.
-    pub(crate) fn write_chunk_parts(
-        &self,
-        session: &UploadId,
-        blob_offset: u64,
-        parts: &[&[u8]],
-        trailer: [u8; rec::TRAILER_LEN],
-    ) -> Result<Extent, StorageError> {
-        let h = RecordHeader {
-            kind: Kind::Chunk,
-            flags: 0,
-            payload_len: parts.iter().map(|p| p.len()).sum::<usize>() as u32,
-            session: session.0,
-            blob_offset,
-        };
-        self.inner.log.append_parts(h, parts, trailer, true)
     }
 
     /// Logs a session start ahead of the session's chunks (replay needs it first).

@@ -1,13 +1,17 @@
 //! Upload sessions: chunked appends hashed once as they are written, commit, abort, reclaim.
 //!
-//! A session buffers at most one chunk record of bytes in memory; everything else is already
-//! in the shared active segment. The index learns a session's chunks at the next group commit
-//! (or from the recovery scan), which is what `status()` reports after a restart.
+//! A session holds at most two chunk records of bytes in memory (one being written by a helper
+//! thread, one filling up); everything else is already in the shared active segment. The index
+//! learns a session's chunks at the next group commit (or from the recovery scan), which is
+//! what `status()` reports after a restart.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use super::blobs::expect_blob;
+use super::chunking::{InFlight, Tail};
 use super::error::StorageError;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op};
@@ -19,12 +23,14 @@ pub(crate) struct Session {
     pub repo: String,
     pub started: SystemTime,
     pub touched: SystemTime,
-    /// Bytes appended so far, buffered ones included.
+    /// Bytes appended so far, including those in flight and in the tail.
     pub len: u64,
     /// Chunk records written, in blob order and contiguous from offset 0.
     pub extents: Vec<Extent>,
-    /// Tail bytes not yet written as a record (shorter than one record).
-    pub buf: Vec<u8>,
+    /// The record after `extents`, being written by a helper thread.
+    pub in_flight: Option<InFlight>,
+    /// Bytes after that, not yet handed to the log (shorter than one record).
+    pub tail: Tail,
     /// sha256 of bytes `0..len`; `None` after a restart until rebuilt from the segments.
     pub hasher: Option<Hasher>,
     /// Set once committed or aborted, for callers that raced with that.
@@ -41,7 +47,8 @@ impl Session {
             touched: SystemTime::now(),
             len,
             extents,
-            buf: Vec::new(),
+            in_flight: None,
+            tail: Tail::default(),
             hasher: None,
             gone: false,
         }
@@ -87,7 +94,8 @@ impl Store {
             touched: started,
             len: 0,
             extents: Vec::new(),
-            buf: Vec::new(),
+            in_flight: None,
+            tail: Tail::default(),
             hasher: Some(Hasher::new(Algorithm::Sha256)),
             gone: false,
         };
@@ -110,6 +118,26 @@ impl Store {
         self.append_locked(id, &mut s, data)
     }
 
+    /// Like [`Store::append`] for owned pieces (request body frames), which the store keeps
+    /// and writes without copying them.
+    pub fn append_owned(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        pieces: impl IntoIterator<Item = Bytes>,
+    ) -> Result<u64, StorageError> {
+        self.check_open()?;
+        let s = self.session(id)?;
+        let mut s = lock(&s);
+        if s.gone {
+            return Err(StorageError::UploadUnknown);
+        }
+        if offset != s.len {
+            return Err(StorageError::UploadOffset { expected: s.len });
+        }
+        self.append_owned_locked(id, &mut s, pieces)
+    }
+
     pub fn append_at_end(&self, id: &UploadId, data: &[u8]) -> Result<u64, StorageError> {
         self.check_open()?;
         let s = self.session(id)?;
@@ -123,8 +151,11 @@ impl Store {
     /// After a restart the sha256 state is rebuilt once from the durable, trailer-checked bytes.
     pub(crate) fn ensure_hasher(&self, s: &mut Session) -> Result<(), StorageError> {
         if s.hasher.is_none() {
+            self.settle(s)?;
             let mut h = self.rehash(Hasher::new(Algorithm::Sha256), &s.extents)?;
-            h.update(&s.buf);
+            for part in s.tail.parts() {
+                h.update(part);
+            }
             s.hasher = Some(h);
         }
         Ok(())
@@ -143,15 +174,16 @@ impl Store {
         if s.gone {
             return Err(StorageError::UploadUnknown);
         }
+        self.settle(&mut s)?;
         if offset > s.len {
             return Err(StorageError::UploadOffset { expected: s.len });
         }
         if offset == s.len {
             return Ok(s.len);
         }
-        let written = s.len - s.buf.len() as u64;
+        let written = s.len - s.tail.len() as u64;
         if offset >= written {
-            s.buf.truncate((offset - written) as usize);
+            s.tail.truncate((offset - written) as usize);
         } else {
             let mut start = 0u64;
             let mut keep = 0;
@@ -177,8 +209,8 @@ impl Store {
                 extents: dropped,
             })?;
             s.extents.truncate(keep);
-            s.buf.clear();
-            s.buf.extend_from_slice(&refill);
+            s.tail.clear();
+            s.tail.push(refill);
         }
         s.len = offset;
         s.hasher = None;
@@ -186,24 +218,33 @@ impl Store {
         Ok(s.len)
     }
 
-    /// Writes the buffered tail as a record (commit and close need every byte in the log).
+    /// Writes the record in flight and the tail (commit and close need every byte in the log).
     pub(crate) fn flush_buffer(&self, id: &UploadId, s: &mut Session) -> Result<(), StorageError> {
-        if s.buf.is_empty() || s.gone {
+        self.settle(s)?;
+        if s.tail.is_empty() || s.gone {
             return Ok(());
         }
-        let at = s.len - s.buf.len() as u64;
-        let e = self.write_chunk(id, at, &s.buf, true)?;
+        let at = s.len - s.tail.len() as u64;
+        let parts: Vec<&[u8]> = s.tail.parts().collect();
+        let e = self
+            .inner
+            .log
+            .append_chunk(id, at, &parts, super::chunking::trailer_of(&parts))?;
         s.extents.push(e);
-        s.buf = Vec::new();
+        s.tail.clear();
         Ok(())
     }
 
     pub fn status(&self, id: &UploadId) -> Result<UploadStatus, StorageError> {
         self.check_open()?;
         let s = self.session(id)?;
-        let s = lock(&s);
+        let mut s = lock(&s);
         if s.gone {
             return Err(StorageError::UploadUnknown);
+        }
+        // A failed write in flight cuts the session back: report where a client can resume.
+        if let Err(e) = self.settle(&mut s) {
+            tracing::warn!(error = %e, "upload chunk write failed; session cut back");
         }
         Ok(UploadStatus {
             repo: s.repo.clone(),
@@ -258,7 +299,7 @@ impl Store {
 
     fn retire(&self, id: &UploadId, s: &mut Session) {
         s.gone = true;
-        s.buf = Vec::new();
+        s.tail.clear();
         self.inner.sessions_write().remove(id);
     }
 
@@ -273,6 +314,8 @@ impl Store {
     }
 
     fn discard_locked(&self, id: &UploadId, s: &mut Session) -> Result<(), StorageError> {
+        // A failed write has nothing to discard; the records before it do.
+        let _ = self.settle(s);
         self.submit(Op::Discard {
             session: Some(*id),
             extents: s.extents.clone(),
