@@ -29,13 +29,14 @@ impl<'a> Appender<'a> {
         }
     }
 
-    pub async fn push(&mut self, batch: Bytes) -> ApiResult<()> {
+    /// Appends `batch` (request body frames, kept by the store without a copy).
+    pub async fn push(&mut self, batch: Vec<Bytes>) -> ApiResult<()> {
         self.wait().await?;
         let store = self.reg.store().clone();
         let (id, at) = (self.id, self.planned);
-        self.planned += batch.len() as u64;
+        self.planned += batch_len(&batch);
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            store.append(&id, at, &batch)
+            store.append_owned(&id, at, batch)
         }));
         Ok(())
     }
@@ -52,4 +53,8 @@ impl<'a> Appender<'a> {
         self.wait().await?;
         Ok(self.done)
     }
+}
+
+pub fn batch_len(batch: &[Bytes]) -> u64 {
+    batch.iter().map(|b| b.len() as u64).sum()
 }

@@ -1,6 +1,7 @@
 //! Request bodies read frame by frame into bounded batches, so an upload of any size holds at
-//! most one batch (plus the one being appended and part of one frame) in memory. A body may take as long as it likes
-//! while bytes keep arriving; only silence longer than the idle timeout ends it.
+//! most one batch (plus the one being appended and part of one frame) in memory. A body may
+//! take as long as it likes while bytes keep arriving; only silence longer than the idle
+//! timeout ends it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub struct BodyReader {
     buf: BytesMut,
     /// The part of the last frame that did not fit into the previous batch.
     carry: Option<Bytes>,
+    /// Frames gathered for the next `next_frames` batch.
+    pending: Vec<Bytes>,
+    pending_len: usize,
     done: bool,
 }
 
@@ -43,6 +47,8 @@ impl BodyReader {
             batch: batch.max(1),
             buf: BytesMut::new(),
             carry: None,
+            pending: Vec::new(),
+            pending_len: 0,
             done: false,
         }
     }
@@ -84,12 +90,42 @@ impl BodyReader {
         }
     }
 
-    /// Bytes read but not yet handed out (what arrived before a failure).
-    pub fn take_buffered(&mut self) -> Option<Bytes> {
+    /// The next frames as they arrived, at least `batch` bytes together (fewer only at the
+    /// end), or `None` once the body is exhausted. Nothing is copied: the store keeps the
+    /// frames themselves until it has written them.
+    pub async fn next_frames(&mut self) -> ApiResult<Option<Vec<Bytes>>> {
         if let Some(carry) = self.carry.take() {
-            self.buf.extend_from_slice(&carry);
+            self.pend(carry);
         }
-        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+        if !self.buf.is_empty() {
+            let rest = self.buf.split().freeze();
+            self.pend(rest);
+        }
+        while self.pending_len < self.batch && !self.done {
+            match self.next_data().await? {
+                Some(data) => self.pend(data),
+                None => self.done = true,
+            }
+        }
+        self.pending_len = 0;
+        let frames = std::mem::take(&mut self.pending);
+        Ok((!frames.is_empty()).then_some(frames))
+    }
+
+    fn pend(&mut self, data: Bytes) {
+        self.pending_len += data.len();
+        self.pending.push(data);
+    }
+
+    /// Bytes read but not yet handed out (what arrived before a failure).
+    pub fn take_buffered(&mut self) -> Vec<Bytes> {
+        let mut out = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        if !self.buf.is_empty() {
+            out.push(self.buf.split().freeze());
+        }
+        out.extend(self.carry.take());
+        out
     }
 
     /// Reads the whole body, refusing it as soon as it grows past `limit`.

@@ -10,7 +10,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 
-use crate::api::appender::Appender;
+use crate::api::appender::{batch_len, Appender};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, UPLOAD_UUID};
@@ -104,9 +104,8 @@ async fn monolithic(
     let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
     let mut pipe = Appender::new(reg, id, 0);
     let streamed = async {
-        pipe.push(first).await?;
-        pipe.push(second).await?;
-        while let Some(batch) = reader.next_batch().await? {
+        pipe.push(vec![first, second]).await?;
+        while let Some(batch) = reader.next_frames().await? {
             pipe.push(batch).await?;
         }
         Ok::<(), ApiError>(())
@@ -275,12 +274,11 @@ async fn stream_chunk(
     }
     let mut reader = BodyReader::new(reg, req, limits.append_batch_bytes);
     let mut pipe = Appender::new(reg, *id, offset);
-    let too_long =
-        |appended: u64, more: usize| declared.is_some_and(|d| appended + more as u64 > d);
+    let too_long = |appended: u64, more: u64| declared.is_some_and(|d| appended + more > d);
     let mut overrun = false;
     let streamed = async {
-        while let Some(batch) = reader.next_batch().await? {
-            if too_long(pipe.planned - offset, batch.len()) {
+        while let Some(batch) = reader.next_frames().await? {
+            if too_long(pipe.planned - offset, batch_len(&batch)) {
                 overrun = true;
                 return Err(ApiError::bad_request(
                     ErrorCode::SizeInvalid,
@@ -295,10 +293,9 @@ async fn stream_chunk(
     // A body cut short (client gone, stalled) keeps what arrived, so the client can resume
     // from the offset a status request reports.
     if streamed.is_err() && !overrun {
-        if let Some(rest) = reader.take_buffered() {
-            if !too_long(pipe.planned - offset, rest.len()) {
-                let _ = pipe.push(rest).await;
-            }
+        let rest = reader.take_buffered();
+        if !rest.is_empty() && !too_long(pipe.planned - offset, batch_len(&rest)) {
+            let _ = pipe.push(rest).await;
         }
     }
     // Whatever happened, the append in flight must land before the reply goes out.
@@ -351,7 +348,7 @@ async fn buffered_chunk(
     let mut at = 0;
     while at < body.len() {
         let end = (at + limits.append_batch_bytes.max(1)).min(body.len());
-        pipe.push(body.slice(at..end)).await?;
+        pipe.push(vec![body.slice(at..end)]).await?;
         at = end;
     }
     pipe.finish().await
