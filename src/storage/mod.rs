@@ -11,6 +11,7 @@ mod blobs;
 mod chunking;
 mod error;
 mod group;
+mod index;
 pub mod io;
 mod log;
 mod manifests;

@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{Database, Durability};
+use redb::Durability;
 
 use super::error::StorageError;
 use super::group::Group;
+use super::index::IndexDb;
 use super::io::{FileIo, SegmentIo};
 use super::log::{Extent, Log};
 use super::ops::{apply_batch, Op, Out};
@@ -29,7 +30,7 @@ pub struct Store {
 pub(crate) struct Inner {
     pub opts: StoreOptions,
     pub log: Log,
-    pub db: Database,
+    pub db: IndexDb,
     pub group: Group<Op, Out>,
     pub sessions: RwLock<HashMap<UploadId, Arc<Mutex<Session>>>>,
     /// Segment id -> (live, dead) bytes, mirrored from the `segments` table.
@@ -115,7 +116,7 @@ impl Store {
             std::fs::remove_file(&index)?;
         }
         let mut fresh = !index.exists();
-        let db = match Database::create(&index) {
+        let db = match IndexDb::create(&index) {
             Ok(db) => db,
             Err(redb::DatabaseError::Storage(e)) if is_index_corruption(&e) => {
                 let msg = e.to_string();
@@ -125,7 +126,7 @@ impl Store {
                 tracing::warn!(%msg, aside = %aside.display(), "index corrupted; rebuilding it from the segments");
                 std::fs::rename(&index, &aside)?;
                 fresh = true;
-                Database::create(&index)?
+                IndexDb::create(&index)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -142,13 +143,13 @@ impl Store {
             index.set_len(0)?;
         }
         let fresh = index.len()? == 0;
-        let db = redb::Builder::new().create_with_backend(index)?;
+        let db = IndexDb::with_backend(redb::Builder::new().create_with_backend(index)?);
         Store::assemble(segments, db, fresh, opts, None)
     }
 
     fn assemble(
         io: Arc<dyn SegmentIo>,
-        db: Database,
+        db: IndexDb,
         fresh: bool,
         mut opts: StoreOptions,
         lock: Option<File>,
@@ -221,6 +222,12 @@ impl Store {
                 }
             })?;
         Ok(())
+    }
+
+    /// Whether an earlier failure (a failed sync, a failed index commit, a panic inside a
+    /// commit) left the store refusing writes until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.log.is_poisoned() || self.inner.group.is_poisoned()
     }
 
     /// Queues an index change that needs no waiting caller; the next batch applies it.
@@ -419,6 +426,16 @@ impl Store {
             blob_offset: 0,
         };
         self.inner.log.append(h, &payload, false).map(|_| ())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.group.is_poisoned() {
+            // A panic may have left a redb write transaction half done, and redb's shutdown
+            // would commit over it.
+            self.db.abandon();
+        }
     }
 }
 
