@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::memdisk::{MemDisk, MemIndexFile};
@@ -82,6 +82,17 @@ fn panicking_leader_poisons_the_store_instead_of_hanging_it() {
         .expect("a write after the leader panicked hung");
     assert!(matches!(out, Err(StorageError::Poisoned)), "{out:?}");
     assert!(store.is_poisoned());
+
+    // The background checkpointer stops instead of failing every tick; a hang here is the
+    // defect, the watchdog only turns it into a failure.
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    while store.checkpointer_running() {
+        assert!(
+            Instant::now() < watchdog,
+            "the checkpointer kept running on a poisoned store"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // Dropping runs no redb shutdown over the interrupted transaction (which trips redb's
     // assertions); the same disk then reopens in this process, replaying the log.

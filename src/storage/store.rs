@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub verified: VerifiedSet,
     /// Chunk records that failed their checksum on a read.
     pub corrupt_reads: AtomicU64,
+    /// The background checkpointer, which ends once the store is dropped, closed or poisoned.
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: Option<File>,
 }
 
@@ -177,6 +179,7 @@ impl Store {
                 lazy_commits: AtomicU64::new(0),
                 verified,
                 corrupt_reads: AtomicU64::new(0),
+                checkpointer: Mutex::new(None),
                 _lock: lock,
             }),
         };
@@ -187,9 +190,10 @@ impl Store {
     /// Once a second, makes the index durable (an immediate redb commit) and records upload
     /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
     /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
+    /// So does closing it, or a poison (every later commit would fail until a reopen).
     fn spawn_checkpointer(&self) -> Result<(), StorageError> {
         let weak = Arc::downgrade(&self.inner);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("berth-checkpoint".into())
             .spawn(move || {
                 let mut ticks = 0u64;
@@ -197,10 +201,16 @@ impl Store {
                     std::thread::sleep(CHECKPOINT_INTERVAL);
                     ticks += 1;
                     let Some(inner) = weak.upgrade() else { break };
-                    if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
+                    let store = Store { inner };
+                    if store.inner.closed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let store = Store { inner };
+                    if store.is_poisoned() {
+                        tracing::warn!(
+                            "store poisoned; background checkpoints stop until it is reopened"
+                        );
+                        break;
+                    }
                     if ticks % RECLAIM_EVERY_TICKS == 0 {
                         if let Err(e) = store.reclaim_idle_uploads() {
                             tracing::warn!(error = %e, "reclaiming idle uploads failed");
@@ -215,13 +225,30 @@ impl Store {
                             .unwrap_or_else(|p| p.into_inner())
                             .is_empty();
                     if pending {
-                        if let Err(e) = store.submit(Op::Checkpoint) {
-                            tracing::warn!(error = %e, "background checkpoint failed");
+                        match store.submit(Op::Checkpoint) {
+                            // Logged by the next tick, which stops.
+                            Ok(_) | Err(StorageError::Poisoned) => {}
+                            Err(e) => tracing::warn!(error = %e, "background checkpoint failed"),
                         }
                     }
                 }
             })?;
+        *self
+            .inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(())
+    }
+
+    /// Whether the background checkpointer still runs (for health checks and tests).
+    pub fn checkpointer_running(&self) -> bool {
+        self.inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
     }
 
     /// Whether an earlier failure (a failed sync, a failed index commit, a panic inside a
