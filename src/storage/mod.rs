@@ -29,5 +29,6 @@ mod verify;
 
 pub use error::StorageError;
 pub use read::{BlobData, BlobReader};
+pub use recovery::KEPT_TAIL_FILES;
 pub use store::Store;
 pub use types::*;
