@@ -24,6 +24,8 @@ async fn session_headers_and_status() {
     assert_eq!(location, format!("/v2/u/blobs/uploads/{uuid}"));
     assert_eq!(r.header("range"), "0-0");
     assert_eq!(r.header("content-length"), "0");
+    // A hint for clients that honour it (the chunk tests below send shorter chunks).
+    assert_eq!(r.header("oci-chunk-min-length"), (1 << 20).to_string());
 
     let r = s.get(&location).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);

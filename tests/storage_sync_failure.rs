@@ -49,6 +49,12 @@ impl SegmentIo for FailingSync {
     fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
         self.inner.keep_aside(id, tag, data)
     }
+    fn list_aside(&self) -> io::Result<Vec<String>> {
+        self.inner.list_aside()
+    }
+    fn remove_aside(&self, name: &str) -> io::Result<()> {
+        self.inner.remove_aside(name)
+    }
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {

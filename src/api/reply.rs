@@ -14,6 +14,7 @@ pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid"
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+pub const OCI_CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
 
 pub struct Reply {
     status: StatusCode,

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::api::appender::{batch_len, Appender};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
-use crate::api::reply::{Reply, CONTENT_DIGEST, UPLOAD_UUID};
+use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_CHUNK_MIN_LENGTH, UPLOAD_UUID};
 use crate::api::stream::BodyReader;
 use crate::api::Registry;
 use crate::oci::digest::Digest;
@@ -65,12 +65,13 @@ pub async fn start(
     }
     let n = name.clone();
     let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
-    Ok(session_reply(
-        StatusCode::ACCEPTED,
-        &name,
-        &id.to_string(),
-        0,
-    ))
+    // The spec's hint that clients honouring it send chunks at least this long (all but the
+    // last): one append batch, which the store writes as whole chunk records without a copy.
+    // Only a hint: shorter chunks are still accepted.
+    Ok(
+        session_reply(StatusCode::ACCEPTED, &name, &id.to_string(), 0)
+            .header(OCI_CHUNK_MIN_LENGTH, reg.limits().append_batch_bytes.max(1)),
+    )
 }
 
 /// POST with `?digest=`: small bodies are stored in one call, large ones stream through a

@@ -64,6 +64,11 @@ impl<Op, Out> Group<Op, Out> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether a leader panicked mid-batch: no batch runs again until the store is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().poisoned
+    }
+
     /// Announces a submit that is about to come (after a short write).
     pub fn prepare(&self) -> Preparing<'_, Op, Out> {
         self.lock().preparing += 1;

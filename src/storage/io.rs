@@ -33,6 +33,10 @@ pub trait SegmentIo: Send + Sync + 'static {
     /// Durably stores `data` in a side file `<segment name>.<tag>` next to the segment, which
     /// `list` never reports: bytes recovery is about to cut stay available to an operator.
     fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()>;
+    /// Names of the side files `keep_aside` made (`<segment name>.<tag>`), in no order.
+    fn list_aside(&self) -> io::Result<Vec<String>>;
+    /// Removes a side file named as `list_aside` reports it.
+    fn remove_aside(&self, name: &str) -> io::Result<()>;
 }
 
 /// Segment files `<dir>/<16 hex digits>.seg`, read through shared read-only maps.
@@ -64,6 +68,13 @@ impl AsRef<[u8]> for MapSlice {
 
 pub(crate) fn segment_file_name(id: u64) -> String {
     format!("{id:016x}.seg")
+}
+
+/// Whether `name` is a side file `<segment name>.<tag>`.
+fn is_aside_file_name(name: &str) -> bool {
+    name.split_once(".seg.").is_some_and(|(hex, tag)| {
+        !tag.is_empty() && parse_segment_file_name(&format!("{hex}.seg")).is_some()
+    })
 }
 
 fn parse_segment_file_name(name: &str) -> Option<u64> {
@@ -252,6 +263,29 @@ impl SegmentIo for FileIo {
         let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
         f.write_all(data)?;
         f.sync_all()?;
+        self.sync_dir()
+    }
+
+    fn list_aside(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                if is_aside_file_name(name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn remove_aside(&self, name: &str) -> io::Result<()> {
+        if !is_aside_file_name(name) || name.contains('/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a side file name: {name}"),
+            ));
+        }
+        std::fs::remove_file(self.dir.join(name))?;
         self.sync_dir()
     }
 

@@ -394,6 +394,25 @@ impl SegmentIo for MemSegments {
         MemDisk::log(&mut st, Op::SetLen { file: name, len });
         Ok(())
     }
+
+    fn list_aside(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .0
+            .lock()
+            .files
+            .keys()
+            .filter_map(|k| k.strip_prefix(ASIDE_PREFIX))
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn remove_aside(&self, name: &str) -> io::Result<()> {
+        let file = format!("{ASIDE_PREFIX}{name}");
+        let mut st = self.0.lock();
+        st.files.remove(&file).ok_or_else(|| missing(&file))?;
+        MemDisk::log(&mut st, Op::Remove { file });
+        Ok(())
+    }
 }
 
 /// The index file on a [`MemDisk`], for `redb::Builder::create_with_backend`.

@@ -11,6 +11,7 @@ mod blobs;
 mod chunking;
 mod error;
 mod group;
+mod index;
 pub mod io;
 mod log;
 mod manifests;
@@ -28,5 +29,6 @@ mod verify;
 
 pub use error::StorageError;
 pub use read::{BlobData, BlobReader};
+pub use recovery::KEPT_TAIL_FILES;
 pub use store::Store;
 pub use types::*;

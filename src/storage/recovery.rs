@@ -19,6 +19,10 @@ use super::schema::*;
 use super::types::UploadId;
 use super::uploads::Session;
 
+/// How many `<segment>.seg.tail-<unix ms>` copies an open keeps (storage-format.md section 2):
+/// the newest ones, so a run of crashes cannot fill the disk with copies nobody looked at.
+pub const KEPT_TAIL_FILES: usize = 8;
+
 pub(crate) struct Recovered {
     pub ends: BTreeMap<u64, u64>,
     pub sessions: Vec<(UploadId, Session)>,
@@ -178,6 +182,7 @@ pub(crate) fn recover(
         finish_txn(&txn, &delta, end)?;
     }
     txn.commit()?;
+    prune_tails(io, KEPT_TAIL_FILES);
     let rtxn = db.begin_read()?;
     let sessions = load_sessions(&rtxn)?;
     let mut space = BTreeMap::new();
@@ -308,6 +313,30 @@ fn keep_tail(io: &dyn SegmentIo, id: u64, at: u64, tail: &[u8]) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// Deletes all but the newest `keep` torn-tail copies (by the time in their names; ties by name).
+/// Failures are only logged: the store never reads these files, they are for operators.
+fn prune_tails(io: &dyn SegmentIo, keep: usize) {
+    let names = match io.list_aside() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing torn-tail copies failed; none removed");
+            return;
+        }
+    };
+    let mut tails: Vec<(u128, String)> = names
+        .into_iter()
+        .filter_map(|n| Some((n.rsplit_once(".seg.tail-")?.1.parse().ok()?, n)))
+        .collect();
+    tails.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, name) in tails.into_iter().skip(keep) {
+        let file = format!("segments/{name}");
+        match io.remove_aside(&name) {
+            Ok(()) => tracing::info!(%file, kept = keep, "old torn-tail copy removed"),
+            Err(e) => tracing::warn!(%file, error = %e, "removing an old torn-tail copy failed"),
+        }
+    }
 }
 
 fn now_ms() -> u128 {

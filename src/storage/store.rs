@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{Database, Durability};
+use redb::Durability;
 
 use super::error::StorageError;
 use super::group::Group;
+use super::index::IndexDb;
 use super::io::{FileIo, SegmentIo};
 use super::log::{Extent, Log};
 use super::ops::{apply_batch, Op, Out};
@@ -30,7 +31,7 @@ pub(crate) struct Inner {
     pub opts: StoreOptions,
     /// Shared with the helper threads that write session chunk records.
     pub log: Arc<Log>,
-    pub db: Database,
+    pub db: IndexDb,
     pub group: Group<Op, Out>,
     pub sessions: RwLock<HashMap<UploadId, Arc<Mutex<Session>>>>,
     /// Segment id -> (live, dead) bytes, mirrored from the `segments` table.
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     pub verified: VerifiedSet,
     /// Chunk records that failed their checksum on a read.
     pub corrupt_reads: AtomicU64,
+    /// The background checkpointer, which ends once the store is dropped, closed or poisoned.
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: Option<File>,
 }
 
@@ -116,7 +119,7 @@ impl Store {
             std::fs::remove_file(&index)?;
         }
         let mut fresh = !index.exists();
-        let db = match Database::create(&index) {
+        let db = match IndexDb::create(&index) {
             Ok(db) => db,
             Err(redb::DatabaseError::Storage(e)) if is_index_corruption(&e) => {
                 let msg = e.to_string();
@@ -126,7 +129,7 @@ impl Store {
                 tracing::warn!(%msg, aside = %aside.display(), "index corrupted; rebuilding it from the segments");
                 std::fs::rename(&index, &aside)?;
                 fresh = true;
-                Database::create(&index)?
+                IndexDb::create(&index)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -143,13 +146,13 @@ impl Store {
             index.set_len(0)?;
         }
         let fresh = index.len()? == 0;
-        let db = redb::Builder::new().create_with_backend(index)?;
+        let db = IndexDb::with_backend(redb::Builder::new().create_with_backend(index)?);
         Store::assemble(segments, db, fresh, opts, None)
     }
 
     fn assemble(
         io: Arc<dyn SegmentIo>,
-        db: Database,
+        db: IndexDb,
         fresh: bool,
         mut opts: StoreOptions,
         lock: Option<File>,
@@ -177,6 +180,7 @@ impl Store {
                 lazy_commits: AtomicU64::new(0),
                 verified,
                 corrupt_reads: AtomicU64::new(0),
+                checkpointer: Mutex::new(None),
                 _lock: lock,
             }),
         };
@@ -187,9 +191,10 @@ impl Store {
     /// Once a second, makes the index durable (an immediate redb commit) and records upload
     /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
     /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
+    /// So does closing it, or a poison (every later commit would fail until a reopen).
     fn spawn_checkpointer(&self) -> Result<(), StorageError> {
         let weak = Arc::downgrade(&self.inner);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("berth-checkpoint".into())
             .spawn(move || {
                 let mut ticks = 0u64;
@@ -197,10 +202,16 @@ impl Store {
                     std::thread::sleep(CHECKPOINT_INTERVAL);
                     ticks += 1;
                     let Some(inner) = weak.upgrade() else { break };
-                    if inner.closed.load(Ordering::SeqCst) || inner.log.is_poisoned() {
+                    let store = Store { inner };
+                    if store.inner.closed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let store = Store { inner };
+                    if store.is_poisoned() {
+                        tracing::warn!(
+                            "store poisoned; background checkpoints stop until it is reopened"
+                        );
+                        break;
+                    }
                     if ticks % RECLAIM_EVERY_TICKS == 0 {
                         if let Err(e) = store.reclaim_idle_uploads() {
                             tracing::warn!(error = %e, "reclaiming idle uploads failed");
@@ -215,13 +226,36 @@ impl Store {
                             .unwrap_or_else(|p| p.into_inner())
                             .is_empty();
                     if pending {
-                        if let Err(e) = store.submit(Op::Checkpoint) {
-                            tracing::warn!(error = %e, "background checkpoint failed");
+                        match store.submit(Op::Checkpoint) {
+                            // Logged by the next tick, which stops.
+                            Ok(_) | Err(StorageError::Poisoned) => {}
+                            Err(e) => tracing::warn!(error = %e, "background checkpoint failed"),
                         }
                     }
                 }
             })?;
+        *self
+            .inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(())
+    }
+
+    /// Whether the background checkpointer still runs (for health checks and tests).
+    pub fn checkpointer_running(&self) -> bool {
+        self.inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+
+    /// Whether an earlier failure (a failed sync, a failed index commit, a panic inside a
+    /// commit) left the store refusing writes until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.log.is_poisoned() || self.inner.group.is_poisoned()
     }
 
     /// Queues an index change that needs no waiting caller; the next batch applies it.
@@ -412,6 +446,16 @@ impl Store {
             blob_offset: 0,
         };
         self.inner.log.append(h, &payload, false).map(|_| ())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.group.is_poisoned() {
+            // A panic may have left a redb write transaction half done, and redb's shutdown
+            // would commit over it.
+            self.db.abandon();
+        }
     }
 }
 
