@@ -1,6 +1,6 @@
 //! Deterministic, incompressible test data: any byte range of a seeded stream can be produced
-//! on demand, so a 1 GiB blob is hashed once before a run and regenerated while it is sent,
-//! never held in memory whole.
+//! on demand; long blobs repeat one generated period, so sending them costs the load tool
+//! only its socket writes.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest as _, Sha256};
 
-/// Size of the frames a [`RandomBody`] hands to hyper: large enough that per-frame overhead
-/// vanishes, small enough that a body never costs more than this in memory.
+/// Largest frame a [`PeriodicBody`] hands to hyper: large enough that per-frame overhead
+/// vanishes.
 const FRAME_BYTES: u64 = 1 << 20;
 
 /// A seeded byte stream. Word `i` is a SplitMix64 finaliser of `seed + i * GAMMA`: counter
@@ -83,25 +83,39 @@ impl Stream {
         self.fill(start, &mut buf);
         buf.freeze()
     }
+}
 
-    /// `sha256:<hex>` of the bytes `[0, len)`, computed in bounded memory.
+/// A long blob made of one generated period repeated, so that sending it costs the load tool
+/// nothing but the socket writes: a push benchmark measures the server, not the generator.
+/// Each stream has its own period, so parallel pushes still carry distinct blobs.
+pub struct Periodic {
+    period: Bytes,
+}
+
+impl Periodic {
+    /// The period is `len` bytes of `stream` (at most `max_period`).
+    pub fn new(stream: &Stream, len: u64, max_period: u64) -> Periodic {
+        Periodic {
+            period: stream.bytes(0, len.min(max_period).max(1)),
+        }
+    }
+
+    /// `sha256:<hex>` of the bytes `[0, len)`.
     pub fn sha256(&self, len: u64) -> String {
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; FRAME_BYTES as usize];
         let mut pos = 0;
         while pos < len {
-            let n = (len - pos).min(FRAME_BYTES) as usize;
-            self.fill(pos, &mut buf[..n]);
-            hasher.update(&buf[..n]);
+            let n = (len - pos).min(self.period.len() as u64) as usize;
+            hasher.update(&self.period[..n]);
             pos += n as u64;
         }
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
-    /// A request body streaming the bytes `[start, end)` in bounded memory.
-    pub fn body(&self, start: u64, end: u64) -> RandomBody {
-        RandomBody {
-            stream: *self,
+    /// A request body of the bytes `[start, end)`: slices of the period, never copied.
+    pub fn body(&self, start: u64, end: u64) -> PeriodicBody {
+        PeriodicBody {
+            period: self.period.clone(),
             pos: start,
             end,
         }
@@ -119,14 +133,14 @@ pub fn sha256_of(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-/// A body of exactly known length, generated frame by frame as hyper asks for it.
-pub struct RandomBody {
-    stream: Stream,
+/// A body of exactly known length, handed to hyper as slices of a period.
+pub struct PeriodicBody {
+    period: Bytes,
     pos: u64,
     end: u64,
 }
 
-impl Body for RandomBody {
+impl Body for PeriodicBody {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -137,8 +151,10 @@ impl Body for RandomBody {
         if self.pos >= self.end {
             return Poll::Ready(None);
         }
-        let n = (self.end - self.pos).min(FRAME_BYTES);
-        let frame = self.stream.bytes(self.pos, self.pos + n);
+        let len = self.period.len() as u64;
+        let at = self.pos % len;
+        let n = (self.end - self.pos).min(len - at).min(FRAME_BYTES);
+        let frame = self.period.slice(at as usize..(at + n) as usize);
         self.pos += n;
         Poll::Ready(Some(Ok(Frame::data(frame))))
     }
@@ -182,19 +198,21 @@ mod tests {
     }
 
     #[test]
-    fn streamed_digest_equals_digest_of_the_buffer() {
-        let s = Stream::new(7);
-        let len = FRAME_BYTES * 2 + 13;
-        assert_eq!(s.sha256(len), sha256_of(&s.bytes(0, len)));
+    fn periodic_digest_and_body_agree_on_the_bytes() {
+        let p = Periodic::new(&Stream::new(7), 1 << 30, 1000);
+        let len = 2 * 1000 + 13;
+        let whole: Vec<u8> = (0..len).map(|i| p.period[i % 1000]).collect();
+        assert_eq!(p.sha256(len as u64), sha256_of(&whole));
     }
 
     #[tokio::test]
     async fn body_yields_exactly_the_requested_range() {
-        let s = Stream::new(9);
-        let body = s.body(5, FRAME_BYTES + 20);
-        assert_eq!(body.size_hint().exact(), Some(FRAME_BYTES + 15));
+        let p = Periodic::new(&Stream::new(9), 1 << 30, 1000);
+        let whole: Vec<u8> = (0..5000).map(|i| p.period[i % 1000]).collect();
+        let body = p.body(5, 4020);
+        assert_eq!(body.size_hint().exact(), Some(4015));
         let got = body.collect().await.unwrap().to_bytes();
-        assert_eq!(got, s.bytes(5, FRAME_BYTES + 20));
+        assert_eq!(&got[..], &whole[5..4020]);
     }
 
     #[test]

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 use http::{header, Method, StatusCode};
 
 use crate::client::{self, LoadError, Registry};
-use crate::data::Stream;
+use crate::data::{Periodic, Stream};
 use crate::report::Line;
+
+/// Bytes generated per blob; longer blobs repeat them (16 parallel pushes hold 256 MiB).
+const PERIOD: u64 = 16 << 20;
 
 pub struct Options {
     pub repo: String,
@@ -32,11 +35,13 @@ pub async fn run(reg: &Registry, opts: &Options) -> Result<(), LoadError> {
         ));
     }
     let base = opts.seed.map(Stream::new).unwrap_or_else(Stream::fresh);
-    let streams: Vec<Stream> = (0..opts.parallel as u64).map(|i| base.derive(i)).collect();
     eprintln!(
-        "push-chunked: hashing {} x {} bytes before the timed run",
+        "push-chunked: generating and hashing {} x {} bytes before the timed run",
         opts.parallel, opts.size
     );
+    let streams: Vec<Periodic> = (0..opts.parallel as u64)
+        .map(|i| Periodic::new(&base.derive(i), opts.size, PERIOD))
+        .collect();
     let digests = digests_of(&streams, opts.size);
 
     let start = Instant::now();
@@ -81,9 +86,9 @@ pub async fn run(reg: &Registry, opts: &Options) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Hashes every stream on its own thread: preparation is not measured, but it should not make
-/// a 16-way run wait for 16 sequential hashes either.
-fn digests_of(streams: &[Stream], size: u64) -> Vec<String> {
+/// Hashes every blob on its own thread: preparation is not measured, but it should not make a
+/// 16-way run wait for 16 sequential hashes either.
+fn digests_of(streams: &[Periodic], size: u64) -> Vec<String> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = streams
             .iter()
@@ -99,7 +104,7 @@ fn digests_of(streams: &[Stream], size: u64) -> Vec<String> {
 async fn push_one(
     reg: &Registry,
     repo: &str,
-    stream: Stream,
+    stream: Periodic,
     size: u64,
     chunk: u64,
     digest: String,
