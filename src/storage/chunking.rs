@@ -2,13 +2,12 @@
 //! sha256 (on the calling thread) and once by blake3 (on a helper thread that also writes the
 //! record), so the two hashes and the write overlap.
 //!
-//! Small appends are gathered in the session's tail; each full record is handed to a helper
-//! thread and written while the caller goes on hashing the next appends (one record in flight
-//! per session). A failed write surfaces at the session's next call, which cuts the session
+//! Small appends are gathered in the session's tail; each full record is handed to a writer
+//! thread (`writers`) and written while the caller goes on hashing the next appends (one record
+//! in flight per session). A failed write surfaces at the session's next call, which cuts the session
 //! back to the records written before it. Appends of a record or more are written straight
 //! from the caller's bytes instead, without a copy.
 
-use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -19,6 +18,7 @@ use super::record::rec;
 use super::store::Store;
 use super::types::UploadId;
 use super::uploads::Session;
+use super::writers::Pending;
 
 type Trailer = [u8; rec::TRAILER_LEN];
 
@@ -99,34 +99,11 @@ impl Tail {
     }
 }
 
-/// The chunk record a helper thread is hashing and writing.
+/// The chunk record a writer thread is hashing and writing.
 pub(crate) struct InFlight {
     /// Where the record starts in the blob: the session goes back here if the write fails.
     at: u64,
-    handle: Option<JoinHandle<Result<Extent, StorageError>>>,
-}
-
-impl InFlight {
-    fn is_finished(&self) -> bool {
-        self.handle.as_ref().is_none_or(|h| h.is_finished())
-    }
-
-    fn join(mut self) -> std::thread::Result<Result<Extent, StorageError>> {
-        match self.handle.take() {
-            Some(h) => h.join(),
-            None => Ok(Err(StorageError::UploadUnknown)),
-        }
-    }
-}
-
-impl Drop for InFlight {
-    /// A store dropped without `close` still finishes its writes before it is gone, so a
-    /// store reopened on the same disk never sees a record land behind its back.
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+    pending: Pending<Result<Extent, StorageError>>,
 }
 
 impl Store {
@@ -158,8 +135,8 @@ impl Store {
     ) -> Result<u64, StorageError> {
         // A write that failed since the last call cuts the session back before anything new
         // is accepted.
-        if let Some(f) = s.in_flight.as_ref() {
-            if f.is_finished() {
+        if let Some(f) = s.in_flight.as_mut() {
+            if f.pending.is_finished() {
                 self.settle(s)?;
             }
         }
@@ -182,7 +159,7 @@ impl Store {
         Ok(s.len)
     }
 
-    /// Starts hashing and writing one full record on a helper thread.
+    /// Queues one full record for a writer thread to hash and write.
     fn hand_off(
         &self,
         id: &UploadId,
@@ -196,20 +173,14 @@ impl Store {
             let parts: Vec<&[u8]> = record.iter().map(|b| &b[..]).collect();
             log.append_chunk(&id, at, &parts, trailer_of(&parts))
         };
-        let spawned = std::thread::Builder::new()
-            .name("berth-chunk".into())
-            .spawn(write);
-        match spawned {
-            Ok(handle) => {
-                s.in_flight = Some(InFlight {
-                    at,
-                    handle: Some(handle),
-                });
+        match self.inner.writers.submit(write) {
+            Ok(pending) => {
+                s.in_flight = Some(InFlight { at, pending });
                 Ok(())
             }
             Err(e) => {
-                // Without a thread the bytes went with the closure: cut back as for a failed
-                // write.
+                // Without a writer thread the bytes went with the job: cut back as for a
+                // failed write.
                 self.cut_back(s, at);
                 Err(StorageError::from_io(e))
             }
@@ -223,7 +194,7 @@ impl Store {
             return Ok(());
         };
         let at = f.at;
-        match f.join() {
+        match f.pending.wait() {
             Ok(Ok(extent)) => {
                 s.extents.push(extent);
                 Ok(())

@@ -20,6 +20,7 @@ use super::recovery;
 use super::types::*;
 use super::uploads::Session;
 use super::verified::VerifiedSet;
+use super::writers::Writers;
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
 #[derive(Clone)]
@@ -31,6 +32,8 @@ pub(crate) struct Inner {
     pub opts: StoreOptions,
     /// Shared with the helper threads that write session chunk records.
     pub log: Arc<Log>,
+    /// Threads that write the full chunk records of upload sessions.
+    pub writers: Writers,
     pub db: IndexDb,
     pub group: Group<Op, Out>,
     pub sessions: RwLock<HashMap<UploadId, Arc<Mutex<Session>>>>,
@@ -170,6 +173,7 @@ impl Store {
             inner: Arc::new(Inner {
                 opts,
                 log,
+                writers: Writers::new(),
                 db,
                 group: Group::new(),
                 sessions: RwLock::new(sessions),
