@@ -242,6 +242,34 @@ async fn streamed_patch_without_length_then_put_with_last_chunk() {
     s.stop().await;
 }
 
+/// Clients may send a body in tiny transfer-encoding chunks: thousands of frames per stored
+/// record still make one whole blob.
+#[tokio::test]
+async fn streamed_patch_in_tiny_frames() {
+    let s = Server::start().await;
+    let blob = data((3 << 20) + 77, 9);
+    let location = s.start_upload("stream/tiny").await;
+    let parts: Vec<Vec<u8>> = blob.chunks(100).map(<[u8]>::to_vec).collect();
+    let r = s
+        .send(Method::PATCH, &location, &[], Body::chunked(parts))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.header("range"), format!("0-{}", blob.len() - 1));
+    let digest = sha256(&blob);
+    let r = s
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = s.get(&format!("/v2/stream/tiny/blobs/{digest}")).await;
+    assert!(r.body[..] == blob[..]);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn put_with_wrong_digest_fails_and_stores_nothing() {
     let s = Server::start().await;

@@ -10,7 +10,7 @@
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::error::StorageError;
 use super::log::Extent;
@@ -30,11 +30,16 @@ pub(crate) fn trailer_of(parts: &[&[u8]]) -> Trailer {
     *h.finalize().as_bytes()
 }
 
+/// Pieces shorter than this are copied together instead of kept one by one, so a record is a
+/// bounded number of slices and tiny request frames do not each pin a buffer of their own.
+const SMALL_PIECE: usize = 8 << 10;
+
 /// A session's bytes not yet handed to the log: fewer than one record, kept as the pieces they
-/// arrived in.
+/// arrived in (small ones gathered in `fill`, which logically follows `parts`).
 #[derive(Default)]
 pub(crate) struct Tail {
     parts: Vec<Bytes>,
+    fill: BytesMut,
     len: usize,
 }
 
@@ -47,24 +52,51 @@ impl Tail {
         self.len == 0
     }
 
+    /// Keeps an owned piece (small ones are copied into the fill buffer).
     pub fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
+        if bytes.len() < SMALL_PIECE {
+            self.push_slice(&bytes);
+        } else {
+            self.seal();
             self.len += bytes.len();
             self.parts.push(bytes);
         }
     }
 
+    /// Keeps a copy of borrowed bytes.
+    pub fn push_slice(&mut self, data: &[u8]) {
+        if data.len() >= SMALL_PIECE {
+            self.push(Bytes::copy_from_slice(data));
+            return;
+        }
+        if self.fill.capacity() - self.fill.len() < data.len() {
+            self.fill.reserve(data.len().max(8 * SMALL_PIECE));
+        }
+        self.fill.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    /// Moves the fill buffer's bytes to the end of `parts`.
+    fn seal(&mut self) {
+        if !self.fill.is_empty() {
+            self.parts.push(self.fill.split().freeze());
+        }
+    }
+
     pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
-        self.parts.iter().map(|b| &b[..])
+        let fill = (!self.fill.is_empty()).then_some(&self.fill[..]);
+        self.parts.iter().map(|b| &b[..]).chain(fill)
     }
 
     pub fn clear(&mut self) {
         self.parts.clear();
+        self.fill.clear();
         self.len = 0;
     }
 
     /// Keeps the first `n` bytes.
     pub fn truncate(&mut self, n: usize) {
+        self.seal();
         let mut left = n;
         self.parts.retain_mut(|p| {
             let keep = left.min(p.len());
@@ -77,6 +109,7 @@ impl Tail {
 
     /// Splits off the first `n` bytes (at most `len`), slicing a piece where the cut falls.
     fn split_to(&mut self, n: usize) -> Vec<Bytes> {
+        self.seal();
         let mut out = Vec::new();
         let mut left = n.min(self.len);
         self.len -= left;
@@ -108,7 +141,7 @@ pub(crate) struct InFlight {
 
 impl Store {
     /// Appends borrowed bytes. Less than a record is copied into the tail (and written by a
-    /// helper thread once the tail fills a record); a record or more is written from `data`.
+    /// writer thread once the tail fills a record); a record or more is written from `data`.
     pub(crate) fn append_locked(
         &self,
         id: &UploadId,
@@ -117,7 +150,10 @@ impl Store {
     ) -> Result<u64, StorageError> {
         let cap = self.inner.opts.chunk_record_bytes.max(1);
         if data.len() < cap {
-            return self.append_owned_locked(id, s, [Bytes::copy_from_slice(data)]);
+            return self.take_in(id, s, |s| {
+                hash(s, data);
+                s.tail.push_slice(data);
+            });
         }
         self.settle(s)?;
         self.ensure_hasher(s)?;
@@ -126,12 +162,28 @@ impl Store {
     }
 
     /// Appends owned pieces (request body frames) without copying them: full records are
-    /// handed to a helper thread as slices of the pieces.
+    /// handed to a writer thread as slices of the pieces.
     pub(crate) fn append_owned_locked(
         &self,
         id: &UploadId,
         s: &mut Session,
         pieces: impl IntoIterator<Item = Bytes>,
+    ) -> Result<u64, StorageError> {
+        self.take_in(id, s, |s| {
+            for piece in pieces {
+                hash(s, &piece);
+                s.tail.push(piece);
+            }
+        })
+    }
+
+    /// Lets `feed` hash new bytes and add them to the tail, then hands every full record the
+    /// tail holds to a writer thread.
+    fn take_in(
+        &self,
+        id: &UploadId,
+        s: &mut Session,
+        feed: impl FnOnce(&mut Session),
     ) -> Result<u64, StorageError> {
         // A write that failed since the last call cuts the session back before anything new
         // is accepted.
@@ -142,13 +194,9 @@ impl Store {
         }
         self.ensure_hasher(s)?;
         s.touched = SystemTime::now();
-        for piece in pieces {
-            if let Some(h) = s.hasher.as_mut() {
-                h.update(&piece);
-            }
-            s.len += piece.len() as u64;
-            s.tail.push(piece);
-        }
+        let before = s.tail.len();
+        feed(s);
+        s.len += (s.tail.len() - before) as u64;
         let cap = self.inner.opts.chunk_record_bytes.max(1);
         while s.tail.len() >= cap {
             self.settle(s)?;
@@ -266,10 +314,8 @@ impl Store {
             return Err(err);
         }
         let rest = &data[records_end..];
-        if !rest.is_empty() {
-            s.tail.push(Bytes::copy_from_slice(rest));
-            s.len += rest.len() as u64;
-        }
+        s.tail.push_slice(rest);
+        s.len += rest.len() as u64;
         Ok(s.len)
     }
 
@@ -322,6 +368,12 @@ impl Store {
     }
 }
 
+fn hash(s: &mut Session, bytes: &[u8]) {
+    if let Some(h) = s.hasher.as_mut() {
+        h.update(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Tail;
@@ -348,20 +400,45 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    fn flat_tail(t: &Tail) -> Vec<u8> {
+        t.parts().flat_map(|p| p.to_vec()).collect()
+    }
+
     #[test]
     fn truncate_keeps_a_prefix() {
-        let mut t = tail_of(&[b"abc", b"defg"]);
-        t.truncate(4);
-        assert_eq!(t.len(), 4);
-        assert_eq!(t.parts().collect::<Vec<_>>(), [&b"abc"[..], b"d"]);
+        let big = vec![9u8; super::SMALL_PIECE];
+        let mut t = tail_of(&[b"abc", &big, b"defg"]);
+        t.truncate(super::SMALL_PIECE + 4);
+        assert_eq!(t.len(), super::SMALL_PIECE + 4);
+        let mut want = b"abc".to_vec();
+        want.extend_from_slice(&big);
+        want.push(b'd');
+        assert_eq!(flat_tail(&t), want);
+        t.truncate(2);
+        assert_eq!(flat_tail(&t), b"ab");
         t.truncate(0);
         assert!(t.is_empty());
         assert_eq!(t.parts().count(), 0);
     }
 
     #[test]
+    fn small_pieces_are_gathered_and_large_ones_kept_apart() {
+        let big = vec![1u8; super::SMALL_PIECE];
+        let mut t = tail_of(&[b"a", b"b", &big, b"c"]);
+        t.push_slice(b"de");
+        // "ab", the large piece, then "cde" still in the fill buffer.
+        assert_eq!(t.parts().count(), 3);
+        assert_eq!(t.len(), super::SMALL_PIECE + 5);
+        let record = t.split_to(t.len());
+        assert_eq!(record.len(), 3);
+        assert_eq!(&record[2][..], b"cde");
+        assert!(t.is_empty());
+    }
+
+    #[test]
     fn empty_pieces_are_not_kept() {
         let t = tail_of(&[b"", b"x", b""]);
         assert_eq!(t.parts().count(), 1);
+        assert_eq!(t.len(), 1);
     }
 }

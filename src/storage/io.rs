@@ -39,6 +39,48 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn remove_aside(&self, name: &str) -> io::Result<()>;
 }
 
+/// Most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// Writes `bufs` back to back at `offset`: one `pwritev`, and a short write finished slice by
+/// slice.
+fn write_group(file: &File, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let iov: Vec<libc::iovec> = bufs
+        .iter()
+        .map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: the iovecs point into `bufs`, which outlive the call.
+    let n = unsafe {
+        libc::pwritev(
+            file.as_raw_fd(),
+            iov.as_ptr(),
+            iov.len() as libc::c_int,
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut done = n as usize;
+    if done == total {
+        return Ok(());
+    }
+    let mut off = offset;
+    for b in bufs {
+        let skip = done.min(b.len());
+        done -= skip;
+        if skip < b.len() {
+            file.write_all_at(&b[skip..], off + skip as u64)?;
+        }
+        off += b.len() as u64;
+    }
+    Ok(())
+}
+
 /// Segment files `<dir>/<16 hex digits>.seg`, read through shared read-only maps.
 pub struct FileIo {
     dir: PathBuf,
@@ -189,39 +231,12 @@ impl SegmentIo for FileIo {
 
     fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
         let seg = self.get(id)?;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let iov: Vec<libc::iovec> = bufs
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        // One pwritev for header, payload and trailer; a short write finishes slice by slice.
-        // SAFETY: the iovecs point into `bufs`, which outlive the call.
-        let n = unsafe {
-            libc::pwritev(
-                seg.file.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut done = n as usize;
-        if done == total {
-            return Ok(());
-        }
-        let mut off = offset;
-        for b in bufs {
-            let skip = done.min(b.len());
-            done -= skip;
-            if skip < b.len() {
-                seg.file.write_all_at(&b[skip..], off + skip as u64)?;
-            }
-            off += b.len() as u64;
+        let mut at = offset;
+        // One pwritev per group of slices the kernel takes at once (usually a single group:
+        // header, payload pieces, trailer).
+        for group in bufs.chunks(IOV_MAX) {
+            write_group(&seg.file, at, group)?;
+            at += group.iter().map(|b| b.len() as u64).sum::<u64>();
         }
         Ok(())
     }
