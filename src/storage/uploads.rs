@@ -59,8 +59,18 @@ fn lock(s: &Mutex<Session>) -> MutexGuard<'_, Session> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Locks a session that is still open (not committed or aborted by a racing caller).
+fn lock_live(s: &Mutex<Session>) -> Result<MutexGuard<'_, Session>, StorageError> {
+    let s = lock(s);
+    if s.gone {
+        return Err(StorageError::UploadUnknown);
+    }
+    Ok(s)
+}
+
 impl Store {
     fn session(&self, id: &UploadId) -> Result<Arc<Mutex<Session>>, StorageError> {
+        self.check_open()?;
         self.inner
             .sessions_read()
             .get(id)
@@ -106,12 +116,8 @@ impl Store {
     }
 
     pub fn append(&self, id: &UploadId, offset: u64, data: &[u8]) -> Result<u64, StorageError> {
-        self.check_open()?;
         let s = self.session(id)?;
-        let mut s = lock(&s);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&s)?;
         if offset != s.len {
             return Err(StorageError::UploadOffset { expected: s.len });
         }
@@ -126,12 +132,8 @@ impl Store {
         offset: u64,
         pieces: impl IntoIterator<Item = Bytes>,
     ) -> Result<u64, StorageError> {
-        self.check_open()?;
         let s = self.session(id)?;
-        let mut s = lock(&s);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&s)?;
         if offset != s.len {
             return Err(StorageError::UploadOffset { expected: s.len });
         }
@@ -139,12 +141,8 @@ impl Store {
     }
 
     pub fn append_at_end(&self, id: &UploadId, data: &[u8]) -> Result<u64, StorageError> {
-        self.check_open()?;
         let s = self.session(id)?;
-        let mut s = lock(&s);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&s)?;
         self.append_locked(id, &mut s, data)
     }
 
@@ -168,12 +166,8 @@ impl Store {
     /// into is buffered again. The sha256 state is rebuilt from the kept bytes when the session
     /// is next appended to or committed.
     pub fn truncate_upload(&self, id: &UploadId, offset: u64) -> Result<u64, StorageError> {
-        self.check_open()?;
         let arc = self.session(id)?;
-        let mut s = lock(&arc);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&arc)?;
         self.settle(&mut s)?;
         if offset > s.len {
             return Err(StorageError::UploadOffset { expected: s.len });
@@ -236,12 +230,8 @@ impl Store {
     }
 
     pub fn status(&self, id: &UploadId) -> Result<UploadStatus, StorageError> {
-        self.check_open()?;
         let s = self.session(id)?;
-        let mut s = lock(&s);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&s)?;
         // A failed write in flight cuts the session back: report where a client can resume.
         if let Err(e) = self.settle(&mut s) {
             tracing::warn!(error = %e, "upload chunk write failed; session cut back");
@@ -254,12 +244,8 @@ impl Store {
     }
 
     pub fn commit(&self, id: &UploadId, expected: &Digest) -> Result<BlobInfo, StorageError> {
-        self.check_open()?;
         let arc = self.session(id)?;
-        let mut s = lock(&arc);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&arc)?;
         let announced = self.inner.group.prepare();
         self.flush_buffer(id, &mut s)?;
         let actual = match (expected.algorithm(), s.hasher.clone()) {
@@ -304,12 +290,8 @@ impl Store {
     }
 
     pub fn abort(&self, id: &UploadId) -> Result<(), StorageError> {
-        self.check_open()?;
         let arc = self.session(id)?;
-        let mut s = lock(&arc);
-        if s.gone {
-            return Err(StorageError::UploadUnknown);
-        }
+        let mut s = lock_live(&arc)?;
         self.discard_locked(id, &mut s)
     }
 
