@@ -3,9 +3,9 @@
 //!
 //! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
 //! `group` + `ops` (logged index changes, group commit) → `store`/`blobs`/`uploads`/`manifests`
-//! (public API), `chunking` turning session appends into records (written by `writers`);
-//! `read` + `verified` check chunks as blobs are streamed out; `recovery` and `verify` read the
-//! segments back. The on-disk format is in storage-format.md.
+//! (public API), `chunking` turning session appends (held in a `tail`) into records written by
+//! `writers`; `read` + `verified` check chunks as blobs are streamed out; `recovery` and
+//! `verify` read the segments back. The on-disk format is in storage-format.md.
 
 mod blobs;
 mod chunking;
@@ -22,6 +22,7 @@ pub mod record;
 mod recovery;
 mod schema;
 mod store;
+mod tail;
 mod types;
 mod uploads;
 mod verified;

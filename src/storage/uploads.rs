@@ -11,11 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::blobs::expect_blob;
-use super::chunking::{InFlight, Tail};
+use super::chunking::InFlight;
 use super::error::StorageError;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op};
 use super::store::Store;
+use super::tail::Tail;
 use super::types::{BlobInfo, UploadId, UploadStatus};
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 
