@@ -30,7 +30,7 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub opts: StoreOptions,
-    /// Shared with the helper threads that write session chunk records.
+    /// Shared with the writer threads that write session chunk records.
     pub log: Arc<Log>,
     /// Threads that write the full chunk records of upload sessions.
     pub writers: Writers,
@@ -291,7 +291,7 @@ impl Store {
 
     /// Makes the index durable now (an immediate redb commit), so a reopen has no log to
     /// replay. Commits are durable without it; this only shortens recovery.
-    /// Records still being written by a helper thread are waited for first, so every full
+    /// Records still being written by a writer thread are waited for first, so every full
     /// record appended before the call is covered.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         self.check_open()?;

@@ -28,7 +28,7 @@ pub(crate) struct Session {
     pub len: u64,
     /// Chunk records written, in blob order and contiguous from offset 0.
     pub extents: Vec<Extent>,
-    /// The record after `extents`, being written by a helper thread.
+    /// The record after `extents`, being written by a writer thread.
     pub in_flight: Option<InFlight>,
     /// Bytes after that, not yet handed to the log (shorter than one record).
     pub tail: Tail,
