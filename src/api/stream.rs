@@ -1,7 +1,7 @@
 //! Request bodies read frame by frame into bounded batches, so an upload of any size holds at
-//! most one batch (plus the one being appended and part of one frame) in memory. A body may
-//! take as long as it likes while bytes keep arriving; only silence longer than the idle
-//! timeout ends it.
+//! most one batch here (plus the one being appended, part of one frame, and the two records
+//! the store's session may hold). A body may take as long as it likes while bytes keep
+//! arriving; only silence longer than the idle timeout ends it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Upload sessions: chunked appends hashed once as they are written, commit, abort, reclaim.
 //!
-//! A session holds at most two chunk records of bytes in memory (one being written by a helper
+//! A session holds at most two chunk records of bytes in memory (one being written by a writer
 //! thread, one filling up); everything else is already in the shared active segment. The index
 //! learns a session's chunks at the next group commit (or from the recovery scan), which is
 //! what `status()` reports after a restart.
