@@ -138,6 +138,101 @@ async fn out_of_order_chunk_is_416_and_keeps_the_session() {
     s.stop().await;
 }
 
+/// Sends `head` (request line and headers, without the blank line) and `len` body bytes the
+/// way Go's client does, the whole request before reading; then reads one response on the
+/// kept-alive connection.
+fn write_all_then_read(
+    addr: std::net::SocketAddr,
+    head: &str,
+    len: usize,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!("{head}\r\nHost: {addr}\r\nContent-Length: {len}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.write_all(&vec![7u8; len])
+        .map_err(|e| format!("writing the body: {e}"))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).map_err(|e| format!("reading: {e}"))?;
+        if n == 0 {
+            return Err(format!("closed after {:?}", String::from_utf8_lossy(&got)));
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return Ok(text);
+            }
+        }
+    }
+}
+
+/// A client that writes its whole request before reading the answer (as Go's does) gets the
+/// error, not a broken pipe: a body refused on its headers alone is read first (hyper closes
+/// a connection whose request body was left unread, while the client is still writing it).
+#[tokio::test]
+async fn refused_request_bodies_are_read_before_the_error_is_sent() {
+    let s = Server::start().await;
+    let addr = s.addr;
+    for len in [1000usize, 1 << 20, 8 << 20] {
+        let location = s.start_upload("early/reply").await;
+        let cases = [
+            (
+                format!(
+                    "PATCH {location} HTTP/1.1\r\nContent-Range: 500-{}",
+                    500 + len - 1
+                ),
+                "HTTP/1.1 416",
+                "BLOB_UPLOAD_INVALID",
+            ),
+            (
+                format!("PUT {location}?digest=sha256:nothex HTTP/1.1"),
+                "HTTP/1.1 400",
+                "DIGEST_INVALID",
+            ),
+            (
+                "POST /v2/early/reply/blobs/uploads/?digest=md5:00 HTTP/1.1".to_string(),
+                "HTTP/1.1 400",
+                "DIGEST_INVALID",
+            ),
+            // Over the 4 MiB manifest limit the size is what is refused.
+            (
+                "PUT /v2/early/reply/manifests/v1?tag=no%20spaces HTTP/1.1".to_string(),
+                if len > 4 << 20 {
+                    "HTTP/1.1 413"
+                } else {
+                    "HTTP/1.1 400"
+                },
+                if len > 4 << 20 {
+                    "SIZE_INVALID"
+                } else {
+                    "MANIFEST_INVALID"
+                },
+            ),
+        ];
+        for (head, status, code) in cases {
+            let response =
+                tokio::task::spawn_blocking(move || write_all_then_read(addr, &head, len))
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{len}-byte body: {e}"));
+            assert!(response.starts_with(status), "{response}");
+            assert!(response.contains(code), "{response}");
+        }
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn content_range_that_disagrees_with_the_body_is_refused() {
     let s = Server::start().await;

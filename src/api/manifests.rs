@@ -2,13 +2,13 @@
 //! or digest with the stored media type whatever `Accept` says, and DELETE.
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
-use http::{Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
-use crate::api::stream::BodyReader;
+use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
 use crate::oci::digest::{Algorithm, Digest};
 use crate::oci::manifest;
@@ -20,15 +20,14 @@ fn too_large(limit: usize) -> ApiError {
         .with_detail(format!("manifest larger than {limit} bytes"))
 }
 
-pub async fn put(
-    reg: &Registry,
-    name: String,
-    reference: ManifestRef,
+/// What a manifest PUT can be refused for before its body is read; returns the tags to set,
+/// the digest algorithm, whether `?tag=` was used, and the content type.
+fn check_put(
+    headers: &HeaderMap,
+    reference: &ManifestRef,
     query: &Query,
-    req: Request<Incoming>,
-) -> ApiResult<Reply> {
-    let limit = reg.limits().max_manifest_bytes;
-    let headers = req.headers();
+    limit: usize,
+) -> ApiResult<(Vec<String>, Algorithm, bool, Option<String>)> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -42,7 +41,7 @@ pub async fn put(
         .map(str::to_owned);
 
     let mut tags = Vec::new();
-    let algorithm = match &reference {
+    let algorithm = match reference {
         ManifestRef::Tag(tag) => {
             tags.push(tag.clone());
             Algorithm::Sha256
@@ -62,7 +61,22 @@ pub async fn put(
             tags.push(tag.to_owned());
         }
     }
+    Ok((tags, algorithm, tagged_by_param, content_type))
+}
 
+pub async fn put(
+    reg: &Registry,
+    name: String,
+    reference: ManifestRef,
+    query: &Query,
+    req: Request<Incoming>,
+) -> ApiResult<Reply> {
+    let limit = reg.limits().max_manifest_bytes;
+    let (tags, algorithm, tagged_by_param, content_type) =
+        match check_put(req.headers(), &reference, query, limit) {
+            Ok(t) => t,
+            Err(e) => return Err(refuse(reg, req, e).await),
+        };
     let mut reader = BodyReader::new(reg, req, limit);
     let body = reader
         .read_all(limit)

@@ -16,6 +16,27 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::Registry;
 use crate::metrics::Metrics;
 
+/// At most this much of a refused request's body is read and dropped before the error goes out
+/// (a usual chunk size; the conformance suite sends 1 MiB chunks).
+const DISCARD_LIMIT: u64 = 16 << 20;
+
+/// Reads and drops (up to 16 MiB of) the body of a request refused before its body was read,
+/// then returns `err`. A client that writes its whole body before reading the answer then gets
+/// the error, instead of a broken pipe when hyper closes a connection whose request body was
+/// left unread. Longer bodies are cut off (the connection closes), as Go's server does past
+/// 256 KiB.
+pub async fn refuse(reg: &Registry, req: Request<Incoming>, err: ApiError) -> ApiError {
+    let mut reader = BodyReader::new(reg, req, 1);
+    let mut seen = 0u64;
+    while seen <= DISCARD_LIMIT {
+        match reader.next_data().await {
+            Ok(Some(data)) => seen += data.len() as u64,
+            _ => break,
+        }
+    }
+    err
+}
+
 /// Request body bytes read so far, kept in the request's extensions for the access log.
 #[derive(Clone, Default)]
 pub struct BytesIn(pub Arc<AtomicU64>);

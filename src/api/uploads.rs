@@ -14,7 +14,7 @@ use crate::api::appender::{batch_len, Appender};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_CHUNK_MIN_LENGTH, UPLOAD_UUID};
-use crate::api::stream::BodyReader;
+use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
 use crate::oci::digest::Digest;
 use crate::oci::name::{is_valid_name, parse_digest};
@@ -27,6 +27,35 @@ pub async fn start(
     query: &Query,
     req: Request<Incoming>,
 ) -> ApiResult<Reply> {
+    match plan_start(reg, &name, query).await {
+        Ok(Start::Mounted(digest)) => Ok(blob_created(&name, &digest)),
+        Ok(Start::Monolithic(digest)) => monolithic(reg, name, digest, req).await,
+        Ok(Start::Session) => {
+            let n = name.clone();
+            let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
+            // The spec's hint that clients honouring it send chunks at least this long (all
+            // but the last): one append batch, which the store writes as whole chunk records
+            // without a copy. Only a hint: shorter chunks are still accepted.
+            Ok(
+                session_reply(StatusCode::ACCEPTED, &name, &id.to_string(), 0)
+                    .header(OCI_CHUNK_MIN_LENGTH, reg.limits().append_batch_bytes.max(1)),
+            )
+        }
+        Err(e) => Err(refuse(reg, req, e).await),
+    }
+}
+
+/// What a POST does, decided from its query alone.
+enum Start {
+    /// A cross-repository mount that succeeded: nothing to upload.
+    Mounted(Digest),
+    /// The whole blob is in the body.
+    Monolithic(Digest),
+    /// A new session (also the spec's fallback when a mount is not possible).
+    Session,
+}
+
+async fn plan_start(reg: &Registry, name: &str, query: &Query) -> ApiResult<Start> {
     // `?digest-algorithm=` names the hash the client will commit with; one we cannot verify
     // is refused before a session exists (end-4c: 400).
     if let Some(alg) = query.get("digest-algorithm") {
@@ -48,30 +77,23 @@ pub async fn start(
                 ));
             }
         }
-        let (n, d) = (name.clone(), digest.clone());
+        let (n, d) = (name.to_owned(), digest.clone());
         let mounted = reg
             .blocking(move |s| match from {
                 Some(from) if !s.repo_has_blob(&from, &d)? => Ok(false),
                 _ => s.link_blob(&n, &d),
             })
             .await?;
-        if mounted {
-            return Ok(blob_created(&name, &digest));
-        }
-        // Fallback: an ordinary session, as the spec requires when mounting is not possible.
-    } else if let Some(digest) = query.get("digest") {
-        let digest = parse_digest(digest)?;
-        return monolithic(reg, name, digest, req).await;
+        return Ok(if mounted {
+            Start::Mounted(digest)
+        } else {
+            Start::Session
+        });
     }
-    let n = name.clone();
-    let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
-    // The spec's hint that clients honouring it send chunks at least this long (all but the
-    // last): one append batch, which the store writes as whole chunk records without a copy.
-    // Only a hint: shorter chunks are still accepted.
-    Ok(
-        session_reply(StatusCode::ACCEPTED, &name, &id.to_string(), 0)
-            .header(OCI_CHUNK_MIN_LENGTH, reg.limits().append_batch_bytes.max(1)),
-    )
+    match query.get("digest") {
+        Some(digest) => Ok(Start::Monolithic(parse_digest(digest)?)),
+        None => Ok(Start::Session),
+    }
 }
 
 /// POST with `?digest=`: small bodies are stored in one call, large ones stream through a
@@ -150,8 +172,15 @@ pub async fn patch(
     id_text: String,
     req: Request<Incoming>,
 ) -> ApiResult<Reply> {
-    let (id, offset) = session(reg, &name, &id_text).await?;
-    let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
+    let target = async {
+        let (id, offset) = session(reg, &name, &id_text).await?;
+        let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
+        Ok::<_, ApiError>((id, offset, declared))
+    };
+    let (id, offset, declared) = match target.await {
+        Ok(t) => t,
+        Err(e) => return Err(refuse(reg, req, e).await),
+    };
     let end = stream_chunk(reg, &id, offset, declared, req).await?;
     Ok(session_reply(StatusCode::ACCEPTED, &name, &id_text, end))
 }
@@ -164,17 +193,24 @@ pub async fn finish(
     query: &Query,
     req: Request<Incoming>,
 ) -> ApiResult<Reply> {
-    let digest = match query.get("digest") {
-        Some(d) => parse_digest(d)?,
-        None => {
-            return Err(ApiError::bad_request(
-                ErrorCode::DigestInvalid,
-                "digest missing",
-            ))
-        }
+    let target = async {
+        let digest = match query.get("digest") {
+            Some(d) => parse_digest(d)?,
+            None => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::DigestInvalid,
+                    "digest missing",
+                ))
+            }
+        };
+        let (id, offset) = session(reg, &name, &id_text).await?;
+        let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
+        Ok((digest, id, offset, declared))
     };
-    let (id, offset) = session(reg, &name, &id_text).await?;
-    let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
+    let (digest, id, offset, declared) = match target.await {
+        Ok(t) => t,
+        Err(e) => return Err(refuse(reg, req, e).await),
+    };
     stream_chunk(reg, &id, offset, declared, req).await?;
     let d = digest.clone();
     reg.blocking(move |s| s.commit(&id, &d)).await?;
