@@ -2,9 +2,11 @@
 //! continues exactly as if the cut bytes had never arrived, the cut records are dead, and a
 //! reopen (replaying the log, or rebuilding the index from it) agrees.
 
-use berth::oci::digest::{Algorithm, Digest};
+mod storage_support;
+
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
+use storage_support::{assert_intact, sha};
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -18,10 +20,6 @@ fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
-}
-
-fn sha(b: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, b)
 }
 
 fn dead(store: &Store) -> u64 {
@@ -55,17 +53,7 @@ fn cuts_inside_the_buffer_and_inside_written_records() {
         let dead_before = dead(&store);
         store.append(&id, kept as u64, &blob[kept..]).unwrap();
         store.commit(&id, &sha(&blob)).unwrap();
-        assert_eq!(
-            &store
-                .get(&sha(&blob))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            &blob
-        );
-        assert!(store.verify().unwrap().is_clean());
+        assert_intact(&store, std::slice::from_ref(&blob));
         // Every cut record is dead (written records only: cuts inside the buffer write none).
         let written_junk = ((kept + junk) / 4096 * 4096).saturating_sub(kept / 4096 * 4096);
         assert_eq!(dead_before, written_junk as u64, "kept {kept} junk {junk}");
@@ -73,30 +61,12 @@ fn cuts_inside_the_buffer_and_inside_written_records() {
         drop(store);
 
         let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
-        assert_eq!(
-            &store
-                .get(&sha(&blob))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            &blob
-        );
+        assert_intact(&store, std::slice::from_ref(&blob));
         assert_eq!(dead(&store), written_junk as u64);
         drop(store);
         disk.remove_index();
         let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
-        assert_eq!(
-            &store
-                .get(&sha(&blob))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            &blob
-        );
+        assert_intact(&store, std::slice::from_ref(&blob));
         assert_eq!(dead(&store), written_junk as u64);
     }
 }
@@ -118,16 +88,7 @@ fn an_open_session_reopens_at_the_cut() {
     assert_eq!(store.status(&id).unwrap().offset, 12_288);
     store.append(&id, 12_288, &blob[12_288..]).unwrap();
     store.commit(&id, &sha(&blob)).unwrap();
-    assert_eq!(
-        &store
-            .get(&sha(&blob))
-            .unwrap()
-            .unwrap()
-            .read_all()
-            .unwrap()
-            .to_vec(),
-        &blob
-    );
+    assert_intact(&store, std::slice::from_ref(&blob));
 }
 
 #[test]
