@@ -145,11 +145,11 @@ fn check_metadata(run: &Run, store: &Store, point: usize) {
     }
 }
 
-/// The session holds less than one record in its tail and at most one full record still being
-/// written by a helper thread; every record before those is in the log once `append` returns,
-/// so a later synced commit makes all but the last `2 * chunk_record_bytes - 1` durable.
+/// The session holds less than one record in its tail and at most four full records still
+/// being written by writer threads; every record before those is in the log once `append` returns,
+/// so a later synced commit makes all but the last `5 * chunk_record_bytes - 1` durable.
 fn durable_floor(appended: usize) -> u64 {
-    appended.saturating_sub(2 * opts().chunk_record_bytes - 1) as u64
+    appended.saturating_sub(5 * opts().chunk_record_bytes - 1) as u64
 }
 
 /// A mixed workload: monolithic pushes, chunked uploads, mismatches, aborts, plus one session

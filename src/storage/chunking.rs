@@ -3,11 +3,12 @@
 //! record), so the two hashes and the write overlap.
 //!
 //! Small appends are gathered in the session's `Tail`; each full record is handed to a writer
-//! thread (`writers`) and written while the caller goes on hashing the next appends (one
-//! record in flight per session). A failed write surfaces at the session's next call, which
-//! cuts the session back to the records written before it. Appends of a record or more are
+//! thread (`writers`) and written while the caller goes on hashing the next appends (up to
+//! `RECORDS_IN_FLIGHT` per session, written in order). A failed write surfaces at the
+//! session's next call, which cuts the session back to the records written before it. Appends of a record or more are
 //! written straight from the caller's bytes instead, without a copy.
 
+use std::sync::mpsc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -30,11 +31,18 @@ pub(crate) fn trailer_of(parts: &[&[u8]]) -> Trailer {
     *h.finalize().as_bytes()
 }
 
-/// The chunk record a writer thread is hashing and writing.
+/// Records a session may have queued for the writer threads at once: enough that hashing the
+/// next one never waits for a write in progress, few enough to bound a session's memory.
+const RECORDS_IN_FLIGHT: usize = 4;
+
+/// A chunk record a writer thread is hashing and writing.
 pub(crate) struct InFlight {
     /// Where the record starts in the blob: the session goes back here if the write fails.
     at: u64,
     pending: Pending<Result<Extent, StorageError>>,
+    /// Signalled once the record is written, for the next record's write, which must follow
+    /// it in the log; taken by that record's job.
+    written: Option<mpsc::Receiver<()>>,
 }
 
 impl Store {
@@ -67,12 +75,15 @@ impl Store {
         s: &mut Session,
         pieces: impl IntoIterator<Item = Bytes>,
     ) -> Result<u64, StorageError> {
-        self.take_in(id, s, |s| {
-            for piece in pieces {
+        // Piece by piece, so each record goes to a writer as soon as it is complete.
+        let mut len = s.len;
+        for piece in pieces {
+            len = self.take_in(id, s, |s| {
                 hash(s, &piece);
                 s.tail.push(piece);
-            }
-        })
+            })?;
+        }
+        Ok(len)
     }
 
     /// Lets `feed` hash new bytes and add them to the tail, then hands every full record the
@@ -85,10 +96,12 @@ impl Store {
     ) -> Result<u64, StorageError> {
         // A write that failed since the last call cuts the session back before anything new
         // is accepted.
-        if let Some(f) = s.in_flight.as_mut() {
-            if f.pending.is_finished() {
-                self.settle(s)?;
-            }
+        while s
+            .in_flight
+            .front_mut()
+            .is_some_and(|f| f.pending.is_finished())
+        {
+            self.settle_oldest(s)?;
         }
         self.ensure_hasher(s)?;
         s.touched = SystemTime::now();
@@ -97,7 +110,9 @@ impl Store {
         s.len += (s.tail.len() - before) as u64;
         let cap = self.inner.opts.chunk_record_bytes.max(1);
         while s.tail.len() >= cap {
-            self.settle(s)?;
+            if s.in_flight.len() >= RECORDS_IN_FLIGHT {
+                self.settle_oldest(s)?;
+            }
             let at = s.len - s.tail.len() as u64;
             let record = s.tail.split_to(cap);
             self.hand_off(id, s, at, record)?;
@@ -105,7 +120,9 @@ impl Store {
         Ok(s.len)
     }
 
-    /// Queues one full record for a writer thread to hash and write.
+    /// Queues one full record for a writer thread to hash and write. Its trailer is hashed
+    /// while the record before it may still be written; its write waits for that one, so a
+    /// session's records enter the log in blob order.
     fn hand_off(
         &self,
         id: &UploadId,
@@ -115,28 +132,53 @@ impl Store {
     ) -> Result<(), StorageError> {
         let log = self.inner.log.clone();
         let id = *id;
+        let before = s.in_flight.back_mut().and_then(|f| f.written.take());
+        let (written, written_rx) = mpsc::sync_channel(1);
         let write = move || {
             let parts: Vec<&[u8]> = record.iter().map(|b| &b[..]).collect();
-            log.append_chunk(&id, at, &parts, trailer_of(&parts))
+            let trailer = trailer_of(&parts);
+            // The sender of a failed (or panicked) write is dropped without a word.
+            if before.is_some_and(|b| b.recv().is_err()) {
+                return Err(StorageError::Io(std::io::Error::other(
+                    "an earlier chunk record of this upload failed",
+                )));
+            }
+            let extent = log.append_chunk(&id, at, &parts, trailer)?;
+            let _ = written.send(());
+            Ok(extent)
         };
         match self.inner.writers.submit(write) {
             Ok(pending) => {
-                s.in_flight = Some(InFlight { at, pending });
+                s.in_flight.push_back(InFlight {
+                    at,
+                    pending,
+                    written: Some(written_rx),
+                });
                 Ok(())
             }
             Err(e) => {
                 // Without a writer thread the bytes went with the job: cut back as for a
-                // failed write.
+                // failed write (after the records before it).
+                self.settle(s)?;
                 self.cut_back(s, at);
                 Err(StorageError::from_io(e))
             }
         }
     }
 
-    /// Waits for the record in flight; on failure cuts the session back to the records written
-    /// before it and returns the error.
+    /// Waits for every record in flight; on failure cuts the session back to the records
+    /// written before the first that failed and returns its error.
     pub(crate) fn settle(&self, s: &mut Session) -> Result<(), StorageError> {
-        let Some(f) = s.in_flight.take() else {
+        while !s.in_flight.is_empty() {
+            self.settle_oldest(s)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest record in flight. If it failed, the records after it fail too
+    /// without being written; the session is cut back to where it started.
+    fn settle_oldest(&self, s: &mut Session) -> Result<(), StorageError> {
+        let Some(f) = s.in_flight.pop_front() else {
             return Ok(());
         };
         let at = f.at;
@@ -146,10 +188,16 @@ impl Store {
                 Ok(())
             }
             Ok(Err(e)) => {
+                // Waiting on each later record (their `Pending` drop does) keeps any of them
+                // from landing behind the cut.
+                s.in_flight.clear();
                 self.cut_back(s, at);
                 Err(e)
             }
-            Err(panic) => std::panic::resume_unwind(panic),
+            Err(panic) => {
+                s.in_flight.clear();
+                std::panic::resume_unwind(panic)
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod blobs;
 mod chunking;
+mod direct;
 mod error;
 mod group;
 mod index;

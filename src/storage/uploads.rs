@@ -5,6 +5,7 @@
 //! learns a session's chunks at the next group commit (or from the recovery scan), which is
 //! what `status()` reports after a restart.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,8 +29,8 @@ pub(crate) struct Session {
     pub len: u64,
     /// Chunk records written, in blob order and contiguous from offset 0.
     pub extents: Vec<Extent>,
-    /// The record after `extents`, being written by a writer thread.
-    pub in_flight: Option<InFlight>,
+    /// The records after `extents`, queued for or being written by the writer threads.
+    pub in_flight: VecDeque<InFlight>,
     /// Bytes after that, not yet handed to the log (shorter than one record).
     pub tail: Tail,
     /// sha256 of bytes `0..len`; `None` after a restart until rebuilt from the segments.
@@ -48,7 +49,7 @@ impl Session {
             touched: SystemTime::now(),
             len,
             extents,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             tail: Tail::default(),
             hasher: None,
             gone: false,
@@ -105,7 +106,7 @@ impl Store {
             touched: started,
             len: 0,
             extents: Vec::new(),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             tail: Tail::default(),
             hasher: Some(Hasher::new(Algorithm::Sha256)),
             gone: false,
@@ -237,6 +238,19 @@ impl Store {
         if let Err(e) = self.settle(&mut s) {
             tracing::warn!(error = %e, "upload chunk write failed; session cut back");
         }
+        Ok(UploadStatus {
+            repo: s.repo.clone(),
+            offset: s.len,
+            started_at: s.started,
+        })
+    }
+
+    /// Like [`Store::status`] without waiting for the records in flight: the offset counts
+    /// them as written. Where the next append must start, cheaply; a write that fails later
+    /// is reported by that append.
+    pub fn status_now(&self, id: &UploadId) -> Result<UploadStatus, StorageError> {
+        let s = self.session(id)?;
+        let s = lock_live(&s)?;
         Ok(UploadStatus {
             repo: s.repo.clone(),
             offset: s.len,

@@ -51,7 +51,9 @@ impl Writers {
 fn start_threads() -> std::io::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
-    let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    // Writers wait on the disk (direct writes) and on the record before theirs, so there are
+    // more of them than cores.
+    let n = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(4, 8));
     for _ in 0..n {
         let rx = rx.clone();
         std::thread::Builder::new()
