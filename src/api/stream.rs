@@ -1,6 +1,6 @@
 //! Request bodies read frame by frame into bounded batches, so an upload of any size holds at
-//! most one batch here (plus the one being appended, part of one frame, and the two records
-//! the store's session may hold). A body may take as long as it likes while bytes keep
+//! most one batch here (plus what the appender has queued, bounded by its credit, and the
+//! records the store's session may hold). A body may take as long as it likes while bytes keep
 //! arriving; only silence longer than the idle timeout ends it.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,7 +18,7 @@ use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
 use crate::oci::digest::Digest;
 use crate::oci::name::{is_valid_name, parse_digest};
-use crate::storage::UploadId;
+use crate::storage::{UploadId, UploadStatus};
 
 /// POST `/v2/<name>/blobs/uploads/`.
 pub async fn start(
@@ -173,7 +173,7 @@ pub async fn patch(
     req: Request<Incoming>,
 ) -> ApiResult<Reply> {
     let target = async {
-        let (id, offset) = session(reg, &name, &id_text).await?;
+        let (id, offset) = session_end(reg, &name, &id_text)?;
         let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
         Ok::<_, ApiError>((id, offset, declared))
     };
@@ -203,7 +203,7 @@ pub async fn finish(
                 ))
             }
         };
-        let (id, offset) = session(reg, &name, &id_text).await?;
+        let (id, offset) = session_end(reg, &name, &id_text)?;
         let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
         Ok((digest, id, offset, declared))
     };
@@ -224,14 +224,29 @@ pub async fn cancel(reg: &Registry, name: String, id_text: String) -> ApiResult<
     Ok(Reply::new(StatusCode::NO_CONTENT))
 }
 
-/// Looks up a session that must belong to `name`; returns its id and current length.
+/// Looks up a session that must belong to `name`; returns its id and current length, once
+/// the records in flight are written (what a client resumes from).
 async fn session(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u64)> {
-    let unknown = || ApiError::not_found(ErrorCode::BlobUploadUnknown);
-    let id = UploadId::from_str(id).map_err(|_| unknown())?;
-    let i = id;
-    let status = reg.blocking(move |s| s.status(&i)).await?;
+    let id = parse_session_id(id)?;
+    let status = reg.blocking(move |s| s.status(&id)).await?;
+    owned_by(name, id, status)
+}
+
+/// Like `session` for a request that appends: the length counts the records in flight (a
+/// failed one is reported by the append), so it answers at once, from memory.
+fn session_end(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u64)> {
+    let id = parse_session_id(id)?;
+    let status = reg.store().status_now(&id)?;
+    owned_by(name, id, status)
+}
+
+fn parse_session_id(id: &str) -> ApiResult<UploadId> {
+    UploadId::from_str(id).map_err(|_| ApiError::not_found(ErrorCode::BlobUploadUnknown))
+}
+
+fn owned_by(name: &str, id: UploadId, status: UploadStatus) -> ApiResult<(UploadId, u64)> {
     if status.repo != name {
-        return Err(unknown());
+        return Err(ApiError::not_found(ErrorCode::BlobUploadUnknown));
     }
     Ok((id, status.offset))
 }
@@ -309,7 +324,8 @@ async fn stream_chunk(
     if let Some(declared) = declared.filter(|&d| !framed && d <= limits.checked_chunk_bytes()) {
         return buffered_chunk(reg, id, offset, declared, req).await;
     }
-    let mut reader = BodyReader::new(reg, req, limits.append_batch_bytes);
+    // Frames go to the store as they arrive: the appender gathers what is waiting.
+    let mut reader = BodyReader::new(reg, req, 1);
     let mut pipe = Appender::new(reg, *id, offset);
     let too_long = |appended: u64, more: u64| declared.is_some_and(|d| appended + more > d);
     let mut overrun = false;
