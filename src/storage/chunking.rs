@@ -143,7 +143,8 @@ impl Store {
                     "an earlier chunk record of this upload failed",
                 )));
             }
-            let extent = log.append_chunk(&id, at, &parts, trailer)?;
+            // Up to four records queued per session hide the disk's latency.
+            let extent = log.append_chunk(&id, at, &parts, trailer, true)?;
             let _ = written.send(());
             Ok(extent)
         };
@@ -286,7 +287,7 @@ impl Store {
             match self
                 .inner
                 .log
-                .append_chunk(id, at, &parts, trailer_of(&parts))
+                .append_chunk(id, at, &parts, trailer_of(&parts), false)
             {
                 Ok(e) => {
                     out.push(e);
@@ -300,7 +301,7 @@ impl Store {
             match self
                 .inner
                 .log
-                .append_chunk(id, at, &[record], trailer_of(&[record]))
+                .append_chunk(id, at, &[record], trailer_of(&[record]), false)
             {
                 Ok(e) => {
                     out.push(e);

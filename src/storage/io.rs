@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
@@ -26,6 +26,12 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn len(&self, id: u64) -> io::Result<u64>;
     /// Writes the slices back to back starting at `offset`.
     fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()>;
+    /// Like `write_at`, for bulk bytes that are not read back soon: the file backend writes
+    /// their page-aligned middle around the page cache (`O_DIRECT`). Such a write waits for
+    /// the disk, so it pays where several writes are queued, as the writer threads queue them.
+    fn write_at_uncached(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        self.write_at(id, offset, bufs)
+    }
     /// Reads `len` bytes; the file backend hands out a zero-copy slice of its map.
     fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes>;
     fn sync_data(&self, id: u64) -> io::Result<()>;
@@ -105,8 +111,10 @@ pub struct FileIo {
 
 struct SegFile {
     file: File,
-    /// The same file opened with `O_DIRECT`, where the file system allows it.
-    direct: Option<File>,
+    /// The same file opened with `O_DIRECT` on its first uncached write (so only segments being
+    /// written hold a second descriptor); `None` where the file system refuses it (tmpfs).
+    direct: OnceLock<Option<File>>,
+    path: PathBuf,
     map: RwLock<Arc<Mmap>>,
 }
 
@@ -166,13 +174,7 @@ impl FileIo {
         }
         let path = self.path(id);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        // File systems without O_DIRECT (tmpfs) refuse the open: every write stays buffered.
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .ok();
-        let seg = Arc::new(SegFile::new(file, direct, self.map_len)?);
+        let seg = Arc::new(SegFile::new(file, path, self.map_len)?);
         let mut files = self.files.write().map_err(poisoned)?;
         Ok(files.entry(id).or_insert(seg).clone())
     }
@@ -183,14 +185,27 @@ fn poisoned<T>(_: T) -> io::Error {
 }
 
 impl SegFile {
-    fn new(file: File, direct: Option<File>, map_len: u64) -> io::Result<SegFile> {
+    fn new(file: File, path: PathBuf, map_len: u64) -> io::Result<SegFile> {
         let len = file.metadata()?.len().max(map_len).max(1);
         let map = map_file(&file, len)?;
         Ok(SegFile {
             file,
-            direct,
+            direct: OnceLock::new(),
+            path,
             map: RwLock::new(Arc::new(map)),
         })
+    }
+
+    fn direct(&self) -> Option<&File> {
+        self.direct
+            .get_or_init(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(&self.path)
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// The current map, remapped larger if `need` lies past its end.
@@ -250,10 +265,16 @@ impl SegmentIo for FileIo {
     }
 
     fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        write_buffered(&self.get(id)?.file, offset, bufs)
+    }
+
+    fn write_at_uncached(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
         let seg = self.get(id)?;
         let len: usize = bufs.iter().map(|b| b.len()).sum();
-        let middle = aligned_middle(offset, len as u64);
-        let (Some(direct), Some((a, b))) = (seg.direct.as_ref(), middle) else {
+        let Some((a, b)) = aligned_middle(offset, len as u64) else {
+            return write_buffered(&seg.file, offset, bufs);
+        };
+        let Some(direct) = seg.direct() else {
             return write_buffered(&seg.file, offset, bufs);
         };
         let (from, to) = ((a - offset) as usize, (b - offset) as usize);
@@ -403,7 +424,8 @@ mod tests {
             // Several slices per write, as a record's header, pieces and trailer are.
             let (a, rest) = data.split_at(len / 3);
             let (b, c) = rest.split_at(rest.len() / 2);
-            io.write_at(1, expected.len() as u64, &[a, b, c]).unwrap();
+            io.write_at_uncached(1, expected.len() as u64, &[a, b, c])
+                .unwrap();
             expected.extend_from_slice(&data);
         }
         assert_eq!(io.len(1).unwrap(), expected.len() as u64);

@@ -118,7 +118,7 @@ impl Log {
     ) -> Result<Extent, StorageError> {
         // Hashed before taking the mutex, so other sessions can append meanwhile.
         let t = trailer(payload);
-        self.append_parts(header, &[payload], t, track)
+        self.append_parts(header, &[payload], t, track, false)
     }
 
     /// Appends a chunk record whose payload is the concatenation of `parts` and whose blake3
@@ -130,25 +130,27 @@ impl Log {
         parts: &[&[u8]],
         trailer: [u8; rec::TRAILER_LEN],
         track: bool,
+        uncached: bool,
     ) -> Result<Extent, StorageError> {
         let mut st = self.lock();
         if st.poisoned {
             return Err(StorageError::Poisoned);
         }
         self.make_room(&mut st, header.record_len())?;
-        let extent = self.write_locked(&mut st, &header, parts, trailer)?;
+        let extent = self.write_locked(&mut st, &header, parts, trailer, uncached)?;
         self.note(&mut st, &header, extent, track);
         Ok(extent)
     }
 
     /// Appends a chunk record of an upload session from payload pieces with a precomputed
-    /// trailer, noted for the next checkpoint.
+    /// trailer, noted for the next checkpoint; `uncached` as `SegmentIo::write_at_uncached`.
     pub fn append_chunk(
         &self,
         session: &UploadId,
         blob_offset: u64,
         parts: &[&[u8]],
         trailer: [u8; rec::TRAILER_LEN],
+        uncached: bool,
     ) -> Result<Extent, StorageError> {
         let h = RecordHeader {
             kind: Kind::Chunk,
@@ -157,7 +159,7 @@ impl Log {
             session: session.0,
             blob_offset,
         };
-        self.append_parts(h, parts, trailer, true)
+        self.append_parts(h, parts, trailer, true, uncached)
     }
 
     fn note(&self, st: &mut LogState, header: &RecordHeader, extent: Extent, track: bool) {
@@ -193,7 +195,7 @@ impl Log {
         }
         let start = st.end;
         for (h, p) in headers.iter().zip(payloads) {
-            if let Err(e) = self.write_locked(&mut st, h, &[p], trailer(p)) {
+            if let Err(e) = self.write_locked(&mut st, h, &[p], trailer(p), false) {
                 // Records nobody will be told about must not be replayed after a crash.
                 let id = st.active;
                 if self.io.set_len(id, start).is_err() {
@@ -227,6 +229,7 @@ impl Log {
         header: &RecordHeader,
         parts: &[&[u8]],
         trailer: [u8; rec::TRAILER_LEN],
+        uncached: bool,
     ) -> Result<Extent, StorageError> {
         debug_assert_eq!(
             parts.iter().map(|p| p.len()).sum::<usize>(),
@@ -238,7 +241,12 @@ impl Log {
         bufs.push(&head);
         bufs.extend_from_slice(parts);
         bufs.push(&trailer);
-        if let Err(e) = self.io.write_at(id, at, &bufs) {
+        let written = if uncached {
+            self.io.write_at_uncached(id, at, &bufs)
+        } else {
+            self.io.write_at(id, at, &bufs)
+        };
+        if let Err(e) = written {
             if self.io.set_len(id, at).is_err() {
                 st.poisoned = true;
             }

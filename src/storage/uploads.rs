@@ -222,10 +222,13 @@ impl Store {
         }
         let at = s.len - s.tail.len() as u64;
         let parts: Vec<&[u8]> = s.tail.parts().collect();
-        let e = self
-            .inner
-            .log
-            .append_chunk(id, at, &parts, super::chunking::trailer_of(&parts))?;
+        let e = self.inner.log.append_chunk(
+            id,
+            at,
+            &parts,
+            super::chunking::trailer_of(&parts),
+            false,
+        )?;
         s.extents.push(e);
         s.tail.clear();
         Ok(())
