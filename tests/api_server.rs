@@ -282,3 +282,64 @@ async fn tls_with_alpn_h2_and_http1() {
     assert_eq!(&body[..], br#"{"repositories":["h2"]}"#);
     s.stop().await;
 }
+
+/// An upload whose client goes quiet in the middle of its body holds no thread: with a pool of
+/// three blocking threads, eight stalled PATCHes leave room for another upload to go through.
+#[test]
+fn quiet_uploads_hold_no_blocking_threads() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(3)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let s = Server::start().await;
+        let mut feeds = Vec::new();
+        let mut patches = Vec::new();
+        for i in 0..8u8 {
+            let location = s.start_upload("quiet").await;
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+            let client = Server::client_only(s.addr);
+            patches.push(tokio::spawn(async move {
+                client
+                    .send(Method::PATCH, &location, &[], Body::Channel(rx))
+                    .await
+            }));
+            tx.send(Bytes::from(vec![i; 100_000])).await.unwrap();
+            feeds.push(tx);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let upload = async {
+            let location = s.start_upload("other").await;
+            let r = s
+                .send(Method::PATCH, &location, &[], Body::full(blob.clone()))
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+            let digest = sha256(&blob);
+            let r = s
+                .send(
+                    Method::PUT,
+                    &format!("{location}?digest={digest}"),
+                    &[],
+                    Body::Empty,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+            digest
+        };
+        let digest = tokio::time::timeout(Duration::from_secs(10), upload)
+            .await
+            .expect("an upload is not starved by quiet ones");
+        let r = s.get(&format!("/v2/other/blobs/{digest}")).await;
+        assert!(r.body[..] == blob[..]);
+        drop(feeds);
+        for patch in patches {
+            let r = patch.await.unwrap();
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+            assert_eq!(r.header("range"), "0-99999");
+        }
+        s.stop().await;
+    });
+}
