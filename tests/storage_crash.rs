@@ -2,7 +2,9 @@
 //! chunks and prints each digest after its commit returns; after every kill the store reopens
 //! with every printed blob present and verified, and serves only blobs that were pushed. Each
 //! round also grows one upload session; it must resume at no less than what the child's last
-//! commit made durable, and finish into the right blob.
+//! commit made durable, and finish into the right blob. Two profiles: small records and
+//! segments (many rolls), and default 1 MiB records, which the writer threads write around the
+//! page cache (`O_DIRECT`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,12 +17,47 @@ use berth::storage::memdisk::SplitMix;
 use berth::storage::*;
 
 const CHILD_ENV: &str = "BERTH_CRASH_CHILD_DIR";
-const ROUNDS: u64 = 20;
 
-fn opts() -> StoreOptions {
+/// What one scenario's child writes.
+#[derive(Clone, Copy)]
+struct Profile {
+    /// The test's name: the child is this test binary re-executed for that test alone.
+    test: &'static str,
+    record: usize,
+    segment: u64,
+    rounds: u64,
+    /// Size of each round's long upload session; its bytes are a pure function of the round.
+    long_len: usize,
+    /// The long session grows by up to this much after each commit.
+    long_step: u64,
+    /// The child is killed after this many milliseconds, plus up to as many again.
+    run_ms: u64,
+}
+
+const SMALL_RECORDS: Profile = Profile {
+    test: "kill_9_at_random_moments_keeps_committed_blobs",
+    record: 16 * 1024,
+    segment: 512 * 1024,
+    rounds: 20,
+    long_len: 4 << 20,
+    long_step: 30_000,
+    run_ms: 200,
+};
+
+const DIRECT_RECORDS: Profile = Profile {
+    test: "kill_9_during_direct_record_writes_keeps_committed_blobs",
+    record: 1 << 20,
+    segment: 8 << 20,
+    rounds: 8,
+    long_len: 16 << 20,
+    long_step: 512 << 10,
+    run_ms: 600,
+};
+
+fn opts(p: Profile) -> StoreOptions {
     StoreOptions {
-        chunk_record_bytes: 16 * 1024,
-        max_segment_bytes: 512 * 1024,
+        chunk_record_bytes: p.record,
+        max_segment_bytes: p.segment,
         ..Default::default()
     }
 }
@@ -40,33 +77,31 @@ fn blob_for(round: u64, n: u64) -> Vec<u8> {
     v
 }
 
-/// Size of each round's long upload session; its bytes are a pure function of the round.
-const LONG_LEN: usize = 4 << 20;
 /// Marks the long session's blob in the parent's `attempted` map.
 const LONG: u64 = u64::MAX;
 
-fn long_data(round: u64) -> Vec<u8> {
+fn long_data(round: u64, p: Profile) -> Vec<u8> {
     let mut rng = SplitMix(round << 32 | 0xffff_ffff);
-    (0..LONG_LEN / 8)
+    (0..p.long_len / 8)
         .flat_map(|_| rng.next_u64().to_le_bytes())
         .collect()
 }
 
-fn content(round: u64, n: u64) -> Vec<u8> {
+fn content(round: u64, n: u64, p: Profile) -> Vec<u8> {
     if n == LONG {
-        long_data(round)
+        long_data(round, p)
     } else {
         blob_for(round, n)
     }
 }
 
 /// The child: push forever, announcing each blob before ("try") and after ("ok") its commit.
-fn child(dir: &Path, round: u64) -> ! {
-    let store = Store::open(dir, opts()).unwrap();
+fn child(dir: &Path, round: u64, p: Profile) -> ! {
+    let store = Store::open(dir, opts(p)).unwrap();
     let mut out = std::io::stdout().lock();
     let mut rng = SplitMix(round ^ 0xc0ffee);
     let long = store.begin_upload("crash/long").unwrap();
-    let long_bytes = long_data(round);
+    let long_bytes = long_data(round, p);
     let mut long_off = 0usize;
     writeln!(out, "@@long {long}").unwrap();
     for n in 0.. {
@@ -87,11 +122,11 @@ fn child(dir: &Path, round: u64) -> ! {
         // The long session holds less than one record in its tail and at most four records in
         // flight; everything else it was given before this commit is in the log, which the
         // commit synced.
-        let floor = long_off.saturating_sub(5 * opts().chunk_record_bytes - 1);
+        let floor = long_off.saturating_sub(5 * p.record - 1);
         writeln!(out, "@@ok {d}").unwrap();
         writeln!(out, "@@durable {floor}").unwrap();
         out.flush().unwrap();
-        let end = (long_off + 1 + rng.below(30_000) as usize).min(LONG_LEN);
+        let end = (long_off + 1 + rng.below(p.long_step) as usize).min(p.long_len);
         if end > long_off {
             store
                 .append(&long, long_off as u64, &long_bytes[long_off..end])
@@ -104,9 +139,18 @@ fn child(dir: &Path, round: u64) -> ! {
 
 #[test]
 fn kill_9_at_random_moments_keeps_committed_blobs() {
+    run(SMALL_RECORDS);
+}
+
+#[test]
+fn kill_9_during_direct_record_writes_keeps_committed_blobs() {
+    run(DIRECT_RECORDS);
+}
+
+fn run(p: Profile) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         let round = std::env::var("BERTH_CRASH_ROUND").unwrap().parse().unwrap();
-        child(Path::new(&dir), round);
+        child(Path::new(&dir), round, p);
     }
     let dir = tempfile::tempdir().unwrap();
     let seed = std::time::SystemTime::now()
@@ -117,14 +161,9 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
     let mut rng = SplitMix(seed);
     let mut attempted: BTreeMap<Digest, (u64, u64)> = BTreeMap::new();
     let mut acknowledged: Vec<Digest> = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..p.rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "kill_9_at_random_moments_keeps_committed_blobs",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", p.test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .env("BERTH_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -138,7 +177,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                 .map_while(Result::ok)
                 .collect::<Vec<String>>()
         });
-        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+        std::thread::sleep(Duration::from_millis(p.run_ms + rng.below(p.run_ms)));
         let mut long: Option<UploadId> = None;
         let mut durable: Option<u64> = None;
         child.kill().unwrap(); // SIGKILL
@@ -158,7 +197,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                 _ => {} // a line cut by the kill, or test-harness output
             }
         }
-        let store = Store::open(dir.path(), opts()).unwrap();
+        let store = Store::open(dir.path(), opts(p)).unwrap();
         if let (Some(id), Some(floor)) = (long, durable) {
             // A commit returned after the session began, so the session is durable too.
             let st = store
@@ -169,7 +208,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                 "round {round}: long session resumes at {} below its durable {floor}",
                 st.offset
             );
-            let data = long_data(round);
+            let data = long_data(round, p);
             store
                 .append(&id, st.offset, &data[st.offset as usize..])
                 .unwrap();
@@ -189,7 +228,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
             if r == round {
                 assert_eq!(
                     got.read_all().unwrap().to_vec(),
-                    content(r, n),
+                    content(r, n, p),
                     "round {round}: {d} content"
                 );
             }
@@ -207,7 +246,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
                         .read_all()
                         .unwrap()
                         .to_vec(),
-                    content(r, n)
+                    content(r, n, p)
                 );
             }
         }
@@ -220,7 +259,7 @@ fn kill_9_at_random_moments_keeps_committed_blobs() {
         acknowledged.len()
     );
     assert!(
-        acknowledged.len() as u64 >= ROUNDS,
+        acknowledged.len() as u64 >= p.rounds,
         "the child committed too little to test anything"
     );
 }
