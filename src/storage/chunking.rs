@@ -5,8 +5,9 @@
 //! Small appends are gathered in the session's `Tail`; each full record is handed to a writer
 //! thread (`writers`) and written while the caller goes on hashing the next appends (up to
 //! `RECORDS_IN_FLIGHT` per session, written in order). A failed write surfaces at the
-//! session's next call, which cuts the session back to the records written before it. Appends of a record or more are
-//! written straight from the caller's bytes instead, without a copy.
+//! session's next call, which cuts the session back to the records written before it.
+//! Appends of a record or more are written straight from the caller's bytes instead, without
+//! a copy.
 
 use std::sync::mpsc;
 use std::time::SystemTime;
