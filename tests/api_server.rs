@@ -318,15 +318,7 @@ fn quiet_uploads_hold_no_blocking_threads() {
                 .await;
             assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
             let digest = sha256(&blob);
-            let r = s
-                .send(
-                    Method::PUT,
-                    &format!("{location}?digest={digest}"),
-                    &[],
-                    Body::Empty,
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+            s.close_upload(&location, &digest).await;
             digest
         };
         let digest = tokio::time::timeout(Duration::from_secs(10), upload)

@@ -3,28 +3,13 @@
 
 mod common;
 
-use berth::oci::digest::Digest;
-use common::{sha256, Body, Resp, Server};
+use common::{sha256, Body, Server};
 use http::{Method, StatusCode};
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
-}
-
-/// `PUT ?digest=` without a body, which must create the blob.
-async fn close_upload(s: &Server, location: &str, digest: &Digest) -> Resp {
-    let r = s
-        .send(
-            Method::PUT,
-            &format!("{location}?digest={digest}"),
-            &[],
-            Body::Empty,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    r
 }
 
 #[tokio::test]
@@ -75,7 +60,7 @@ async fn chunks_with_content_range_then_put_without_body() {
         assert_eq!(r.header("location"), location);
     }
     let digest = sha256(&blob);
-    let r = close_upload(&s, &location, &digest).await;
+    let r = s.close_upload(&location, &digest).await;
     assert_eq!(r.header("location"), format!("/v2/c/blobs/{digest}"));
     assert_eq!(r.header("docker-content-digest"), digest.to_string());
     assert_eq!(
@@ -303,7 +288,7 @@ async fn chunked_patch_of_the_wrong_length_leaves_the_session_unchanged() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(r.header("range"), "0-9");
     let digest = sha256(&blob);
-    close_upload(&s, &location, &digest).await;
+    s.close_upload(&location, &digest).await;
     s.stop().await;
 }
 
@@ -350,7 +335,7 @@ async fn streamed_patch_in_tiny_frames() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(r.header("range"), format!("0-{}", blob.len() - 1));
     let digest = sha256(&blob);
-    close_upload(&s, &location, &digest).await;
+    s.close_upload(&location, &digest).await;
     let r = s.get(&format!("/v2/stream/tiny/blobs/{digest}")).await;
     assert!(r.body[..] == blob[..]);
     s.stop().await;
@@ -494,7 +479,7 @@ async fn streamed_chunk_of_the_wrong_length_is_cut_back() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     let digest = sha256(&blob);
-    close_upload(&s, &location, &digest).await;
+    s.close_upload(&location, &digest).await;
     let got = s.get(&format!("/v2/cut/blobs/{digest}")).await;
     assert_eq!(&got.body[..], &blob[..]);
     s.stop().await;

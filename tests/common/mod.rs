@@ -115,6 +115,20 @@ impl Server {
         digest
     }
 
+    /// `PUT ?digest=` without a body, which must create the blob.
+    pub async fn close_upload(&self, location: &str, digest: &Digest) -> Resp {
+        let r = self
+            .send(
+                Method::PUT,
+                &format!("{location}?digest={digest}"),
+                &[],
+                Body::Empty,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        r
+    }
+
     /// Starts an upload session; returns its `Location`.
     pub async fn start_upload(&self, name: &str) -> String {
         let r = self
