@@ -235,25 +235,25 @@ impl Store {
     }
 
     pub fn status(&self, id: &UploadId) -> Result<UploadStatus, StorageError> {
-        let s = self.session(id)?;
-        let mut s = lock_live(&s)?;
-        // A failed write in flight cuts the session back: report where a client can resume.
-        if let Err(e) = self.settle(&mut s) {
-            tracing::warn!(error = %e, "upload chunk write failed; session cut back");
-        }
-        Ok(UploadStatus {
-            repo: s.repo.clone(),
-            offset: s.len,
-            started_at: s.started,
-        })
+        self.status_after(id, true)
     }
 
     /// Like [`Store::status`] without waiting for the records in flight: the offset counts
     /// them as written. Where the next append must start, cheaply; a write that fails later
     /// is reported by that append.
     pub fn status_now(&self, id: &UploadId) -> Result<UploadStatus, StorageError> {
+        self.status_after(id, false)
+    }
+
+    fn status_after(&self, id: &UploadId, settle: bool) -> Result<UploadStatus, StorageError> {
         let s = self.session(id)?;
-        let s = lock_live(&s)?;
+        let mut s = lock_live(&s)?;
+        // A failed write in flight cuts the session back: report where a client can resume.
+        if settle {
+            if let Err(e) = self.settle(&mut s) {
+                tracing::warn!(error = %e, "upload chunk write failed; session cut back");
+            }
+        }
         Ok(UploadStatus {
             repo: s.repo.clone(),
             offset: s.len,
