@@ -41,6 +41,7 @@ struct Drain {
     frames: Mutex<mpsc::UnboundedReceiver<Frame>>,
     /// Set while a task drains `frames` or is about to; whoever sets it starts the task.
     active: AtomicBool,
+    /// Set by the first failed append, never cleared.
     failed: AtomicBool,
     /// The session's length after the frames taken in so far, and the first failure.
     outcome: Mutex<(u64, Option<StorageError>)>,
@@ -98,16 +99,22 @@ impl<'a> Appender<'a> {
             task.await?;
         }
         let mut outcome = lock(&self.drain.outcome);
-        match outcome.1.take() {
-            Some(e) => Err(e.into()),
-            None => Ok(outcome.0),
+        if !self.drain.failed.load(Ordering::Acquire) {
+            return Ok(outcome.0);
         }
+        // The failure is reported once; the appender stays failed, so no later frame can land
+        // behind the bytes that were refused.
+        Err(match outcome.1.take() {
+            Some(e) => e.into(),
+            None => ApiError::internal("an earlier append of this request failed"),
+        })
     }
 }
 
 impl Drain {
     /// Appends whatever frames are waiting, up to `MAX_APPEND` at once, until none are left.
-    /// After the first failure, frames are dropped (their credit returned) without appending.
+    /// After the first failure, frames are dropped (their credit returned) without appending,
+    /// for good.
     fn run(&self, store: &Store, id: &UploadId) {
         let mut frames = lock(&self.frames);
         loop {
@@ -122,7 +129,7 @@ impl Drain {
                 let (pieces, credit): (Vec<Bytes>, Vec<OwnedSemaphorePermit>) =
                     batch.into_iter().unzip();
                 let mut outcome = lock(&self.outcome);
-                if outcome.1.is_none() {
+                if !self.failed.load(Ordering::Acquire) {
                     match store.append_owned(id, outcome.0, pieces) {
                         Ok(len) => outcome.0 = len,
                         Err(e) => {
