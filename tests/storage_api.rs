@@ -1,14 +1,13 @@
 //! The public storage API end to end on a real directory: uploads, dedup, manifests, tags,
 //! referrers, reopen.
 
+mod storage_support;
+
 use std::collections::BTreeMap;
 
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::*;
-
-fn sha(b: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, b)
-}
+use storage_support::{blob_bytes, sha};
 
 fn small_opts() -> StoreOptions {
     StoreOptions {
@@ -136,24 +135,13 @@ fn empty_and_sha512_blobs() {
     let id = s.begin_upload("r").unwrap();
     let info = s.commit(&id, &sha(b"")).unwrap();
     assert_eq!(info.size, 0);
-    assert_eq!(
-        s.get(&sha(b""))
-            .unwrap()
-            .unwrap()
-            .read_all()
-            .unwrap()
-            .to_vec(),
-        b""
-    );
+    assert_eq!(blob_bytes(&s, &sha(b"")), b"");
     let data = bytes(4321, 9);
     let d512 = Digest::of(Algorithm::Sha512, &data);
     let id = s.begin_upload("r").unwrap();
     s.append(&id, 0, &data).unwrap();
     s.commit(&id, &d512).unwrap();
-    assert_eq!(
-        s.get(&d512).unwrap().unwrap().read_all().unwrap().to_vec(),
-        data
-    );
+    assert_eq!(blob_bytes(&s, &d512), data);
 }
 
 fn manifest(body: &[u8], refs: Vec<Digest>, tags: &[&str], subject: Option<Digest>) -> ManifestPut {
@@ -256,29 +244,13 @@ fn sessions_and_blobs_survive_reopen() {
         (id, blob)
     };
     let s = Store::open(dir.path(), small_opts()).unwrap();
-    assert_eq!(
-        s.get(&sha(&blob))
-            .unwrap()
-            .unwrap()
-            .read_all()
-            .unwrap()
-            .to_vec(),
-        blob
-    );
+    assert_eq!(blob_bytes(&s, &sha(&blob)), blob);
     assert_eq!(s.open_uploads(), 1);
     let st = s.status(&id).unwrap();
     assert_eq!((st.repo.as_str(), st.offset), ("r", 2500));
     s.append(&id, 2500, &data[2500..]).unwrap();
     s.commit(&id, &sha(&data)).unwrap();
-    assert_eq!(
-        s.get(&sha(&data))
-            .unwrap()
-            .unwrap()
-            .read_all()
-            .unwrap()
-            .to_vec(),
-        data
-    );
+    assert_eq!(blob_bytes(&s, &sha(&data)), data);
 }
 
 #[test]
@@ -339,14 +311,6 @@ fn segments_roll_and_space_is_accounted_per_segment() {
     assert_eq!(s.space().live_bytes, 160_000);
     for i in 0..40u8 {
         let b = bytes(4000, i);
-        assert_eq!(
-            s.get(&sha(&b))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            b
-        );
+        assert_eq!(blob_bytes(&s, &sha(&b)), b);
     }
 }

@@ -6,6 +6,8 @@
 //! segments (many rolls), and default 1 MiB records, which the writer threads write around the
 //! page cache (`O_DIRECT`).
 
+mod storage_support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::memdisk::SplitMix;
 use berth::storage::*;
+use storage_support::blob_bytes;
 
 const CHILD_ENV: &str = "BERTH_CRASH_CHILD_DIR";
 
@@ -238,16 +241,7 @@ fn run(p: Profile) {
                 .get(&b.digest)
                 .unwrap_or_else(|| panic!("round {round}: never pushed {}", b.digest));
             if r == round {
-                assert_eq!(
-                    store
-                        .get(&b.digest)
-                        .unwrap()
-                        .unwrap()
-                        .read_all()
-                        .unwrap()
-                        .to_vec(),
-                    content(r, n, p)
-                );
+                assert_eq!(blob_bytes(&store, &b.digest), content(r, n, p));
             }
         }
         let report = store.verify().unwrap();

@@ -3,12 +3,15 @@
 //! wrong, keeps every acknowledged tag, manifest, tag deletion, link and unlink, and resumes
 //! upload sessions from their durable offset.
 
+mod storage_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::memdisk::{MemDisk, SplitMix};
 use berth::storage::*;
+use storage_support::blob_bytes;
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -257,16 +260,7 @@ fn check_image(run: &Run, point: usize, seed: u64) {
                 .attempted
                 .get(&b.digest)
                 .unwrap_or_else(|| panic!("unknown blob {}", b.digest));
-            assert_eq!(
-                &store
-                    .get(&b.digest)
-                    .unwrap()
-                    .unwrap()
-                    .read_all()
-                    .unwrap()
-                    .to_vec(),
-                data
-            );
+            assert_eq!(&blob_bytes(&store, &b.digest), data);
             seen.insert(b.digest);
         }
     }
@@ -334,11 +328,7 @@ fn lost_index_is_rebuilt_from_segments_at_any_sync_point() {
         let store = Store::open_with(img.segments(), img.index(), opts()).unwrap();
         for (d, (data, at)) in &run.committed {
             if *at <= p {
-                assert_eq!(
-                    &store.get(d).unwrap().unwrap().read_all().unwrap().to_vec(),
-                    data,
-                    "{d} after rebuild at {p}"
-                );
+                assert_eq!(&blob_bytes(&store, d), data, "{d} after rebuild at {p}");
             }
         }
         for b in store.list_blobs(None, usize::MAX).unwrap() {

@@ -2,14 +2,12 @@
 //! the whole log brings back blobs, links, manifests, tags, deletions, space accounting and
 //! open upload sessions (storage-format.md, "Rebuild").
 
+mod storage_support;
+
 use std::collections::BTreeMap;
 
-use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::*;
-
-fn sha(b: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, b)
-}
+use storage_support::{blob_bytes, sha};
 
 #[test]
 fn index_rebuilt_from_segments() {
@@ -70,15 +68,7 @@ fn index_rebuilt_from_segments() {
 
     let s = Store::open(dir.path(), opts()).unwrap();
     for (i, l) in layers.iter().enumerate() {
-        assert_eq!(
-            &s.get(&sha(l))
-                .unwrap()
-                .unwrap()
-                .read_all()
-                .unwrap()
-                .to_vec(),
-            l
-        );
+        assert_eq!(&blob_bytes(&s, &sha(l)), l);
         let repo = if i % 2 == 0 { "even" } else { "odd" };
         assert_eq!(s.repo_has_blob(repo, &sha(l)).unwrap(), i != 1);
     }
@@ -115,15 +105,7 @@ fn corrupted_index_is_set_aside_and_rebuilt() {
     let len = std::fs::metadata(&index).unwrap().len() as usize;
     std::fs::write(&index, vec![0x5a; len]).unwrap();
     let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    assert_eq!(
-        s.get(&sha(&data))
-            .unwrap()
-            .unwrap()
-            .read_all()
-            .unwrap()
-            .to_vec(),
-        data
-    );
+    assert_eq!(blob_bytes(&s, &sha(&data)), data);
     assert!(dir.path().join("index.redb.corrupt").exists());
 }
 
@@ -173,8 +155,10 @@ fn concurrent_uploads_rebuild_from_the_log_in_order() {
         let data = blob(seed);
         assert_eq!(s.status(&id).unwrap().offset, data.len() as u64);
         s.commit(&id, &sha(&data)).unwrap();
-        let got = s.get(&sha(&data)).unwrap().unwrap().read_all().unwrap();
-        assert!(got[..] == data[..], "blob {seed} reads back as pushed");
+        assert!(
+            blob_bytes(&s, &sha(&data)) == data,
+            "blob {seed} reads back as pushed"
+        );
     }
     s.close().unwrap();
 }
