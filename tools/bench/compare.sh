@@ -3,7 +3,8 @@
 #   berth, CNCF distribution (Debian docker-registry) and nginx serving the same blob as a file.
 # Measures durable disk bandwidth (dd), chunked push of a 1 GiB blob, pull with curl, 4 KiB
 # pushes/s from 4 clients, manifest GETs/s with wrk, idle RSS; prints a markdown table with the
-# ratios and the goals of the performance section.
+# ratios and the goals of the performance section. The chunked pushes also go to a hash-only
+# sink (`berth-load hash-sink`), the ceiling any digest-verifying registry has on this machine.
 #
 # Usage: tools/bench/compare.sh [--no-berth] [--keep] [--dir DIR]
 #   --no-berth   measure distribution and nginx only (berth not built or not ready)
@@ -168,7 +169,15 @@ PID[distribution]=$!; PIDS+=($!)
 URL[distribution]="http://127.0.0.1:$port"
 REGS+=(distribution)
 
-for r in "${REGS[@]}"; do wait_http "${URL[$r]}/v2/"; done
+# The hash-only sink: checks each pushed blob's sha256 and keeps nothing, so its push rate is
+# the most any digest-verifying registry can reach on this machine. It takes part in the push
+# rounds only.
+port=$(free_port)
+"$LOAD" hash-sink --listen "127.0.0.1:$port" 2>"$DIR/sink.log" &
+PIDS+=($!)
+URL[sink]="http://127.0.0.1:$port"
+
+for r in "${REGS[@]}" sink; do wait_http "${URL[$r]}/v2/"; done
 sleep 2
 declare -A RSS ANON RSS_AFTER ANON_AFTER
 for r in "${REGS[@]}"; do
@@ -179,9 +188,9 @@ done
 
 # ---- chunked push --------------------------------------------------------------------------
 declare -A PUSH PUSH_SYNC DIGEST
-for r in "${REGS[@]}"; do PUSH[$r]=0; PUSH_SYNC[$r]=0; done
+for r in "${REGS[@]}" sink; do PUSH[$r]=0; PUSH_SYNC[$r]=0; done
 for run in $(seq "$RUNS"); do
-  for r in "${REGS[@]}"; do
+  for r in "${REGS[@]}" sink; do
     settle_page_cache
     line=$("$LOAD" --registry "${URL[$r]}" push-chunked --size "$BLOB_SIZE" --chunk "$CHUNK" \
       --repo bench/chunked 2>/dev/null)
@@ -298,7 +307,7 @@ goal() { # value op threshold -> yes/NO/-
 }
 mib() { if [ "$1" = "-" ]; then echo "-"; else calc "$1 / 1024" 1; fi; }
 
-b_push=$(val berth PUSH); d_push=${PUSH[distribution]}
+b_push=$(val berth PUSH); d_push=${PUSH[distribution]}; s_push=${PUSH[sink]}
 b_pull=$(val berth PULL); d_pull=${PULL[distribution]}; n_pull=${PULL[nginx]}
 b_small=$(val berth SMALL); d_small=${SMALL[distribution]}
 b_mget=$(val berth MGET); d_mget=${MGET[distribution]}
@@ -312,6 +321,8 @@ Machine: $(nproc) cores, $(uname -r), data disk $(df --output=source "$DIR" | ta
 | measure | berth | distribution | nginx / dd | berth ÷ distribution | berth ÷ nginx / dd | goal | met |
 |---|---|---|---|---|---|---|---|
 | chunked push $BLOB_SIZE, $CHUNK chunks (MB/s) | $b_push | $d_push | dd $DD | $(ratio "$b_push" "$d_push") | $(ratio "$b_push" "$DD") | ≥ 2× distribution, ≥ 0.8× dd | $(goal "$(ratio "$b_push" "$d_push")" '>=' 2) / $(goal "$(ratio "$b_push" "$DD")" '>=' 0.8) |
+| hash-only sink: receives and checks sha256, stores nothing (MB/s) | $s_push | | dd $DD | | $(ratio "$s_push" "$DD") | (the ceiling for any registry here) | |
+| berth ÷ hash-only sink | $(ratio "$b_push" "$s_push") | $(ratio "$d_push" "$s_push") | | | | (information) | |
 | same, including the sync after it (MB/s) | $(val berth PUSH_SYNC) | ${PUSH_SYNC[distribution]} | dd $DD | $(ratio "$(val berth PUSH_SYNC)" "${PUSH_SYNC[distribution]}") | $(ratio "$(val berth PUSH_SYNC)" "$DD") | (information) | |
 | pull $BLOB_SIZE with curl (MB/s) | $b_pull | $d_pull | nginx $n_pull | $(ratio "$b_pull" "$d_pull") | $(ratio "$b_pull" "$n_pull") | ≥ 0.9× nginx, > distribution | $(goal "$(ratio "$b_pull" "$n_pull")" '>=' 0.9) / $(goal "$(ratio "$b_pull" "$d_pull")" '>' 1) |
 | 4 KiB pushes/s, 4 clients | $b_small | $d_small | | $(ratio "$b_small" "$d_small") | | ≥ 3× distribution | $(goal "$(ratio "$b_small" "$d_small")" '>=' 3) |

@@ -37,6 +37,8 @@ pub enum LoadError {
     NoLocation(&'static str),
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("serving failed: {0}")]
+    Serve(#[from] std::io::Error),
     #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
 }

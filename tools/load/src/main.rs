@@ -11,6 +11,7 @@ mod pull;
 mod push_chunked;
 mod push_small;
 mod report;
+mod sink;
 
 use std::process::ExitCode;
 
@@ -82,6 +83,12 @@ enum Command {
         tag: String,
         #[arg(long, default_value = "4KiB", value_parser = parse_size)]
         layer_size: u64,
+    },
+    /// Serve as a stand-in registry that only checks the sha256 of chunked pushes and keeps
+    /// nothing: the push rate no digest-verifying registry can beat on this machine.
+    HashSink {
+        #[arg(long, default_value = "127.0.0.1:5099")]
+        listen: String,
     },
 }
 
@@ -168,5 +175,6 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
             };
             manifest::run(&reg, &opts).await
         }
+        Command::HashSink { listen } => Ok(tokio::task::block_in_place(|| sink::run(&listen))?),
     }
 }
