@@ -157,3 +157,68 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn batch_len(batch: &[Bytes]) -> u64 {
     batch.iter().map(|b| b.len() as u64).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Limits;
+    use crate::metrics::Metrics;
+    use crate::oci::digest::{Algorithm, Digest};
+    use crate::storage::memdisk::MemDisk;
+    use crate::storage::StoreOptions;
+
+    const RECORD: usize = 4096;
+
+    /// Frame `i` of the test body: 3000 bytes of `i`, so a frame landing anywhere but right
+    /// after frame `i - 1` changes the blob's digest.
+    fn frame(i: usize) -> Bytes {
+        Bytes::from(vec![i as u8; 3000])
+    }
+
+    /// Once the disk refuses a record, no later frame of the same request lands, even after
+    /// space comes back: the session keeps whole records written before the failure, and
+    /// resuming from its offset gives exactly the body that was sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_append_lets_no_later_frame_land() {
+        let disk = MemDisk::new();
+        let opts = StoreOptions {
+            chunk_record_bytes: RECORD,
+            max_segment_bytes: 64 * 1024,
+            ..Default::default()
+        };
+        let store = Store::open_with(disk.segments(), disk.index(), opts).unwrap();
+        let reg = Registry::new(store, Arc::new(Metrics::new()), Limits::default());
+        let id = reg.store().begin_upload("r").unwrap();
+        disk.set_segment_space(Some(20_000));
+
+        let frames = 40;
+        let mut appender = Appender::new(&reg, id, 0);
+        let mut first_error = None;
+        for i in 0..frames {
+            if let Err(e) = appender.push(vec![frame(i)]).await {
+                first_error = Some(e);
+                break;
+            }
+        }
+        if first_error.is_none() {
+            first_error = appender.finish().await.err();
+        }
+        assert!(first_error.is_some(), "the space limit was never hit");
+
+        disk.set_segment_space(None);
+        assert!(appender.push(vec![frame(frames)]).await.is_err());
+        assert!(appender.finish().await.is_err());
+        drop(appender);
+
+        let offset = reg.store().status(&id).unwrap().offset as usize;
+        assert_eq!(offset % RECORD, 0, "only whole records are kept");
+        let body: Vec<u8> = (0..frames).flat_map(|i| frame(i).to_vec()).collect();
+        assert!(offset < body.len());
+        reg.store()
+            .append(&id, offset as u64, &body[offset..])
+            .unwrap();
+        reg.store()
+            .commit(&id, &Digest::of(Algorithm::Sha256, &body))
+            .unwrap();
+    }
+}
