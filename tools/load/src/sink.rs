@@ -71,7 +71,8 @@ fn serve(conn: TcpStream, sessions: &Sessions, next_id: &AtomicU64) -> io::Resul
                 respond(&mut out, "202 Accepted", &[("Location", &location)])?;
             }
             "PATCH" => {
-                let Some(mut session) = id.and_then(|id| lock(sessions).remove(&id)) else {
+                let taken = id.and_then(|id| Some((id, lock(sessions).remove(&id)?)));
+                let Some((id, mut session)) = taken else {
                     discard(&mut input, head.content_length)?;
                     respond(&mut out, "404 Not Found", &[])?;
                     continue;
@@ -79,7 +80,7 @@ fn serve(conn: TcpStream, sessions: &Sessions, next_id: &AtomicU64) -> io::Resul
                 hash_body(&mut input, head.content_length, &mut session.0)?;
                 session.1 += head.content_length;
                 let range = format!("0-{}", session.1.saturating_sub(1));
-                lock(sessions).insert(id.unwrap_or_default(), session);
+                lock(sessions).insert(id, session);
                 respond(
                     &mut out,
                     "202 Accepted",
