@@ -14,11 +14,9 @@ use crate::api::Registry;
 use crate::storage::{StorageError, Store, UploadId};
 
 /// Bytes read from the socket but not yet taken in by the store, in KiB: the memory an upload
-/// holds here besides what its session holds.
-const CREDIT_KIB: usize = 1024;
-
-/// The most one append takes at once, so records are handed to the writers as they fill.
-const MAX_APPEND: usize = 1 << 20;
+/// holds here besides what its session holds. Several frames' worth, so the socket is read
+/// on while the store hashes.
+const CREDIT_KIB: usize = 2048;
 
 /// A frame and the credit it holds until the store has taken it in.
 type Frame = (Bytes, OwnedSemaphorePermit);
@@ -112,25 +110,19 @@ impl<'a> Appender<'a> {
 }
 
 impl Drain {
-    /// Appends whatever frames are waiting, up to `MAX_APPEND` at once, until none are left.
+    /// Appends whatever frames are waiting, until none are left.
     /// After the first failure, frames are dropped (their credit returned) without appending,
     /// for good.
     fn run(&self, store: &Store, id: &UploadId) {
         let mut frames = lock(&self.frames);
         loop {
-            while let Ok(first) = frames.try_recv() {
-                let mut size = first.0.len();
-                let mut batch = vec![first];
-                while size < MAX_APPEND {
-                    let Ok(frame) = frames.try_recv() else { break };
-                    size += frame.0.len();
-                    batch.push(frame);
-                }
-                let (pieces, credit): (Vec<Bytes>, Vec<OwnedSemaphorePermit>) =
-                    batch.into_iter().unzip();
+            // One frame at a time, its credit returned as soon as it is taken in: the request
+            // side reads the next frames while this one is hashed, so the queue seldom runs dry
+            // and this task seldom ends only to be started again.
+            while let Ok((frame, credit)) = frames.try_recv() {
                 let mut outcome = lock(&self.outcome);
                 if !self.failed.load(Ordering::Acquire) {
-                    match store.append_owned(id, outcome.0, pieces) {
+                    match store.append_owned(id, outcome.0, [frame]) {
                         Ok(len) => outcome.0 = len,
                         Err(e) => {
                             outcome.1 = Some(e);
