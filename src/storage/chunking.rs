@@ -4,8 +4,11 @@
 //!
 //! Small appends are gathered in the session's `Tail`; each full record is handed to a writer
 //! thread (`writers`) and written while the caller goes on hashing the next appends (up to
-//! `RECORDS_IN_FLIGHT` per session, written in order). A failed write surfaces at the
-//! session's next call, which cuts the session back to the records written before it.
+//! `RECORDS_IN_FLIGHT` per session, written in order). Each record's job learns where the
+//! record before it will end as soon as that one is placed, and stages its own page-aligned
+//! copy for that offset while the other is written, so the log mutex covers little more than
+//! the disk write. A failed write surfaces at the session's next call, which cuts the session
+//! back to the records written before it.
 //! Appends of a record or more are written straight from the caller's bytes instead, without
 //! a copy.
 
@@ -15,7 +18,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::error::StorageError;
-use super::log::Extent;
+use super::log::{Extent, WriteMode};
 use super::record::rec;
 use super::store::Store;
 use super::types::UploadId;
@@ -41,9 +44,18 @@ pub(crate) struct InFlight {
     /// Where the record starts in the blob: the session goes back here if the write fails.
     at: u64,
     pending: Pending<Result<Extent, StorageError>>,
-    /// Signalled once the record is written, for the next record's write, which must follow
-    /// it in the log; taken by that record's job.
-    written: Option<mpsc::Receiver<()>>,
+    /// Tells the next record's job where this record will end, then that it is written (the
+    /// next record must follow it in the log); taken by that job.
+    progress: Option<mpsc::Receiver<Written>>,
+}
+
+/// What a record's job tells the job of the session's next record.
+enum Written {
+    /// The record is placed in the log and will end at this offset: most likely where the
+    /// next record goes, so that one can be staged while this one is written.
+    Placed(u64),
+    /// The record is written.
+    Done,
 }
 
 impl Store {
@@ -133,20 +145,37 @@ impl Store {
     ) -> Result<(), StorageError> {
         let log = self.inner.log.clone();
         let id = *id;
-        let before = s.in_flight.back_mut().and_then(|f| f.written.take());
-        let (written, written_rx) = mpsc::sync_channel(1);
+        let before = s.in_flight.back_mut().and_then(|f| f.progress.take());
+        let (progress, progress_rx) = mpsc::sync_channel(2);
         let write = move || {
             let parts: Vec<&[u8]> = record.iter().map(|b| &b[..]).collect();
             let trailer = trailer_of(&parts);
-            // The sender of a failed (or panicked) write is dropped without a word.
-            if before.is_some_and(|b| b.recv().is_err()) {
-                return Err(StorageError::Io(std::io::Error::other(
-                    "an earlier chunk record of this upload failed",
-                )));
+            let mut staged = None;
+            if let Some(before) = before {
+                // The sender of a failed (or panicked) write is dropped without a word.
+                loop {
+                    match before.recv() {
+                        Ok(Written::Placed(end)) => {
+                            staged = log.stage_chunk(&id, at, &parts, trailer, end);
+                        }
+                        Ok(Written::Done) => break,
+                        Err(_) => {
+                            return Err(StorageError::Io(std::io::Error::other(
+                                "an earlier chunk record of this upload failed",
+                            )))
+                        }
+                    }
+                }
             }
             // Up to four records queued per session hide the disk's latency.
-            let extent = log.append_chunk(&id, at, &parts, trailer, true)?;
-            let _ = written.send(());
+            let mode = WriteMode::Uncached {
+                staged,
+                placed: &mut |end| {
+                    let _ = progress.send(Written::Placed(end));
+                },
+            };
+            let extent = log.append_chunk(&id, at, &parts, trailer, mode)?;
+            let _ = progress.send(Written::Done);
             Ok(extent)
         };
         match self.inner.writers.submit(write) {
@@ -154,7 +183,7 @@ impl Store {
                 s.in_flight.push_back(InFlight {
                     at,
                     pending,
-                    written: Some(written_rx),
+                    progress: Some(progress_rx),
                 });
                 Ok(())
             }
@@ -285,11 +314,13 @@ impl Store {
             let mut parts = tail.to_vec();
             parts.push(&data[..head]);
             let len: usize = parts.iter().map(|p| p.len()).sum();
-            match self
-                .inner
-                .log
-                .append_chunk(id, at, &parts, trailer_of(&parts), false)
-            {
+            match self.inner.log.append_chunk(
+                id,
+                at,
+                &parts,
+                trailer_of(&parts),
+                WriteMode::Buffered,
+            ) {
                 Ok(e) => {
                     out.push(e);
                     accepted = head;
@@ -299,11 +330,13 @@ impl Store {
             }
         }
         for record in data[head..].chunks(cap) {
-            match self
-                .inner
-                .log
-                .append_chunk(id, at, &[record], trailer_of(&[record]), false)
-            {
+            match self.inner.log.append_chunk(
+                id,
+                at,
+                &[record],
+                trailer_of(&[record]),
+                WriteMode::Buffered,
+            ) {
                 Ok(e) => {
                     out.push(e);
                     accepted += record.len();

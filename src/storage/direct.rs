@@ -43,19 +43,83 @@ pub(crate) fn sub_slices<'a>(bufs: &[&'a [u8]], from: usize, to: usize) -> Vec<&
     out
 }
 
-/// Writes `bufs` back to back at the aligned file offset `at` through `direct` (opened with
-/// `O_DIRECT`), from a page-aligned copy; their total length is a multiple of the alignment.
-pub(crate) fn write_direct(direct: &File, at: u64, bufs: &[&[u8]]) -> io::Result<()> {
+/// The page-aligned middle of a write, copied ahead of time for the file offset the write is
+/// expected at: a writer thread stages its record while the record before it is still being
+/// written, so the write itself, under the log mutex, only hands pages to the disk.
+pub struct Staged {
+    /// Where the whole write was expected to start, and its length.
+    offset: u64,
+    len: u64,
+    /// Bytes `[a - offset, b - offset)` of the write, for its aligned middle `[a, b)`.
+    buf: Bounce,
+}
+
+/// Copies the aligned middle of a write of `bufs` at `offset` into this thread's buffer, taken
+/// out of it until the `Staged` is dropped. `None` when that write would not go direct.
+pub(crate) fn stage(offset: u64, bufs: &[&[u8]]) -> Option<Staged> {
+    let len = bufs.iter().map(|b| b.len() as u64).sum();
+    let (a, b) = aligned_middle(offset, len)?;
+    let middle = sub_slices(bufs, (a - offset) as usize, (b - offset) as usize);
+    let mut buf = BOUNCE.with(|bounce| std::mem::replace(&mut *bounce.borrow_mut(), Bounce::EMPTY));
+    fill(buf.get((b - a) as usize).ok()?, &middle);
+    Some(Staged { offset, len, buf })
+}
+
+impl Staged {
+    /// The staged middle, if it was staged for this very write.
+    fn for_write(&mut self, offset: u64, len: u64) -> Option<&mut [u8]> {
+        let (a, b) = aligned_middle(offset, len)?;
+        if (self.offset, self.len) != (offset, len) {
+            return None;
+        }
+        self.buf.get((b - a) as usize).ok()
+    }
+}
+
+impl Drop for Staged {
+    /// Gives the buffer back to the thread for its next write.
+    fn drop(&mut self) {
+        let buf = std::mem::replace(&mut self.buf, Bounce::EMPTY);
+        BOUNCE.with(|bounce| {
+            let mut bounce = bounce.borrow_mut();
+            if bounce.cap < buf.cap {
+                *bounce = buf;
+            }
+        });
+    }
+}
+
+/// Writes the aligned middle `[a, b)` of a write of `bufs` at `offset` through `direct`
+/// (opened with `O_DIRECT`): from `staged` when it was staged for this write, else from a
+/// page-aligned copy made now.
+pub(crate) fn write_direct(
+    direct: &File,
+    offset: u64,
+    bufs: &[&[u8]],
+    staged: Option<&mut Staged>,
+) -> io::Result<()> {
+    let len = bufs.iter().map(|b| b.len() as u64).sum();
+    let Some((a, b)) = aligned_middle(offset, len) else {
+        return Err(io::Error::other("write too small to go direct"));
+    };
+    if let Some(buf) = staged.and_then(|s| s.for_write(offset, len)) {
+        return direct.write_all_at(buf, a);
+    }
+    let middle = sub_slices(bufs, (a - offset) as usize, (b - offset) as usize);
     BOUNCE.with(|bounce| {
         let mut bounce = bounce.borrow_mut();
-        let buf = bounce.get(bufs.iter().map(|b| b.len()).sum())?;
-        let mut filled = 0;
-        for part in bufs {
-            buf[filled..filled + part.len()].copy_from_slice(part);
-            filled += part.len();
-        }
-        direct.write_all_at(buf, at)
+        let buf = bounce.get((b - a) as usize)?;
+        fill(buf, &middle);
+        direct.write_all_at(buf, a)
     })
+}
+
+fn fill(buf: &mut [u8], parts: &[&[u8]]) {
+    let mut filled = 0;
+    for part in parts {
+        buf[filled..filled + part.len()].copy_from_slice(part);
+        filled += part.len();
+    }
 }
 
 thread_local! {
@@ -89,7 +153,8 @@ impl Bounce {
             (self.ptr, self.cap) = (ptr, cap);
         }
         // SAFETY: `ptr` owns `cap >= len` bytes, borrowed mutably through `self`; every byte
-        // handed out is overwritten by the caller before it is read.
+        // handed out is overwritten by the caller before it is read, or was written through an
+        // earlier `get` of the same length (a staged middle, read back by `Staged::for_write`).
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr, len) })
     }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::StorageError;
-use super::io::SegmentIo;
+use super::io::{SegmentIo, Staged};
 use super::record::{encode_segment_header, rec, seg, trailer, Kind, RecordHeader};
 use super::types::UploadId;
 
@@ -31,6 +31,19 @@ pub struct Progress {
     pub session: UploadId,
     pub blob_offset: u64,
     pub extent: Extent,
+}
+
+/// How a record reaches its segment.
+pub enum WriteMode<'a> {
+    /// Through the page cache.
+    Buffered,
+    /// Its bulk around the page cache (`SegmentIo::write_at_uncached`), from `staged` when
+    /// that was staged for where the record lands. `placed` learns where the record will end
+    /// before it is written, so that the next record can be staged meanwhile.
+    Uncached {
+        staged: Option<Staged>,
+        placed: &'a mut dyn FnMut(u64),
+    },
 }
 
 /// Start writeback once this many bytes are written and not yet handed to the kernel.
@@ -118,7 +131,7 @@ impl Log {
     ) -> Result<Extent, StorageError> {
         // Hashed before taking the mutex, so other sessions can append meanwhile.
         let t = trailer(payload);
-        self.append_parts(header, &[payload], t, track, false)
+        self.append_parts(header, &[payload], t, track, WriteMode::Buffered)
     }
 
     /// Appends a chunk record whose payload is the concatenation of `parts` and whose blake3
@@ -130,36 +143,47 @@ impl Log {
         parts: &[&[u8]],
         trailer: [u8; rec::TRAILER_LEN],
         track: bool,
-        uncached: bool,
+        mut mode: WriteMode<'_>,
     ) -> Result<Extent, StorageError> {
         let mut st = self.lock();
         if st.poisoned {
             return Err(StorageError::Poisoned);
         }
         self.make_room(&mut st, header.record_len())?;
-        let extent = self.write_locked(&mut st, &header, parts, trailer, uncached)?;
+        if let WriteMode::Uncached { placed, .. } = &mut mode {
+            placed(st.end + header.record_len());
+        }
+        let extent = self.write_locked(&mut st, &header, parts, trailer, mode)?;
         self.note(&mut st, &header, extent, track);
         Ok(extent)
     }
 
     /// Appends a chunk record of an upload session from payload pieces with a precomputed
-    /// trailer, noted for the next checkpoint; `uncached` as `SegmentIo::write_at_uncached`.
+    /// trailer, noted for the next checkpoint.
     pub fn append_chunk(
         &self,
         session: &UploadId,
         blob_offset: u64,
         parts: &[&[u8]],
         trailer: [u8; rec::TRAILER_LEN],
-        uncached: bool,
+        mode: WriteMode<'_>,
     ) -> Result<Extent, StorageError> {
-        let h = RecordHeader {
-            kind: Kind::Chunk,
-            flags: 0,
-            payload_len: parts.iter().map(|p| p.len()).sum::<usize>() as u32,
-            session: session.0,
-            blob_offset,
-        };
-        self.append_parts(h, parts, trailer, true, uncached)
+        let h = chunk_header(session, blob_offset, parts);
+        self.append_parts(h, parts, trailer, true, mode)
+    }
+
+    /// Stages the chunk record `append_chunk` would write for an uncached write at `at`.
+    pub fn stage_chunk(
+        &self,
+        session: &UploadId,
+        blob_offset: u64,
+        parts: &[&[u8]],
+        trailer: [u8; rec::TRAILER_LEN],
+        at: u64,
+    ) -> Option<Staged> {
+        let head = chunk_header(session, blob_offset, parts).encode();
+        self.io
+            .stage_uncached(at, &record_bufs(&head, parts, &trailer))
     }
 
     fn note(&self, st: &mut LogState, header: &RecordHeader, extent: Extent, track: bool) {
@@ -195,7 +219,7 @@ impl Log {
         }
         let start = st.end;
         for (h, p) in headers.iter().zip(payloads) {
-            if let Err(e) = self.write_locked(&mut st, h, &[p], trailer(p), false) {
+            if let Err(e) = self.write_locked(&mut st, h, &[p], trailer(p), WriteMode::Buffered) {
                 // Records nobody will be told about must not be replayed after a crash.
                 let id = st.active;
                 if self.io.set_len(id, start).is_err() {
@@ -229,7 +253,7 @@ impl Log {
         header: &RecordHeader,
         parts: &[&[u8]],
         trailer: [u8; rec::TRAILER_LEN],
-        uncached: bool,
+        mode: WriteMode<'_>,
     ) -> Result<Extent, StorageError> {
         debug_assert_eq!(
             parts.iter().map(|p| p.len()).sum::<usize>(),
@@ -237,14 +261,12 @@ impl Log {
         );
         let head = header.encode();
         let (id, at) = (st.active, st.end);
-        let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
-        bufs.push(&head);
-        bufs.extend_from_slice(parts);
-        bufs.push(&trailer);
-        let written = if uncached {
-            self.io.write_at_uncached(id, at, &bufs)
-        } else {
-            self.io.write_at(id, at, &bufs)
+        let bufs = record_bufs(&head, parts, &trailer);
+        let written = match mode {
+            WriteMode::Uncached { mut staged, .. } => {
+                self.io.write_at_uncached(id, at, &bufs, staged.as_mut())
+            }
+            WriteMode::Buffered => self.io.write_at(id, at, &bufs),
         };
         if let Err(e) = written {
             if self.io.set_len(id, at).is_err() {
@@ -328,6 +350,29 @@ impl Log {
     pub fn ends(&self) -> BTreeMap<u64, u64> {
         self.lock().ends.clone()
     }
+}
+
+fn chunk_header(session: &UploadId, blob_offset: u64, parts: &[&[u8]]) -> RecordHeader {
+    RecordHeader {
+        kind: Kind::Chunk,
+        flags: 0,
+        payload_len: parts.iter().map(|p| p.len()).sum::<usize>() as u32,
+        session: session.0,
+        blob_offset,
+    }
+}
+
+/// A record's bytes in order: header, payload pieces, trailer.
+fn record_bufs<'a>(
+    head: &'a [u8; rec::HEADER_LEN],
+    parts: &[&'a [u8]],
+    trailer: &'a [u8; rec::TRAILER_LEN],
+) -> Vec<&'a [u8]> {
+    let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
+    bufs.push(head);
+    bufs.extend_from_slice(parts);
+    bufs.push(trailer);
+    bufs
 }
 
 pub(crate) fn create_segment(io: &dyn SegmentIo, id: u64) -> Result<(), StorageError> {

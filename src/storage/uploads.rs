@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::blobs::expect_blob;
 use super::chunking::InFlight;
 use super::error::StorageError;
-use super::log::Extent;
+use super::log::{Extent, WriteMode};
 use super::ops::{BlobCommit, Op};
 use super::store::Store;
 use super::tail::Tail;
@@ -227,7 +227,7 @@ impl Store {
             at,
             &parts,
             super::chunking::trailer_of(&parts),
-            false,
+            WriteMode::Buffered,
         )?;
         s.extents.push(e);
         s.tail.clear();
