@@ -66,13 +66,19 @@ pub(crate) fn stage(offset: u64, bufs: &[&[u8]]) -> Option<Staged> {
 }
 
 impl Staged {
-    /// The staged middle, if it was staged for this very write.
-    fn for_write(&mut self, offset: u64, len: u64) -> Option<&mut [u8]> {
-        let (a, b) = aligned_middle(offset, len)?;
-        if (self.offset, self.len) != (offset, len) {
-            return None;
+    /// The middle `[a, b)` of a write of `bufs` at `offset`: as staged when it was staged for
+    /// this offset, else copied now into the same buffer (the thread's only one).
+    fn middle_for(&mut self, offset: u64, bufs: &[&[u8]], (a, b): (u64, u64)) -> io::Result<&[u8]> {
+        let len = bufs.iter().map(|b| b.len() as u64).sum();
+        let same = (self.offset, self.len) == (offset, len);
+        let buf = self.buf.get((b - a) as usize)?;
+        if !same {
+            fill(
+                buf,
+                &sub_slices(bufs, (a - offset) as usize, (b - offset) as usize),
+            );
         }
-        self.buf.get((b - a) as usize).ok()
+        Ok(buf)
     }
 }
 
@@ -91,7 +97,7 @@ impl Drop for Staged {
 
 /// Writes the aligned middle `[a, b)` of a write of `bufs` at `offset` through `direct`
 /// (opened with `O_DIRECT`): from `staged` when it was staged for this write, else from a
-/// page-aligned copy made now.
+/// page-aligned copy made now (into the staged buffer, when there is one).
 pub(crate) fn write_direct(
     direct: &File,
     offset: u64,
@@ -102,8 +108,8 @@ pub(crate) fn write_direct(
     let Some((a, b)) = aligned_middle(offset, len) else {
         return Err(io::Error::other("write too small to go direct"));
     };
-    if let Some(buf) = staged.and_then(|s| s.for_write(offset, len)) {
-        return direct.write_all_at(buf, a);
+    if let Some(staged) = staged {
+        return direct.write_all_at(staged.middle_for(offset, bufs, (a, b))?, a);
     }
     let middle = sub_slices(bufs, (a - offset) as usize, (b - offset) as usize);
     BOUNCE.with(|bounce| {
@@ -154,7 +160,7 @@ impl Bounce {
         }
         // SAFETY: `ptr` owns `cap >= len` bytes, borrowed mutably through `self`; every byte
         // handed out is overwritten by the caller before it is read, or was written through an
-        // earlier `get` of the same length (a staged middle, read back by `Staged::for_write`).
+        // earlier `get` of the same length (a staged middle, read back by `Staged::middle_for`).
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr, len) })
     }
 
