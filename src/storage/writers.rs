@@ -1,9 +1,13 @@
 //! A few long-lived threads that hash and write full chunk records for upload sessions, so a
 //! session's next appends are hashed while its last record is written, without starting a
 //! thread per record (about 30 µs each, a thousand times per GiB).
+//!
+//! Each queued job holds a record's bytes, so the queue is bounded for all sessions together:
+//! a few jobs per thread keep every thread busy, and more would only hold memory (16
+//! concurrent pushes queued up to 64 records before).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -11,6 +15,25 @@ type Job = Box<dyn FnOnce() + Send>;
 /// already queued are done.
 pub(crate) struct Writers {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
+    slots: Arc<Slots>,
+}
+
+/// Jobs queued or running, and the most there may be.
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl Slots {
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn release(&self) {
+        *self.lock() -= 1;
+        self.freed.notify_one();
+    }
 }
 
 /// The result of a job, once a writer thread has run it.
@@ -23,22 +46,44 @@ impl Writers {
     pub fn new() -> Writers {
         Writers {
             queue: Mutex::new(None),
+            slots: Arc::new(Slots {
+                used: Mutex::new(0),
+                freed: Condvar::new(),
+                max: 2 * thread_count(),
+            }),
         }
     }
 
-    /// Queues `job` for a writer thread.
+    /// Queues `job` for a writer thread, first waiting while the queue is full. A job may wait
+    /// for jobs queued before it, never after, so the oldest can always run and free a slot.
     pub fn submit<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> std::io::Result<Pending<T>> {
         let (tx, rx) = mpsc::sync_channel(1);
+        {
+            let mut used = self.slots.lock();
+            while *used >= self.slots.max {
+                used = (self.slots.freed.wait(used)).unwrap_or_else(|p| p.into_inner());
+            }
+            *used += 1;
+        }
+        let slots = self.slots.clone();
         let job: Job = Box::new(move || {
             // A panic travels back to the waiter, as a joined thread's would.
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(job)));
+            let result = catch_unwind(AssertUnwindSafe(job));
+            slots.release();
+            let _ = tx.send(result);
         });
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if queue.is_none() {
-            *queue = Some(start_threads()?);
+            match start_threads() {
+                Ok(q) => *queue = Some(q),
+                Err(e) => {
+                    self.slots.release();
+                    return Err(e);
+                }
+            }
         }
         if let Some(q) = queue.as_ref() {
             // The receiving threads live as long as this sender, so the send cannot fail.
@@ -51,10 +96,7 @@ impl Writers {
 fn start_threads() -> std::io::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
-    // Writers wait on the disk (direct writes) and on the record before theirs, so there are
-    // more of them than cores.
-    let n = std::thread::available_parallelism().map_or(4, |n| n.get().clamp(4, 8));
-    for _ in 0..n {
+    for _ in 0..thread_count() {
         let rx = rx.clone();
         std::thread::Builder::new()
             .name("berth-writer".into())
@@ -67,6 +109,12 @@ fn start_threads() -> std::io::Result<mpsc::Sender<Job>> {
             })?;
     }
     Ok(tx)
+}
+
+/// Writers wait on the disk (direct writes) and on the record before theirs, so there are more
+/// of them than cores.
+fn thread_count() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get().clamp(4, 8))
 }
 
 impl<T> Pending<T> {
@@ -116,5 +164,48 @@ mod tests {
         assert!(boom.wait().is_err());
         // The pool survives a panicking job.
         assert_eq!(w.submit(|| 7).unwrap().wait().unwrap(), 7);
+    }
+
+    /// Once the queue is full, the next submit waits until a job has finished.
+    #[test]
+    fn a_full_queue_holds_the_next_submit_back() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Arc, Mutex};
+
+        let w = Arc::new(Writers::new());
+        let (go, wait) = mpsc::channel::<()>();
+        let wait = Arc::new(Mutex::new(wait));
+        let full: Vec<_> = (0..w.slots.max)
+            .map(|_| {
+                let wait = wait.clone();
+                w.submit(move || {
+                    let _ = wait.lock().unwrap().recv();
+                })
+                .unwrap()
+            })
+            .collect();
+        let released = Arc::new(AtomicBool::new(false));
+        let late = {
+            let (w, released) = (w.clone(), released.clone());
+            std::thread::spawn(move || {
+                let pending = w.submit(|| ()).unwrap();
+                let waited = released.load(Ordering::SeqCst);
+                pending.wait().unwrap();
+                waited
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        released.store(true, Ordering::SeqCst);
+        for _ in 0..w.slots.max {
+            go.send(()).unwrap();
+        }
+        assert!(
+            late.join().unwrap(),
+            "submit returned while the queue was full"
+        );
+        for p in full {
+            p.wait().unwrap();
+        }
+        assert_eq!(*w.slots.lock(), 0);
     }
 }
