@@ -1,7 +1,8 @@
 //! Upload sessions: chunked appends hashed once as they are written, commit, abort, reclaim.
 //!
-//! A session holds at most two chunk records of bytes in memory (one being written by a writer
-//! thread, one filling up); everything else is already in the shared active segment. The index
+//! A session holds at most five chunk records of bytes in memory (up to four queued for or
+//! being written by the writer threads, one filling up); everything else is already in the
+//! shared active segment. The index
 //! learns a session's chunks at the next group commit (or from the recovery scan), which is
 //! what `status()` reports after a restart.
 
