@@ -95,27 +95,26 @@ impl Drop for Staged {
     }
 }
 
-/// Writes the aligned middle `[a, b)` of a write of `bufs` at `offset` through `direct`
-/// (opened with `O_DIRECT`): from `staged` when it was staged for this write, else from a
-/// page-aligned copy made now (into the staged buffer, when there is one).
+/// Writes `middle`, the aligned middle `[a, b)` of a write of `bufs` at `offset`, through
+/// `direct` (opened with `O_DIRECT`): from `staged` when it was staged for this write, else
+/// from a page-aligned copy made now (into the staged buffer, when there is one).
 pub(crate) fn write_direct(
     direct: &File,
     offset: u64,
     bufs: &[&[u8]],
+    (a, b): (u64, u64),
     staged: Option<&mut Staged>,
 ) -> io::Result<()> {
-    let len = bufs.iter().map(|b| b.len() as u64).sum();
-    let Some((a, b)) = aligned_middle(offset, len) else {
-        return Err(io::Error::other("write too small to go direct"));
-    };
     if let Some(staged) = staged {
         return direct.write_all_at(staged.middle_for(offset, bufs, (a, b))?, a);
     }
-    let middle = sub_slices(bufs, (a - offset) as usize, (b - offset) as usize);
     BOUNCE.with(|bounce| {
         let mut bounce = bounce.borrow_mut();
         let buf = bounce.get((b - a) as usize)?;
-        fill(buf, &middle);
+        fill(
+            buf,
+            &sub_slices(bufs, (a - offset) as usize, (b - offset) as usize),
+        );
         direct.write_all_at(buf, a)
     })
 }

@@ -298,7 +298,7 @@ impl SegmentIo for FileIo {
         let (from, to) = ((a - offset) as usize, (b - offset) as usize);
         write_buffered(&seg.file, offset, &sub_slices(bufs, 0, from))?;
         let middle = sub_slices(bufs, from, to);
-        match write_direct(direct, offset, bufs, staged) {
+        match write_direct(direct, offset, bufs, (a, b), staged) {
             // A file system may accept the open and still refuse the write.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 write_buffered(&seg.file, a, &middle)?

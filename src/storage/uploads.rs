@@ -2,9 +2,8 @@
 //!
 //! A session holds at most five chunk records of bytes in memory (up to four queued for or
 //! being written by the writer threads, one filling up); everything else is already in the
-//! shared active segment. The index
-//! learns a session's chunks at the next group commit (or from the recovery scan), which is
-//! what `status()` reports after a restart.
+//! shared active segment. The index learns a session's chunks at the next group commit (or
+//! from the recovery scan), which is what `status()` reports after a restart.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
