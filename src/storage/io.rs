@@ -400,6 +400,14 @@ impl std::fmt::Debug for FileIo {
 mod tests {
     use super::*;
 
+    /// A file backend in a fresh directory with segment 1 created.
+    fn one_segment() -> (tempfile::TempDir, FileIo) {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
+        io.create(1).unwrap();
+        (dir, io)
+    }
+
     #[test]
     fn file_backend_round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -434,9 +442,7 @@ mod tests {
     /// small buffered ones read back exactly, through the map and through the file.
     #[test]
     fn large_unaligned_writes_read_back_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
-        io.create(1).unwrap();
+        let (dir, io) = one_segment();
         let mut expected = Vec::new();
         for (i, len) in [64usize, 300_000, 17, 1 << 20, 4096, 700_001]
             .into_iter()
@@ -460,9 +466,7 @@ mod tests {
     /// elsewhere) land exactly the bytes written.
     #[test]
     fn staged_writes_land_exactly_the_bytes_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
-        io.create(1).unwrap();
+        let (dir, io) = one_segment();
         let mut expected = vec![9u8; 100];
         io.write_at(1, 0, &[&expected]).unwrap();
         for (i, shift) in [0i64, 48, -4096, 0].into_iter().enumerate() {
@@ -486,9 +490,7 @@ mod tests {
     /// stage the very bytes they write, so no copy is made under the log mutex).
     #[test]
     fn a_write_takes_its_middle_from_the_staged_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
-        io.create(1).unwrap();
+        let (_dir, io) = one_segment();
         let data = vec![1u8; 1 << 20];
         let other = vec![2u8; 1 << 20];
         let mut staged = io.stage_uncached(0, &[&other]);
