@@ -11,6 +11,7 @@ mod blobs;
 mod chunking;
 mod direct;
 mod error;
+pub mod gc;
 mod group;
 mod index;
 pub mod io;
@@ -31,6 +32,7 @@ mod verify;
 mod writers;
 
 pub use error::StorageError;
+pub use gc::{GcOptions, GcPhase, GcProgress, GcReport, GcStats, RetentionRule};
 pub use read::{BlobData, BlobReader};
 pub use recovery::KEPT_TAIL_FILES;
 pub use store::Store;
