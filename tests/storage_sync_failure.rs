@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth::oci::digest::{Algorithm, Digest};
-use berth::storage::io::SegmentIo;
+use berth::storage::io::{SegmentIo, SegmentPin};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
 use bytes::Bytes;
@@ -54,6 +54,12 @@ impl SegmentIo for FailingSync {
     }
     fn remove_aside(&self, name: &str) -> io::Result<()> {
         self.inner.remove_aside(name)
+    }
+    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.read_aside(name)
+    }
+    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
+        self.inner.pin(id)
     }
 }
 

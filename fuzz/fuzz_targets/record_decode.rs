@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         let raw = &data[pos..pos + len];
         assert_eq!(
             &raw[..rec::OFF_RESERVED2],
-            &d.header.encode()[..rec::OFF_RESERVED2]
+            &d.header.encode_as(d.version)[..rec::OFF_RESERVED2]
         );
         assert_eq!(&raw[len - rec::TRAILER_LEN..], &trailer(d.payload)[..]);
         pos += len;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use berth::storage::memdisk::MemDisk;
-use berth::storage::record::encode_segment_header;
+use berth::storage::record::{encode_segment_header, Stream};
 use berth::storage::{Store, StoreOptions};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(raw) = part.strip_prefix(b"!") {
             segs.write_at(id, 0, &[raw]).unwrap();
         } else {
-            segs.write_at(id, 0, &[&encode_segment_header(id, 0), part])
+            segs.write_at(id, 0, &[&encode_segment_header(id, 0, Stream::Log), part])
                 .unwrap();
         }
         id += 1;

@@ -5,7 +5,9 @@ use redb::ReadableTable;
 use super::error::StorageError;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op, Out};
-use super::read::BlobData;
+use super::io::SegmentPin;
+use super::read::{BlobData, Pins};
+use std::sync::Arc;
 use super::schema::*;
 use super::store::Store;
 use super::types::*;
@@ -36,30 +38,62 @@ impl Store {
     }
 
     /// A committed blob, never a partial one. Returns at once: each chunk is checked when a
-    /// `BlobReader` reaches it, so a damaged chunk ends the read there with `Corrupt`.
+    /// `BlobReader` reaches it, so a damaged chunk ends the read there with `Corrupt`. The
+    /// blob's segments are pinned, so it stays readable whatever a compaction does meanwhile.
     pub fn get(&self, digest: &Digest) -> Result<Option<BlobData>, StorageError> {
         self.check_open()?;
-        let Some((size, extents)) = self.blob_entry(digest)? else {
-            return Ok(None);
-        };
-        if extents.iter().map(|e| u64::from(e.len)).sum::<u64>() != size {
-            return Err(StorageError::Corrupt(format!(
-                "blob {digest} extents do not add up"
-            )));
+        let _touch = self.inner.gate.touch(digest);
+        // A compaction may delete a segment between the lookup and the pin; by then the index
+        // names the blob's new place, so look again.
+        let mut tries = 0;
+        loop {
+            let Some((size, extents)) = self.blob_entry(digest)? else {
+                return Ok(None);
+            };
+            if extents.iter().map(|e| u64::from(e.len)).sum::<u64>() != size {
+                return Err(StorageError::Corrupt(format!(
+                    "blob {digest} extents do not add up"
+                )));
+            }
+            match self.pin_all(&extents) {
+                Ok(pins) => {
+                    return Ok(Some(BlobData::new(
+                        self.clone(),
+                        digest.clone(),
+                        size,
+                        extents,
+                        pins,
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(Some(BlobData::new(
-            self.clone(),
-            digest.clone(),
-            size,
-            extents,
-        )))
     }
 
+    fn pin_all(&self, extents: &[Extent]) -> std::io::Result<Pins> {
+        let io = self.inner.log.io();
+        let mut pins: Vec<(u64, Arc<dyn SegmentPin>)> = Vec::new();
+        for e in extents {
+            if !pins.iter().any(|p| p.0 == e.segment) {
+                pins.push((e.segment, io.pin(e.segment)?));
+            }
+        }
+        Ok(pins.into())
+    }
+
+    /// Whether `digest` may be served from `repo`: linked there and present (a quarantined
+    /// blob keeps its links until it is pushed again).
     pub fn repo_has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
         self.check_open()?;
+        let _touch = self.inner.gate.touch(digest);
         let txn = self.inner.db.begin_read()?;
-        let t = txn.open_table(REPO_BLOBS)?;
-        Ok(t.get(&repo_key(repo, &digest_key(digest))[..])?.is_some())
+        let dk = digest_key(digest);
+        Ok(txn
+            .open_table(REPO_BLOBS)?
+            .get(&repo_key(repo, &dk)[..])?
+            .is_some()
+            && txn.open_table(BLOBS)?.get(&dk[..])?.is_some())
     }
 
     pub fn link_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {
@@ -67,6 +101,7 @@ impl Store {
         match self.submit(Op::Link {
             repo: repo.to_string(),
             digest: digest.clone(),
+            at_ms: now_ms(),
         })? {
             Out::Bool(b) => Ok(b),
             _ => Err(StorageError::Index("unexpected outcome".into())),
@@ -99,11 +134,8 @@ impl Store {
                 actual,
             });
         }
-        if self.blob_entry(expected)?.is_some() {
-            self.submit(Op::Link {
-                repo: repo.to_string(),
-                digest: expected.clone(),
-            })?;
+        // Already stored: link it, unless a collection swept it meanwhile (then write it).
+        if self.blob_entry(expected)?.is_some() && self.link_blob(repo, expected)? {
             return Ok(BlobInfo {
                 digest: expected.clone(),
                 size: data.len() as u64,
@@ -119,6 +151,7 @@ impl Store {
             digest: expected.clone(),
             size: data.len() as u64,
             extents,
+            at_ms: now_ms(),
         });
         expect_blob(match announced {
             Some(a) => self.submit_announced(op, a)?,

@@ -28,6 +28,9 @@ pub enum StorageError {
     Closed,
     #[error("store is locked by another process")]
     Locked,
+    /// Written by a newer berth: this build refuses to open it and changes nothing.
+    #[error("unsupported storage format: {0}")]
+    UnsupportedFormat(String),
     /// A previous I/O failure left state that only a reopen (and its recovery scan) can trust.
     #[error("store needs a reopen after an earlier I/O failure")]
     Poisoned,
@@ -86,6 +89,7 @@ impl StorageError {
             StorageError::Closed => StorageError::Closed,
             StorageError::Io(e) => StorageError::Io(std::io::Error::new(e.kind(), e.to_string())),
             StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
+            StorageError::UnsupportedFormat(s) => StorageError::UnsupportedFormat(s.clone()),
             other => StorageError::Index(other.to_string()),
         }
     }

@@ -46,6 +46,10 @@ pub trait SegmentIo: Send + Sync + 'static {
     }
     /// Reads `len` bytes; the file backend hands out a zero-copy slice of its map.
     fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes>;
+    /// Keeps the segment readable, as it is now, for as long as the pin lives, even if the
+    /// segment is removed meanwhile (compaction deletes a segment while pulls still stream
+    /// from it).
+    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>>;
     fn sync_data(&self, id: u64) -> io::Result<()>;
     fn set_len(&self, id: u64, len: u64) -> io::Result<()>;
     /// Hint: start writing this range back now so a later sync has less to do.
@@ -57,6 +61,13 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn list_aside(&self) -> io::Result<Vec<String>>;
     /// Removes a side file named as `list_aside` reports it.
     fn remove_aside(&self, name: &str) -> io::Result<()>;
+    /// Reads a whole side file named as `list_aside` reports it.
+    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>>;
+}
+
+/// A segment held open for reading (see [`SegmentIo::pin`]).
+pub trait SegmentPin: Send + Sync + std::fmt::Debug {
+    fn read(&self, offset: u64, len: usize) -> io::Result<Bytes>;
 }
 
 /// Most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
@@ -121,6 +132,7 @@ pub struct FileIo {
     files: RwLock<HashMap<u64, Arc<SegFile>>>,
 }
 
+#[derive(Debug)]
 struct SegFile {
     file: File,
     /// The same file opened with `O_DIRECT` on its first uncached write (so only segments being
@@ -234,6 +246,31 @@ impl SegFile {
     }
 }
 
+impl SegmentPin for SegFile {
+    /// Reads through the map; an unlinked file stays readable while this handle lives.
+    fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = offset
+            .checked_add(len as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflow"))?;
+        // Touching a mapped page past end of file raises SIGBUS, so check against the file.
+        if end > self.file.metadata()?.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past end of segment",
+            ));
+        }
+        let map = self.map_covering(end)?;
+        Ok(Bytes::from_owner(MapSlice {
+            map,
+            start: offset as usize,
+            end: end as usize,
+        }))
+    }
+}
+
 fn map_file(file: &File, len: u64) -> io::Result<Mmap> {
     let len = usize::try_from(len).map_err(|_| io::Error::other("segment too large to map"))?;
     // SAFETY: segment files are only appended to by this process (guarded by the store's lock
@@ -316,23 +353,11 @@ impl SegmentIo for FileIo {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let seg = self.get(id)?;
-        let end = offset
-            .checked_add(len as u64)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflow"))?;
-        // Touching a mapped page past end of file raises SIGBUS, so check against the file.
-        if end > seg.file.metadata()?.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end of segment",
-            ));
-        }
-        let map = seg.map_covering(end)?;
-        Ok(Bytes::from_owner(MapSlice {
-            map,
-            start: offset as usize,
-            end: end as usize,
-        }))
+        SegmentPin::read(&*self.get(id)?, offset, len)
+    }
+
+    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
+        Ok(self.get(id)?)
     }
 
     fn sync_data(&self, id: u64) -> io::Result<()> {
@@ -373,6 +398,16 @@ impl SegmentIo for FileIo {
         }
         std::fs::remove_file(self.dir.join(name))?;
         self.sync_dir()
+    }
+
+    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
+        if !is_aside_file_name(name) || name.contains('/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a side file name: {name}"),
+            ));
+        }
+        std::fs::read(self.dir.join(name))
     }
 
     fn start_writeback(&self, id: u64, offset: u64, len: u64) {

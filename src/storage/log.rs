@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::StorageError;
 use super::io::{SegmentIo, Staged};
-use super::record::{encode_segment_header, rec, seg, trailer, Kind, RecordHeader};
+use super::record::{
+    encode_segment_header, rec, seg, trailer, Kind, RecordHeader, Stream, FORMAT_VERSION,
+};
 use super::types::UploadId;
 
 /// Where a chunk's payload lives: segment, offset of the payload, payload length.
@@ -49,11 +51,25 @@ pub enum WriteMode<'a> {
 /// Start writeback once this many bytes are written and not yet handed to the kernel.
 const WRITEBACK_STEP: u64 = 1 << 20;
 
+/// What recovery found out about one segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// End of its complete records.
+    pub end: u64,
+    pub stream: Stream,
+    /// Format version of its header: new records go only into segments of the current version.
+    pub version: u8,
+}
+
 struct LogState {
     active: u64,
     end: u64,
-    /// Every segment's end (complete records only); the active one is `end`.
+    /// Every segment's end (complete records only), of both streams; the active one is `end`.
     ends: BTreeMap<u64, u64>,
+    /// The stream of every segment.
+    streams: BTreeMap<u64, Stream>,
+    /// The id the next created segment gets, whatever its stream: ids are never reused.
+    next_id: u64,
     dirty: BTreeSet<u64>,
     writeback_from: u64,
     progress: Vec<Progress>,
@@ -82,21 +98,39 @@ fn now_ms() -> u64 {
 }
 
 impl Log {
-    /// Opens the log with `ends` (segment id -> end of its valid records), appending to the last
-    /// segment; creates segment 1 when there is none.
+    /// Opens the log over the segments recovery found, appending to the last segment of the
+    /// log stream. A new segment is started when there is none, or when the last one was
+    /// written by an older format version (new records only go into segments of this version).
     pub fn open(
         io: Arc<dyn SegmentIo>,
         max_segment_bytes: u64,
-        mut ends: BTreeMap<u64, u64>,
+        segments: &BTreeMap<u64, SegmentInfo>,
     ) -> Result<Log, StorageError> {
-        let (active, end) = match ends.iter().next_back() {
-            Some((&id, &end)) => (id, end),
+        let mut ends: BTreeMap<u64, u64> = segments.iter().map(|(&id, s)| (id, s.end)).collect();
+        let mut streams: BTreeMap<u64, Stream> =
+            segments.iter().map(|(&id, s)| (id, s.stream)).collect();
+        let next_id = segments.keys().next_back().map_or(1, |&id| id + 1);
+        let last_log = segments
+            .iter()
+            .rev()
+            .find(|(_, s)| s.stream == Stream::Log)
+            .map(|(&id, s)| (id, *s));
+        let (active, end, next_id) = match last_log {
+            Some((id, s)) if s.version == FORMAT_VERSION => (id, s.end, next_id),
+            Some((id, _)) => {
+                // Sealed as it is: it was written (and synced) by the older version.
+                io.sync_data(id).map_err(StorageError::from_io)?;
+                create_segment(io.as_ref(), next_id, Stream::Log)?;
+                ends.insert(next_id, seg::LEN as u64);
+                (next_id, seg::LEN as u64, next_id + 1)
+            }
             None => {
-                create_segment(io.as_ref(), 1)?;
-                ends.insert(1, seg::LEN as u64);
-                (1, seg::LEN as u64)
+                create_segment(io.as_ref(), next_id, Stream::Log)?;
+                ends.insert(next_id, seg::LEN as u64);
+                (next_id, seg::LEN as u64, next_id + 1)
             }
         };
+        streams.insert(active, Stream::Log);
         Ok(Log {
             io,
             max_segment_bytes,
@@ -104,12 +138,61 @@ impl Log {
                 active,
                 end,
                 ends,
+                streams,
+                next_id,
                 dirty: BTreeSet::from([active]),
                 writeback_from: end,
                 progress: Vec::new(),
                 poisoned: false,
             }),
         })
+    }
+
+    /// Reserves a fresh segment id for another stream (compaction); the caller creates it.
+    pub fn reserve_segment_id(&self) -> u64 {
+        let mut st = self.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        id
+    }
+
+    /// Records where a segment of another stream now ends, for scrubs, space reports and
+    /// `ends()`; such segments are written outside the log's mutex.
+    pub fn note_segment(&self, id: u64, end: u64, stream: Stream) {
+        let mut st = self.lock();
+        st.ends.insert(id, end);
+        st.streams.insert(id, stream);
+    }
+
+    /// Every segment: id, end of its complete records, stream.
+    pub fn segments(&self) -> Vec<(u64, u64, Stream)> {
+        let st = self.lock();
+        st.ends
+            .iter()
+            .map(|(&id, &end)| (id, end, st.streams.get(&id).copied().unwrap_or(Stream::Log)))
+            .collect()
+    }
+
+    /// The active log segment and where it ends.
+    pub fn active(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.active, st.end)
+    }
+
+    /// Deletes a sealed segment that nothing in the index names any more. Readers that pinned
+    /// it keep reading it until they let go (the backend keeps it open).
+    pub fn remove_segment(&self, id: u64) -> Result<(), StorageError> {
+        {
+            let mut st = self.lock();
+            if id == st.active {
+                return Err(StorageError::Index(format!(
+                    "segment {id} is the active log segment"
+                )));
+            }
+            st.ends.remove(&id);
+            st.streams.remove(&id);
+        }
+        self.io.remove(id).map_err(StorageError::from_io)
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -300,9 +383,11 @@ impl Log {
             return Err(StorageError::from_io(e));
         }
         st.dirty.remove(&st.active);
-        let next = st.active + 1;
-        create_segment(self.io.as_ref(), next)?;
+        let next = st.next_id;
+        create_segment(self.io.as_ref(), next, Stream::Log)?;
+        st.next_id += 1;
         st.active = next;
+        st.streams.insert(next, Stream::Log);
         st.end = seg::LEN as u64;
         st.writeback_from = st.end;
         st.ends.insert(next, st.end);
@@ -375,9 +460,13 @@ fn record_bufs<'a>(
     bufs
 }
 
-pub(crate) fn create_segment(io: &dyn SegmentIo, id: u64) -> Result<(), StorageError> {
+pub(crate) fn create_segment(
+    io: &dyn SegmentIo,
+    id: u64,
+    stream: Stream,
+) -> Result<(), StorageError> {
     io.create(id).map_err(StorageError::from_io)?;
-    let h = encode_segment_header(id, now_ms());
+    let h = encode_segment_header(id, now_ms(), stream);
     // The header is durable before any record follows it, so recovery can tell a torn
     // creation (nothing past the header) from a damaged header over synced records.
     if let Err(e) = io.write_at(id, 0, &[&h]).and_then(|()| io.sync_data(id)) {

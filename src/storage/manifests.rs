@@ -6,7 +6,7 @@ use super::error::StorageError;
 use super::ops::{BlobCommit, ManifestCommit, Op, Out, ReferrerValue};
 use super::schema::*;
 use super::store::Store;
-use super::types::{ManifestPut, Reference, Referrer, StoredManifest};
+use super::types::{now_ms, ManifestPut, Reference, Referrer, StoredManifest};
 use crate::oci::digest::Digest;
 
 fn expect_bool(out: Out) -> Result<bool, StorageError> {
@@ -45,6 +45,7 @@ impl Store {
             subject: m.subject.as_ref().map(|d| d.to_string()),
             artifact_type: m.artifact_type.clone(),
             annotations: m.annotations.clone(),
+            pushed_ms: now_ms(),
         };
         self.submit(Op::PutManifest(Box::new(ManifestCommit {
             blob: BlobCommit {
@@ -53,6 +54,7 @@ impl Store {
                 digest: m.digest.clone(),
                 size: m.body.len() as u64,
                 extents,
+                at_ms: meta.pushed_ms,
             },
             meta,
             tags: m.tags.clone(),
@@ -76,7 +78,7 @@ impl Store {
                     let tags = txn.open_table(TAGS)?;
                     let v = tags.get(&repo_key(repo, t.as_bytes())[..])?;
                     match v {
-                        Some(v) => v.value().to_vec(),
+                        Some(v) => decode_tag(v.value())?.0.to_vec(),
                         None => return Ok(None),
                     }
                 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::io::SegmentIo;
+use super::io::{SegmentIo, SegmentPin};
 
 const INDEX_FILE: &str = "index.redb";
 /// Side files recovery keeps next to the segments (`SegmentIo::keep_aside`).
@@ -44,6 +44,8 @@ enum Op {
 #[derive(Default)]
 struct DiskState {
     files: BTreeMap<String, Vec<u8>>,
+    /// Contents of removed segments, for the pins that still read them (never durable).
+    removed: BTreeMap<String, Vec<u8>>,
     log: Vec<Op>,
     /// Total bytes segment files may occupy; writes past it fail with ENOSPC after writing
     /// what fits, like a real full disk.
@@ -288,7 +290,8 @@ impl SegmentIo for MemSegments {
     fn remove(&self, id: u64) -> io::Result<()> {
         let name = seg_name(id);
         let mut st = self.0.lock();
-        st.files.remove(&name).ok_or_else(|| missing(&name))?;
+        let data = st.files.remove(&name).ok_or_else(|| missing(&name))?;
+        st.removed.insert(name.clone(), data);
         MemDisk::log(&mut st, Op::Remove { file: name });
         Ok(())
     }
@@ -358,6 +361,17 @@ impl SegmentIo for MemSegments {
         Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
     }
 
+    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
+        let name = seg_name(id);
+        if !self.0.lock().files.contains_key(&name) {
+            return Err(missing(&name));
+        }
+        Ok(Arc::new(MemPin {
+            disk: self.0.clone(),
+            name,
+        }))
+    }
+
     fn sync_data(&self, id: u64) -> io::Result<()> {
         let mut st = self.0.lock();
         MemDisk::log(&mut st, Op::Sync { file: seg_name(id) });
@@ -406,12 +420,48 @@ impl SegmentIo for MemSegments {
             .collect())
     }
 
+    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
+        let file = format!("{ASIDE_PREFIX}{name}");
+        self.0
+            .lock()
+            .files
+            .get(&file)
+            .cloned()
+            .ok_or_else(|| missing(&file))
+    }
+
     fn remove_aside(&self, name: &str) -> io::Result<()> {
         let file = format!("{ASIDE_PREFIX}{name}");
         let mut st = self.0.lock();
         st.files.remove(&file).ok_or_else(|| missing(&file))?;
         MemDisk::log(&mut st, Op::Remove { file });
         Ok(())
+    }
+}
+
+/// A pinned segment of a [`MemDisk`]: reads the live file, or its last contents once removed.
+#[derive(Debug)]
+struct MemPin {
+    disk: Arc<MemDisk>,
+    name: String,
+}
+
+impl SegmentPin for MemPin {
+    fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let st = self.disk.lock();
+        let f = st
+            .files
+            .get(&self.name)
+            .or_else(|| st.removed.get(&self.name))
+            .ok_or_else(|| missing(&self.name))?;
+        let end = (offset as usize).saturating_add(len);
+        if end > f.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past end",
+            ));
+        }
+        Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
     }
 }
 

@@ -7,6 +7,7 @@
 //! `writers`; `read` + `verified` check chunks as blobs are streamed out; `recovery` and
 //! `verify` read the segments back. The on-disk format is in storage-format.md.
 
+mod base;
 mod blobs;
 mod chunking;
 mod direct;

@@ -21,6 +21,67 @@ pub struct BlobCommit {
     pub digest: Digest,
     pub size: u64,
     pub extents: Vec<Extent>,
+    /// When it was pushed (ms since the Unix epoch; absent before format version 2).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// A (repository, digest) pair in a sweep.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RepoDigest {
+    pub repo: String,
+    pub digest: Digest,
+}
+
+/// What one sweep step takes out of the index (storage-format.md §3.4, `sweep`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepList {
+    /// Manifests deleted as by `delete_manifest` (dead referrers, retention).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<RepoDigest>,
+    /// Tags deleted by retention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<RepoTag>,
+    /// Repository links no live manifest needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<RepoDigest>,
+    /// Blobs no repository needs: their extents become dead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<Digest>,
+}
+
+impl SweepList {
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+            && self.tags.is_empty()
+            && self.links.is_empty()
+            && self.blobs.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.manifests.len() + self.tags.len() + self.links.len() + self.blobs.len()
+    }
+}
+
+/// A tag in a sweep, deleted only if it still names `digest`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RepoTag {
+    pub repo: String,
+    pub tag: String,
+    pub digest: Digest,
+}
+
+/// A blob whose chunks compaction copied: `from` is its extent list when the copy began, `to`
+/// the list with the copied extents in their new places.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub digest: Digest,
+    pub from: Vec<Extent>,
+    pub to: Vec<Extent>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,6 +116,8 @@ pub enum Op {
     Link {
         repo: String,
         digest: Digest,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        at_ms: u64,
     },
     Unlink {
         repo: String,
@@ -69,6 +132,15 @@ pub enum Op {
         repo: String,
         tag: String,
     },
+    /// Garbage collection's verdict (format version 2).
+    Sweep(SweepList),
+    /// Compaction switched these blobs to copies of their chunks (format version 2).
+    Relocate { moves: Vec<Move> },
+    /// These segments were deleted: their space rows go (format version 2).
+    DropSegments { ids: Vec<u64> },
+    /// A scrub found these blobs damaged: they leave the index, their repository links stay so
+    /// a push of the same digest heals them (format version 2).
+    Quarantine { digests: Vec<Digest> },
     /// Only advances the checkpoint (persists session progress).
     Checkpoint,
 }
@@ -78,6 +150,34 @@ impl Op {
     /// changes nothing. Every other op is logged by the group-commit leader, in apply order.
     pub fn logged_by_leader(&self) -> bool {
         !matches!(self, Op::Begin { .. } | Op::Checkpoint)
+    }
+
+    /// The first record format version that may carry this op: an op in an older record was
+    /// not written by any berth, so replay refuses it rather than guess.
+    pub fn since_version(&self) -> u8 {
+        match self {
+            Op::Sweep(_) | Op::Relocate { .. } | Op::DropSegments { .. } | Op::Quarantine { .. } => {
+                2
+            }
+            _ => 1,
+        }
+    }
+
+    /// Calls `f` with every digest this op makes reachable or fresh, which protects it from a
+    /// collection that is marking right now.
+    pub fn touches(&self, mut f: impl FnMut(&Digest)) {
+        match self {
+            Op::Commit(c) => f(&c.digest),
+            Op::Link { digest, .. } => f(digest),
+            Op::PutManifest(m) => {
+                f(&m.blob.digest);
+                m.references.iter().for_each(&mut f);
+                if let Some(s) = &m.subject {
+                    f(s);
+                }
+            }
+            _ => {}
+        }
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, StorageError> {
@@ -93,21 +193,27 @@ impl Op {
 pub enum Out {
     Unit,
     Bool(bool),
+    Count(u64),
     Blob(BlobInfo),
+    /// What a sweep op removed (after the leader dropped what clients touched).
+    Swept(SweepList),
 }
 
 /// Per-segment (live, dead) byte changes made by one batch.
 pub type SpaceDelta = BTreeMap<u64, (i64, i64)>;
 
 pub struct Tables<'t> {
-    blobs: Table<'t, &'static [u8], &'static [u8]>,
-    repo_blobs: Table<'t, &'static [u8], ()>,
-    repos: Table<'t, &'static str, ()>,
-    manifests: Table<'t, &'static [u8], &'static [u8]>,
-    tags: Table<'t, &'static [u8], &'static [u8]>,
-    referrers: Table<'t, &'static [u8], &'static [u8]>,
-    uploads: Table<'t, &'static [u8], &'static [u8]>,
-    chunks: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) blobs: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) repo_blobs: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) repos: Table<'t, &'static str, ()>,
+    pub(crate) manifests: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) refs: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) tags: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) referrers: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) uploads: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) chunks: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) segments: Table<'t, u64, &'static [u8]>,
+    pub(crate) meta: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -117,11 +223,32 @@ impl<'t> Tables<'t> {
             repo_blobs: txn.open_table(REPO_BLOBS)?,
             repos: txn.open_table(REPOS)?,
             manifests: txn.open_table(MANIFESTS)?,
+            refs: txn.open_table(MANIFEST_REFS)?,
             tags: txn.open_table(TAGS)?,
             referrers: txn.open_table(REFERRERS)?,
             uploads: txn.open_table(UPLOADS)?,
             chunks: txn.open_table(UPLOAD_CHUNKS)?,
+            segments: txn.open_table(SEGMENTS)?,
+            meta: txn.open_table(META)?,
         })
+    }
+
+    /// Adds a batch's space changes and moves the checkpoint to `end`.
+    pub fn finish(&mut self, delta: &SpaceDelta, end: Position) -> Result<(), StorageError> {
+        for (&id, &(dl, dd)) in delta {
+            let (live, dead) = match self.segments.get(id)? {
+                Some(v) => decode_space(v.value())?,
+                None => (0, 0),
+            };
+            let v = encode_space(
+                live.saturating_add_signed(dl),
+                dead.saturating_add_signed(dd),
+            );
+            self.segments.insert(id, &v[..])?;
+        }
+        self.meta
+            .insert(META_CHECKPOINT, &encode_position(end)[..])?;
+        Ok(())
     }
 
     /// Records a session chunk; chunks of sessions the index does not know are ignored.
@@ -185,32 +312,17 @@ pub fn apply_batch(
         }
     }
     let outs = outs.into_iter().flatten().collect();
-    drop(t);
-    finish_txn(txn, &delta, end)?;
+    t.finish(&delta, end)?;
     Ok((outs, delta))
 }
 
-/// Adds the batch's space changes and moves the checkpoint to `end`.
-pub fn finish_txn(
-    txn: &WriteTransaction,
-    delta: &SpaceDelta,
-    end: Position,
-) -> Result<(), StorageError> {
-    let mut segs = txn.open_table(SEGMENTS)?;
-    for (&id, &(dl, dd)) in delta {
-        let (live, dead) = match segs.get(id)? {
-            Some(v) => decode_space(v.value())?,
-            None => (0, 0),
-        };
-        let v = encode_space(
-            live.saturating_add_signed(dl),
-            dead.saturating_add_signed(dd),
-        );
-        segs.insert(id, &v[..])?;
+/// Moves extents' bytes from live to dead (a swept, quarantined or relocated blob).
+fn kill(delta: &mut SpaceDelta, extents: &[Extent]) {
+    for e in extents {
+        let slot = delta.entry(e.segment).or_default();
+        slot.0 -= i64::from(e.len);
+        slot.1 += i64::from(e.len);
     }
-    let mut meta = txn.open_table(META)?;
-    meta.insert(META_CHECKPOINT, &encode_position(end)[..])?;
-    Ok(())
 }
 
 fn add(delta: &mut SpaceDelta, extents: &[Extent], live: bool) {
@@ -256,20 +368,27 @@ pub fn apply(
             drop_chunks_from(t, session, *size)?;
             Out::Unit
         }
-        Op::Link { repo, digest } => {
+        Op::Link {
+            repo,
+            digest,
+            at_ms,
+        } => {
             let dk = digest_key(digest);
             if t.blobs.get(&dk[..])?.is_some() {
-                link(t, repo, &dk)?;
+                link(t, repo, &dk, *at_ms)?;
                 Out::Bool(true)
             } else {
                 Out::Bool(false)
             }
         }
-        Op::Unlink { repo, digest } => Out::Bool(
-            t.repo_blobs
+        Op::Unlink { repo, digest } => {
+            let removed = t
+                .repo_blobs
                 .remove(&repo_key(repo, &digest_key(digest))[..])?
-                .is_some(),
-        ),
+                .is_some();
+            drop_repo_if_empty(t, repo)?;
+            Out::Bool(removed)
+        }
         Op::PutManifest(m) => {
             for r in &m.references {
                 if *r != m.blob.digest
@@ -284,19 +403,119 @@ pub fn apply(
             put_manifest(t, m, delta)?;
             Out::Unit
         }
-        Op::DeleteManifest { repo, digest } => Out::Bool(delete_manifest(t, repo, digest)?),
+        Op::DeleteManifest { repo, digest } => {
+            let deleted = delete_manifest(t, repo, digest)?;
+            drop_repo_if_empty(t, repo)?;
+            Out::Bool(deleted)
+        }
         Op::DeleteTag { repo, tag } => Out::Bool(
             t.tags
                 .remove(&repo_key(repo, tag.as_bytes())[..])?
                 .is_some(),
         ),
+        Op::Sweep(list) => {
+            sweep(t, list, delta)?;
+            Out::Swept(list.clone())
+        }
+        Op::Relocate { moves } => {
+            for m in moves {
+                relocate(t, m, delta)?;
+            }
+            Out::Unit
+        }
+        Op::DropSegments { ids } => {
+            for id in ids {
+                t.segments.remove(*id)?;
+                delta.remove(id);
+            }
+            Out::Unit
+        }
+        Op::Quarantine { digests } => {
+            let mut n = 0u64;
+            for d in digests {
+                if let Some(v) = t.blobs.remove(&digest_key(d)[..])? {
+                    kill(delta, &decode_blob(v.value())?.1);
+                    n += 1;
+                }
+            }
+            Out::Count(n)
+        }
         Op::Checkpoint => Out::Unit,
     }))
 }
 
-fn link(t: &mut Tables<'_>, repo: &str, dk: &[u8]) -> Result<(), StorageError> {
-    t.repo_blobs.insert(&repo_key(repo, dk)[..], ())?;
+fn link(t: &mut Tables<'_>, repo: &str, dk: &[u8], at_ms: u64) -> Result<(), StorageError> {
+    t.repo_blobs
+        .insert(&repo_key(repo, dk)[..], &encode_time(at_ms)[..])?;
     t.repos.insert(repo, ())?;
+    Ok(())
+}
+
+/// A repository with no tag, manifest or blob link left leaves the catalog.
+fn drop_repo_if_empty(t: &mut Tables<'_>, repo: &str) -> Result<(), StorageError> {
+    let (lo, hi) = prefix_range(repo, b"");
+    let r = &lo[..]..&hi[..];
+    if t.repo_blobs.range(r.clone())?.next().is_none()
+        && t.manifests.range(r.clone())?.next().is_none()
+        && t.tags.range(r)?.next().is_none()
+    {
+        t.repos.remove(repo)?;
+    }
+    Ok(())
+}
+
+fn sweep(t: &mut Tables<'_>, list: &SweepList, delta: &mut SpaceDelta) -> Result<(), StorageError> {
+    let mut repos = BTreeSet::new();
+    for RepoTag { repo, tag, digest } in &list.tags {
+        let key = repo_key(repo, tag.as_bytes());
+        let names = match t.tags.get(&key[..])? {
+            Some(v) => decode_tag(v.value())?.0 == &digest_key(digest)[..],
+            None => false,
+        };
+        if names {
+            t.tags.remove(&key[..])?;
+        }
+        repos.insert(repo.as_str());
+    }
+    for RepoDigest { repo, digest } in &list.manifests {
+        delete_manifest(t, repo, digest)?;
+        repos.insert(repo.as_str());
+    }
+    for RepoDigest { repo, digest } in &list.links {
+        t.repo_blobs
+            .remove(&repo_key(repo, &digest_key(digest))[..])?;
+        repos.insert(repo.as_str());
+    }
+    for d in &list.blobs {
+        if let Some(v) = t.blobs.remove(&digest_key(d)[..])? {
+            kill(delta, &decode_blob(v.value())?.1);
+        }
+    }
+    for repo in repos {
+        drop_repo_if_empty(t, repo)?;
+    }
+    Ok(())
+}
+
+/// Points a blob at the copies of its chunks, if it still has the extents the copy was made
+/// from; otherwise (swept or quarantined meanwhile) the copies are dead.
+fn relocate(t: &mut Tables<'_>, m: &Move, delta: &mut SpaceDelta) -> Result<(), StorageError> {
+    let dk = digest_key(&m.digest);
+    let current = t
+        .blobs
+        .get(&dk[..])?
+        .map(|v| decode_blob(v.value()))
+        .transpose()?;
+    let fresh: Vec<Extent> = m.to.iter().filter(|e| !m.from.contains(e)).copied().collect();
+    match current {
+        Some((size, extents)) if extents == m.from => {
+            let gone: Vec<Extent> = m.from.iter().filter(|e| !m.to.contains(e)).copied().collect();
+            t.blobs.insert(&dk[..], &encode_blob(size, &m.to)[..])?;
+            kill(delta, &gone);
+            add(delta, &fresh, true);
+        }
+        _ => add(delta, &fresh, false),
+    }
     Ok(())
 }
 
@@ -343,7 +562,7 @@ fn commit_blob(
             c.size
         }
     };
-    link(t, &c.repo, &dk)?;
+    link(t, &c.repo, &dk, c.at_ms)?;
     if let Some(id) = &c.session {
         drop_session(t, id)?;
     }
@@ -361,11 +580,19 @@ fn put_manifest(
     let repo = &m.blob.repo;
     commit_blob(t, &m.blob, delta)?;
     let dk = digest_key(&m.blob.digest);
-    t.manifests
-        .insert(&repo_key(repo, &dk)[..], &to_json(&m.meta)?[..])?;
+    let key = repo_key(repo, &dk);
+    t.manifests.insert(&key[..], &to_json(&m.meta)?[..])?;
+    let refs: Vec<u8> = m
+        .references
+        .iter()
+        .filter(|r| **r != m.blob.digest)
+        .flat_map(digest_key)
+        .collect();
+    t.refs.insert(&key[..], &refs[..])?;
+    let tag_value = encode_tag(&dk, m.meta.pushed_ms);
     for tag in &m.tags {
         t.tags
-            .insert(&repo_key(repo, tag.as_bytes())[..], &dk[..])?;
+            .insert(&repo_key(repo, tag.as_bytes())[..], &tag_value[..])?;
     }
     if let Some(subject) = &m.subject {
         let mut rest = digest_key(subject);
@@ -393,10 +620,11 @@ fn delete_manifest(t: &mut Tables<'_>, repo: &str, digest: &Digest) -> Result<bo
     let mut dead_tags = BTreeSet::new();
     for r in t.tags.range(&lo[..]..&hi[..])? {
         let (k, v) = r?;
-        if v.value() == &dk[..] {
+        if decode_tag(v.value())?.0 == &dk[..] {
             dead_tags.insert(k.value().to_vec());
         }
     }
+    t.refs.remove(&key[..])?;
     for k in dead_tags {
         t.tags.remove(&k[..])?;
     }
@@ -451,12 +679,13 @@ mod tests {
                 offset: 112,
                 len: 5,
             }],
+            at_ms: 7,
         });
         let json = String::from_utf8(op.encode().unwrap()).unwrap();
         assert_eq!(
             json,
             format!(
-                r#"{{"op":"commit","session":"{}","repo":"lib/a","digest":"{d}","size":5,"extents":[{{"segment":1,"offset":112,"len":5}}]}}"#,
+                r#"{{"op":"commit","session":"{}","repo":"lib/a","digest":"{d}","size":5,"extents":[{{"segment":1,"offset":112,"len":5}}],"at_ms":7}}"#,
                 "ab".repeat(16)
             )
         );

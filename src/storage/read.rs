@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::error::StorageError;
+use super::io::SegmentPin;
 use super::log::Extent;
 use super::record::{rec, trailer};
 use super::store::Store;
@@ -20,15 +21,28 @@ pub struct BlobData {
     pub digest: Digest,
     pub size: u64,
     extents: Arc<[Extent]>,
+    /// The segments the extents are in, held open so a compaction that moves the blob and
+    /// deletes them meanwhile never leaves this read with a hole.
+    pins: Pins,
     store: Store,
 }
 
+/// Segment id -> pinned segment, for the few segments one blob spans.
+pub(crate) type Pins = Arc<[(u64, Arc<dyn SegmentPin>)]>;
+
 impl BlobData {
-    pub(crate) fn new(store: Store, digest: Digest, size: u64, extents: Vec<Extent>) -> BlobData {
+    pub(crate) fn new(
+        store: Store,
+        digest: Digest,
+        size: u64,
+        extents: Vec<Extent>,
+        pins: Pins,
+    ) -> BlobData {
         BlobData {
             digest,
             size,
             extents: extents.into(),
+            pins,
             store,
         }
     }
@@ -50,6 +64,7 @@ impl BlobData {
         BlobReader {
             store: self.store.clone(),
             extents: self.extents.clone(),
+            pins: self.pins.clone(),
             next: 0,
             pos: 0,
             start: start.min(end),
@@ -83,6 +98,7 @@ impl BlobData {
 pub struct BlobReader {
     store: Store,
     extents: Arc<[Extent]>,
+    pins: Pins,
     /// Index of the next extent to look at, and the blob offset where it starts.
     next: usize,
     pos: u64,
@@ -114,7 +130,14 @@ impl Iterator for BlobReader {
             if hi <= self.start {
                 continue; // before the range: neither read nor checked
             }
-            let data = match self.store.read_checked(&e) {
+            let Some(pin) = self.pins.iter().find(|p| p.0 == e.segment) else {
+                self.failed = true;
+                return Some(Err(StorageError::Corrupt(format!(
+                    "segment {} of a blob is not pinned",
+                    e.segment
+                ))));
+            };
+            let data = match self.store.read_checked(pin.1.as_ref(), &e) {
                 Ok(d) => d,
                 Err(err) => {
                     self.failed = true;
@@ -140,34 +163,39 @@ impl Store {
         }
     }
 
-    /// Reads one chunk payload, checking its trailer when the policy asks for it.
-    pub(crate) fn read_checked(&self, e: &Extent) -> Result<Bytes, StorageError> {
+    /// Reads one chunk payload from its pinned segment, checking its trailer when the policy
+    /// asks for it.
+    pub(crate) fn read_checked(
+        &self,
+        pin: &dyn SegmentPin,
+        e: &Extent,
+    ) -> Result<Bytes, StorageError> {
         if self.needs_check(e) {
-            let data = self.read_extent(e)?;
+            let data = self.check_extent(e, pin.read(e.offset, e.len as usize + rec::TRAILER_LEN)?)?;
             if self.inner.opts.read_verification == ReadVerification::Once {
                 self.inner.verified.insert(*e);
             }
             Ok(data)
         } else {
-            let data = self
-                .inner
-                .log
-                .io()
-                .read(e.segment, e.offset, e.len as usize)?;
-            Ok(data)
+            Ok(pin.read(e.offset, e.len as usize)?)
         }
     }
 
     /// Reads one chunk payload and always checks its blake3 trailer. A mismatch is logged and
     /// counted, and fails the read.
     pub(crate) fn read_extent(&self, e: &Extent) -> Result<Bytes, StorageError> {
-        let len = e.len as usize;
         // Payload and trailer are adjacent: one read (and one bounds check) for both.
         let rec = self
             .inner
             .log
             .io()
-            .read(e.segment, e.offset, len + rec::TRAILER_LEN)?;
+            .read(e.segment, e.offset, e.len as usize + rec::TRAILER_LEN)?;
+        self.check_extent(e, rec)
+    }
+
+    /// Checks a payload read together with its trailer; returns the payload.
+    fn check_extent(&self, e: &Extent, rec: Bytes) -> Result<Bytes, StorageError> {
+        let len = e.len as usize;
         let data = rec.slice(..len);
         if trailer(&data)[..] != rec[len..] {
             let n = self.inner.corrupt_reads.fetch_add(1, Ordering::Relaxed) + 1;

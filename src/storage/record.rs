@@ -9,6 +9,8 @@ pub mod seg {
     pub const OFF_HEADER_LEN: usize = 12;
     pub const OFF_SEGMENT_ID: usize = 16;
     pub const OFF_CREATED_MS: usize = 24;
+    /// Version 2 on: which stream the segment belongs to (see [`super::Stream`]).
+    pub const OFF_STREAM: usize = 32;
     pub const OFF_CRC: usize = 60;
     pub const LEN: usize = 64;
 }
@@ -31,8 +33,27 @@ pub mod rec {
     pub const OVERHEAD: usize = HEADER_LEN + TRAILER_LEN;
 }
 
-/// The only format version this code writes; readers refuse anything newer.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this code writes (records and segment headers); readers decode every
+/// version from 1 up to this one and refuse anything newer (storage-format.md §13).
+pub const FORMAT_VERSION: u8 = 2;
+
+/// Which append stream a segment belongs to. Version 1 segments are all [`Stream::Log`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stream {
+    /// The log: OP records and the chunks of pushes, in the order the index applies them.
+    Log = 0,
+    /// Chunk records relocated by compaction, named only by `relocate` ops in the log.
+    Compaction = 1,
+}
+
+/// A decoded segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub id: u64,
+    pub version: u8,
+    pub stream: Stream,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -72,6 +93,11 @@ pub enum FrameError {
     BadMagic,
     #[error("unsupported record version {0}")]
     BadVersion(u8),
+    /// Written by a newer berth: an older reader must stop, never guess or cut it off.
+    #[error("format version {0} is newer than this build understands")]
+    Newer(u32),
+    #[error("reserved header field is not zero")]
+    Reserved,
     #[error("header checksum mismatch")]
     HeaderCrc,
     #[error("unknown record kind {0}")]
@@ -97,10 +123,16 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 impl RecordHeader {
+    /// Encodes the header as this version writes it.
     pub fn encode(&self) -> [u8; rec::HEADER_LEN] {
+        self.encode_as(FORMAT_VERSION)
+    }
+
+    /// Encodes the header with an explicit format version (tests, fixtures, fuzzing).
+    pub fn encode_as(&self, version: u8) -> [u8; rec::HEADER_LEN] {
         let mut h = [0u8; rec::HEADER_LEN];
         h[rec::OFF_MAGIC..rec::OFF_MAGIC + 4].copy_from_slice(rec::MAGIC);
-        h[rec::OFF_VERSION] = FORMAT_VERSION;
+        h[rec::OFF_VERSION] = version;
         h[rec::OFF_KIND] = self.kind as u8;
         h[rec::OFF_FLAGS..rec::OFF_FLAGS + 2].copy_from_slice(&self.flags.to_le_bytes());
         h[rec::OFF_PAYLOAD_LEN..rec::OFF_PAYLOAD_LEN + 4]
@@ -125,8 +157,14 @@ impl RecordHeader {
             return Err(FrameError::HeaderCrc);
         }
         let version = b[rec::OFF_VERSION];
-        if version != FORMAT_VERSION {
+        if version > FORMAT_VERSION {
+            return Err(FrameError::Newer(version.into()));
+        }
+        if version == 0 {
             return Err(FrameError::BadVersion(version));
+        }
+        if u32_at(b, rec::OFF_RESERVED) != 0 {
+            return Err(FrameError::Reserved);
         }
         let kind = Kind::from_u8(b[rec::OFF_KIND]).ok_or(FrameError::BadKind(b[rec::OFF_KIND]))?;
         let mut session = [0u8; 16];
@@ -154,6 +192,8 @@ pub fn trailer(payload: &[u8]) -> [u8; rec::TRAILER_LEN] {
 #[derive(Debug)]
 pub struct Decoded<'a> {
     pub header: RecordHeader,
+    /// The record's format version (1 ..= [`FORMAT_VERSION`]): it bounds which ops it may hold.
+    pub version: u8,
     pub payload: &'a [u8],
 }
 
@@ -168,7 +208,11 @@ pub fn decode_record(b: &[u8]) -> Result<Decoded<'_>, FrameError> {
     if trailer(payload)[..] != b[total - rec::TRAILER_LEN..total] {
         return Err(FrameError::PayloadChecksum);
     }
-    Ok(Decoded { header, payload })
+    Ok(Decoded {
+        header,
+        version: b[rec::OFF_VERSION],
+        payload,
+    })
 }
 
 /// Iterates the records of a segment body, stopping at the first undecodable one.
@@ -219,8 +263,8 @@ impl<'a> Iterator for Scanner<'a> {
     }
 }
 
-/// Encodes a segment header.
-pub fn encode_segment_header(id: u64, created_ms: u64) -> [u8; seg::LEN] {
+/// Encodes a segment header of the current version.
+pub fn encode_segment_header(id: u64, created_ms: u64, stream: Stream) -> [u8; seg::LEN] {
     let mut h = [0u8; seg::LEN];
     h[seg::OFF_MAGIC..seg::OFF_MAGIC + 8].copy_from_slice(seg::MAGIC);
     h[seg::OFF_VERSION..seg::OFF_VERSION + 4]
@@ -229,13 +273,14 @@ pub fn encode_segment_header(id: u64, created_ms: u64) -> [u8; seg::LEN] {
         .copy_from_slice(&(seg::LEN as u32).to_le_bytes());
     h[seg::OFF_SEGMENT_ID..seg::OFF_SEGMENT_ID + 8].copy_from_slice(&id.to_le_bytes());
     h[seg::OFF_CREATED_MS..seg::OFF_CREATED_MS + 8].copy_from_slice(&created_ms.to_le_bytes());
+    h[seg::OFF_STREAM] = stream as u8;
     let crc = crc32fast::hash(&h[..seg::OFF_CRC]);
     h[seg::OFF_CRC..seg::OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-/// Checks a segment header; returns the segment id it names.
-pub fn decode_segment_header(b: &[u8]) -> Result<u64, FrameError> {
+/// Checks a segment header.
+pub fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, FrameError> {
     if b.len() < seg::LEN {
         return Err(FrameError::Truncated);
     }
@@ -246,10 +291,30 @@ pub fn decode_segment_header(b: &[u8]) -> Result<u64, FrameError> {
         return Err(FrameError::HeaderCrc);
     }
     let version = u32_at(b, seg::OFF_VERSION);
-    if version != u32::from(FORMAT_VERSION) || u32_at(b, seg::OFF_HEADER_LEN) as usize != seg::LEN {
+    if version > u32::from(FORMAT_VERSION) {
+        return Err(FrameError::Newer(version));
+    }
+    if version == 0 || u32_at(b, seg::OFF_HEADER_LEN) as usize != seg::LEN {
         return Err(FrameError::BadVersion(version.min(255) as u8));
     }
-    Ok(u64_at(b, seg::OFF_SEGMENT_ID))
+    let stream = match (version, b[seg::OFF_STREAM]) {
+        (1, _) | (_, 0) => Stream::Log,
+        (_, 1) => Stream::Compaction,
+        _ => return Err(FrameError::Reserved),
+    };
+    let reserved_from = if version == 1 {
+        seg::OFF_STREAM
+    } else {
+        seg::OFF_STREAM + 1
+    };
+    if b[reserved_from..seg::OFF_CRC].iter().any(|&x| x != 0) {
+        return Err(FrameError::Reserved);
+    }
+    Ok(SegmentHeader {
+        id: u64_at(b, seg::OFF_SEGMENT_ID),
+        version: version as u8,
+        stream,
+    })
 }
 
 #[cfg(test)]
@@ -311,8 +376,9 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips() {
-        let h = encode_segment_header(42, 1234);
-        assert_eq!(decode_segment_header(&h), Ok(42));
+        let h = encode_segment_header(42, 1234, Stream::Compaction);
+        let d = decode_segment_header(&h).unwrap();
+        assert_eq!((d.id, d.version, d.stream), (42, FORMAT_VERSION, Stream::Compaction));
         let mut bad = h;
         bad[20] ^= 1;
         assert_eq!(decode_segment_header(&bad), Err(FrameError::HeaderCrc));

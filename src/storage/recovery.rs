@@ -11,9 +11,11 @@ use super::error::StorageError;
 use super::io::segment_file_name;
 use super::io::SegmentIo;
 use super::log::{Extent, Position, Progress};
-use super::ops::{apply, finish_txn, Op, SpaceDelta, Tables};
+use super::base;
+use super::log::SegmentInfo;
+use super::ops::{apply, Op, SpaceDelta, Tables};
 use super::record::{
-    decode_segment_header, encode_segment_header, rec, seg, Kind, RecordHeader, Scanner,
+    decode_segment_header, rec, seg, FrameError, Kind, RecordHeader, Scanner, Stream,
 };
 use super::schema::*;
 use super::types::UploadId;
@@ -24,12 +26,20 @@ use super::uploads::Session;
 pub const KEPT_TAIL_FILES: usize = 8;
 
 pub(crate) struct Recovered {
-    pub ends: BTreeMap<u64, u64>,
+    pub segments: BTreeMap<u64, SegmentInfo>,
     pub sessions: Vec<(UploadId, Session)>,
     pub space: BTreeMap<u64, (u64, u64)>,
 }
 
-fn read_version(db: &Database) -> Result<Option<Position>, StorageError> {
+/// What the index says about itself.
+enum IndexState {
+    /// Written by this format version, reflecting the log up to the checkpoint (if any).
+    Current(Option<Position>),
+    /// Written by an older format version: rebuilt from the log.
+    Older(u32),
+}
+
+fn read_version(db: &Database) -> Result<IndexState, StorageError> {
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;
     let version = match meta.get(META_FORMAT)? {
@@ -45,14 +55,38 @@ fn read_version(db: &Database) -> Result<Option<Position>, StorageError> {
         None => return Err(StorageError::Corrupt("index has no format version".into())),
     };
     if version > INDEX_FORMAT_VERSION {
-        return Err(StorageError::Corrupt(format!(
-            "index format {version} is newer than this build"
+        return Err(StorageError::UnsupportedFormat(format!(
+            "index format {version} is newer than this build understands ({INDEX_FORMAT_VERSION})"
         )));
     }
-    Ok(match meta.get(META_CHECKPOINT)? {
+    if version < INDEX_FORMAT_VERSION {
+        return Ok(IndexState::Older(version));
+    }
+    Ok(IndexState::Current(match meta.get(META_CHECKPOINT)? {
         Some(v) => Some(decode_position(v.value())?),
         None => None,
-    })
+    }))
+}
+
+/// File changes recovery decided on; made only once the whole log was read without finding
+/// anything this build must refuse, so a refused open changes nothing.
+enum Repair {
+    /// Keep a copy of the bytes from `at` on, then cut the segment there.
+    CutTail { id: u64, at: u64, tail: Vec<u8> },
+    /// A segment whose creation was torn (no valid header, no record): it held nothing.
+    Remove { id: u64 },
+}
+
+fn unsupported(id: u64, at: u64, what: impl std::fmt::Display) -> StorageError {
+    StorageError::UnsupportedFormat(format!(
+        "segments/{} at offset {at}: {what}; open it with a newer berth",
+        segment_file_name(id)
+    ))
+}
+
+/// Whether a scan stopped at something a newer writer made, rather than at damage.
+fn newer_record(e: &FrameError) -> bool {
+    matches!(e, FrameError::Newer(_) | FrameError::BadKind(_) | FrameError::Reserved)
 }
 
 pub(crate) fn recover(
@@ -60,25 +94,70 @@ pub(crate) fn recover(
     db: &Database,
     fresh: bool,
 ) -> Result<Recovered, StorageError> {
-    let ckpt = if fresh {
-        let txn = db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_FORMAT, &INDEX_FORMAT_VERSION.to_le_bytes()[..])?;
-        txn.commit()?;
-        None
+    let state = if fresh {
+        IndexState::Older(0)
     } else {
         read_version(db)?
     };
-    let ckpt = ckpt.unwrap_or(Position {
-        segment: 0,
-        offset: 0,
-    });
     let ids = io.list()?;
-    let last = ids.last().copied();
-    let mut ends = BTreeMap::new();
+    // Headers first: a segment of a newer format stops the open before anything is touched.
+    let mut headers = BTreeMap::new();
+    for &id in &ids {
+        let len = io.len(id)?;
+        let h = if len >= seg::LEN as u64 {
+            match decode_segment_header(&io.read(id, 0, seg::LEN)?) {
+                Ok(h) if h.id == id => Some(h),
+                Err(e @ FrameError::Newer(_)) => return Err(unsupported(id, 0, e)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        headers.insert(id, (len, h));
+    }
+    let last_of = |stream: Stream| {
+        headers
+            .iter()
+            .rev()
+            .find(|(_, (_, h))| h.is_some_and(|h| h.stream == stream))
+            .map(|(&id, _)| id)
+    };
+    let (last_log, last_compaction) = (last_of(Stream::Log), last_of(Stream::Compaction));
+    let last_id = ids.last().copied();
+
+    let mut segments = BTreeMap::new();
+    let mut repairs = Vec::new();
     let txn = db.begin_write()?;
     {
         let mut t = Tables::open(&txn)?;
+        let mut ckpt = Position {
+            segment: 0,
+            offset: 0,
+        };
+        match state {
+            IndexState::Current(c) => ckpt = c.unwrap_or(ckpt),
+            IndexState::Older(version) => {
+                drop(t);
+                if version > 0 {
+                    tracing::warn!(
+                        from = version,
+                        to = INDEX_FORMAT_VERSION,
+                        "index written by an older format version; rebuilding it from the log"
+                    );
+                }
+                for table in txn.list_tables()?.collect::<Vec<_>>() {
+                    txn.delete_table(table)?;
+                }
+                t = Tables::open(&txn)?;
+                t.meta
+                    .insert(META_FORMAT, &INDEX_FORMAT_VERSION.to_le_bytes()[..])?;
+                if let Some(b) = base::load_newest(io)? {
+                    tracing::info!(base = %b.name, rows = b.rows.len(), "rebuilding from a base");
+                    base::restore(&mut t, &b.rows)?;
+                    ckpt = b.position;
+                }
+            }
+        }
         let mut delta = SpaceDelta::new();
         let mut replay = Replay {
             t: &mut t,
@@ -86,22 +165,8 @@ pub(crate) fn recover(
             session_ends: HashMap::new(),
         };
         for &id in &ids {
-            let len = io.len(id)?;
-            if id < ckpt.segment {
-                ends.insert(id, len);
-                continue;
-            }
-            let start = if id == ckpt.segment {
-                ckpt.offset.max(seg::LEN as u64)
-            } else {
-                seg::LEN as u64
-            };
-            if id == ckpt.segment && len < start {
-                return Err(StorageError::Corrupt(format!(
-                    "segment {id} is shorter ({len}) than the index checkpoint ({start})"
-                )));
-            }
-            if id > ckpt.segment && !header_ok(io, id, len)? {
+            let (len, header) = headers[&id];
+            let Some(header) = header else {
                 let after = if len > seg::LEN as u64 {
                     io.read(id, seg::LEN as u64, (len - seg::LEN as u64) as usize)?
                 } else {
@@ -117,22 +182,60 @@ pub(crate) fn recover(
                         segment_file_name(id)
                     )));
                 }
-                if len <= seg::LEN as u64 || Some(id) == last {
+                if len <= seg::LEN as u64 || Some(id) == last_id {
                     // A creation torn by the crash; nothing in it was ever acknowledged.
-                    reset_segment(io, id)?;
-                    ends.insert(id, seg::LEN as u64);
+                    repairs.push(Repair::Remove { id });
                 } else {
                     tracing::warn!(
                         segment = id,
                         "segment header damaged and no record readable; segment skipped"
                     );
-                    ends.insert(id, len);
+                    segments.insert(
+                        id,
+                        SegmentInfo {
+                            end: len,
+                            stream: Stream::Log,
+                            version: 1,
+                        },
+                    );
                 }
                 continue;
+            };
+            let is_last = match header.stream {
+                Stream::Log => Some(id) == last_log,
+                Stream::Compaction => Some(id) == last_compaction,
+            };
+            let info = |end| SegmentInfo {
+                end,
+                stream: header.stream,
+                version: header.version,
+            };
+            // Log segments before the checkpoint are reflected in the index; sealed compaction
+            // segments hold only chunks that ops in the log name, and were synced when sealed.
+            let settled = match header.stream {
+                Stream::Log => id < ckpt.segment,
+                Stream::Compaction => !is_last,
+            };
+            if settled {
+                segments.insert(id, info(len));
+                continue;
+            }
+            let start = if header.stream == Stream::Log && id == ckpt.segment {
+                ckpt.offset.max(seg::LEN as u64)
+            } else {
+                seg::LEN as u64
+            };
+            if len < start {
+                return Err(StorageError::Corrupt(format!(
+                    "segment {id} is shorter ({len}) than the index checkpoint ({start})"
+                )));
             }
             let body = io.read(id, start, (len - start) as usize)?;
             let mut scan = Scanner::new(&body, start);
             for (at, d) in scan.by_ref() {
+                if header.stream == Stream::Compaction {
+                    continue;
+                }
                 match d.header.kind {
                     Kind::Chunk => {
                         let extent = Extent {
@@ -142,23 +245,37 @@ pub(crate) fn recover(
                         };
                         replay.chunk(UploadId(d.header.session), d.header.blob_offset, extent)?;
                     }
-                    Kind::Op => match Op::decode(d.payload) {
-                        Ok(op) => replay.op(&op)?,
-                        Err(e) => {
-                            tracing::warn!(segment = id, offset = at, error = %e, "unreadable op record skipped")
+                    Kind::Op => {
+                        let op = Op::decode(d.payload)
+                            .map_err(|e| unsupported(id, at, format!("unknown operation ({e})")))?;
+                        if op.since_version() > d.version {
+                            return Err(unsupported(
+                                id,
+                                at,
+                                "an operation its record version does not allow",
+                            ));
                         }
-                    },
+                        replay.op(&op)?;
+                    }
                 }
             }
             let valid = scan.valid_end();
+            if let Some((at, e)) = &scan.error {
+                if newer_record(e) {
+                    return Err(unsupported(id, *at, e));
+                }
+            }
             if valid < len {
-                if Some(id) == last {
+                if is_last {
                     // Normally a torn tail (nothing after the last durable sync was
                     // acknowledged), but a damaged byte in a synced record looks the same: keep
                     // the bytes before cutting them.
-                    keep_tail(io, id, valid, &body[(valid - start) as usize..])?;
-                    io.set_len(id, valid)?;
-                    io.sync_data(id)?;
+                    let tail = body[(valid - start) as usize..].to_vec();
+                    repairs.push(Repair::CutTail {
+                        id,
+                        at: valid,
+                        tail,
+                    });
                 } else {
                     tracing::warn!(
                         segment = id,
@@ -167,19 +284,29 @@ pub(crate) fn recover(
                     );
                 }
             }
-            ends.insert(id, valid);
+            segments.insert(id, info(valid));
         }
         drop(replay);
-        drop(t);
-        let end = ends
+        let end = segments
             .iter()
-            .next_back()
-            .map(|(&s, &o)| Position {
+            .rev()
+            .find(|(_, s)| s.stream == Stream::Log)
+            .map(|(&s, i)| Position {
                 segment: s,
-                offset: o,
+                offset: i.end,
             })
             .unwrap_or(ckpt);
-        finish_txn(&txn, &delta, end)?;
+        t.finish(&delta, end)?;
+    }
+    for r in repairs {
+        match r {
+            Repair::CutTail { id, at, tail } => {
+                keep_tail(io, id, at, &tail)?;
+                io.set_len(id, at)?;
+                io.sync_data(id)?;
+            }
+            Repair::Remove { id } => io.remove(id)?,
+        }
     }
     txn.commit()?;
     prune_tails(io, KEPT_TAIL_FILES);
@@ -191,7 +318,7 @@ pub(crate) fn recover(
         space.insert(k.value(), decode_space(v.value())?);
     }
     Ok(Recovered {
-        ends,
+        segments,
         sessions,
         space,
     })
@@ -260,14 +387,6 @@ impl Replay<'_, '_> {
         apply(self.t, op, self.delta)?.ok();
         Ok(())
     }
-}
-
-fn header_ok(io: &dyn SegmentIo, id: u64, len: u64) -> Result<bool, StorageError> {
-    if len < seg::LEN as u64 {
-        return Ok(false);
-    }
-    let h = io.read(id, 0, seg::LEN)?;
-    Ok(decode_segment_header(&h) == Ok(id))
 }
 
 /// Segment offset of the first place in `buf` (which starts at segment offset `base`) holding a
@@ -344,14 +463,6 @@ fn now_ms() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0)
-}
-
-/// A segment whose creation was torn: start it over with a fresh header.
-fn reset_segment(io: &dyn SegmentIo, id: u64) -> Result<(), StorageError> {
-    io.set_len(id, 0)?;
-    io.write_at(id, 0, &[&encode_segment_header(id, 0)])?;
-    io.sync_data(id)?;
-    Ok(())
 }
 
 fn load_sessions(txn: &redb::ReadTransaction) -> Result<Vec<(UploadId, Session)>, StorageError> {

@@ -11,14 +11,16 @@ use crate::oci::digest::{Algorithm, Digest};
 
 /// digest key -> blob value (size + extents).
 pub const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
-/// repo 0x00 digest key -> ().
-pub const REPO_BLOBS: TableDefinition<&[u8], ()> = TableDefinition::new("repo_blobs");
+/// repo 0x00 digest key -> linked-at ms (u64 LE).
+pub const REPO_BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("repo_blobs");
 /// repo -> ().
 pub const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");
 /// repo 0x00 digest key -> manifest JSON.
 pub const MANIFESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("manifests");
-/// repo 0x00 tag -> digest key.
+/// repo 0x00 tag -> digest key of the manifest, then tagged-at ms (u64 LE).
 pub const TAGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tags");
+/// repo 0x00 manifest digest key -> the digest keys it references, concatenated.
+pub const MANIFEST_REFS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("manifest_refs");
 /// repo 0x00 subject digest key referrer digest key -> referrer JSON.
 pub const REFERRERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("referrers");
 /// upload id (16 bytes) -> started_at ms (u64 LE) + repo.
@@ -32,7 +34,9 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub const META_FORMAT: &str = "format_version";
 pub const META_CHECKPOINT: &str = "checkpoint";
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Version 2 added `manifest_refs`, times in `repo_blobs` and `tags`, and `pushed_ms` in
+/// manifest metadata. An older index is rebuilt from the log (and base) on open.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
 
 const EXTENT_LEN: usize = 20;
 
@@ -135,6 +139,39 @@ pub fn decode_blob(b: &[u8]) -> Result<(u64, Vec<Extent>), StorageError> {
     Ok((size, extents))
 }
 
+/// Tag value: the manifest's digest key, then when it was tagged.
+pub fn encode_tag(manifest: &[u8], at_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(manifest.len() + 8);
+    v.extend_from_slice(manifest);
+    v.extend_from_slice(&at_ms.to_le_bytes());
+    v
+}
+
+/// The manifest's digest key and the tag time of a tag value.
+pub fn decode_tag(b: &[u8]) -> Result<(&[u8], u64), StorageError> {
+    let (_, n) = decode_digest_key(b)?;
+    Ok((&b[..n], u64_le(b, n)?))
+}
+
+/// Concatenated digest keys (each fixed-length by its first byte).
+pub fn decode_digest_keys(mut b: &[u8]) -> Result<Vec<Digest>, StorageError> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (d, n) = decode_digest_key(b)?;
+        out.push(d);
+        b = &b[n..];
+    }
+    Ok(out)
+}
+
+pub fn encode_time(ms: u64) -> [u8; 8] {
+    ms.to_le_bytes()
+}
+
+pub fn decode_time(b: &[u8]) -> Result<u64, StorageError> {
+    u64_le(b, 0)
+}
+
 pub fn encode_upload(started_ms: u64, repo: &str) -> Vec<u8> {
     let mut v = started_ms.to_le_bytes().to_vec();
     v.extend_from_slice(repo.as_bytes());
@@ -186,6 +223,13 @@ pub struct ManifestMeta {
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// When the manifest was pushed (0 for manifests logged before format version 2).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pushed_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 pub fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {

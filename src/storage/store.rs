@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::Durability;
 
 use super::error::StorageError;
+use super::gc::{Gate, GcStats, Marking};
+use crate::oci::digest::Digest;
 use super::group::Group;
 use super::index::IndexDb;
 use super::io::{FileIo, SegmentIo};
@@ -50,6 +52,11 @@ pub(crate) struct Inner {
     pub verified: VerifiedSet,
     /// Chunk records that failed their checksum on a read.
     pub corrupt_reads: AtomicU64,
+    /// Records what clients touch while a collection marks (see `gc::gate`).
+    pub gate: Gate,
+    /// One collection or scrub at a time.
+    pub gc_lock: Mutex<()>,
+    pub gc_stats: Mutex<GcStats>,
     /// The background checkpointer, which ends once the store is dropped, closed or poisoned.
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: Option<File>,
@@ -162,7 +169,7 @@ impl Store {
     ) -> Result<Store, StorageError> {
         opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
         let rec = recovery::recover(io.as_ref(), &db, fresh)?;
-        let log = Arc::new(Log::open(io, opts.max_segment_bytes, rec.ends)?);
+        let log = Arc::new(Log::open(io, opts.max_segment_bytes, &rec.segments)?);
         let sessions = rec
             .sessions
             .into_iter()
@@ -184,6 +191,9 @@ impl Store {
                 lazy_commits: AtomicU64::new(0),
                 verified,
                 corrupt_reads: AtomicU64::new(0),
+                gate: Gate::default(),
+                gc_lock: Mutex::new(()),
+                gc_stats: Mutex::new(GcStats::default()),
                 checkpointer: Mutex::new(None),
                 _lock: lock,
             }),
@@ -244,6 +254,20 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(())
+    }
+
+    /// Every row of the index (all tables but `meta`), table by table in key order: two stores
+    /// whose dumps are equal serve the same content (tests compare a rebuilt index with this).
+    pub fn dump_index(&self) -> Result<Vec<IndexRow>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        Ok(super::base::dump(&txn)?
+            .into_iter()
+            .map(|(t, key, value)| IndexRow {
+                table: super::base::table_name(t),
+                key,
+                value,
+            })
+            .collect())
     }
 
     /// Whether the background checkpointer still runs (for health checks and tests).
@@ -335,6 +359,19 @@ impl Store {
     /// durable only by the periodic checkpoint (or close), and a reopen replays the log after
     /// the last durable checkpoint, so an index entry never outlives the bytes it names.
     fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
+        let marking = self.inner.gate.current();
+        let (ops, claimed) = match &marking {
+            Some(m) => claim_sweeps(m, ops),
+            None => (ops, Vec::new()),
+        };
+        let outs = self.run_claimed_batch(ops);
+        if let Some(m) = marking {
+            m.release(&claimed);
+        }
+        outs
+    }
+
+    fn run_claimed_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
         let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
         let n = ops.len();
         let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
@@ -451,6 +488,34 @@ impl Store {
         };
         self.inner.log.append(h, &payload, false).map(|_| ())
     }
+}
+
+/// While a collection marks: records what the batch's ops touch, then keeps in its sweep ops
+/// only what nobody touched since the mark began. The kept digests stay claimed (touches of
+/// them wait) until the batch is committed and visible.
+fn claim_sweeps(m: &Marking, ops: Vec<Op>) -> (Vec<Op>, Vec<Digest>) {
+    let mut touched = Vec::new();
+    for op in &ops {
+        op.touches(|d| touched.push(d.clone()));
+    }
+    m.touch_all(&touched);
+    let mut claimed = Vec::new();
+    let ops = ops
+        .into_iter()
+        .map(|op| match op {
+            Op::Sweep(mut list) => {
+                list.manifests = m.claim(list.manifests, |x| &x.digest).0;
+                list.links = m.claim(list.links, |x| &x.digest).0;
+                list.blobs = m.claim(list.blobs, |x| x).0;
+                claimed.extend(list.manifests.iter().map(|x| x.digest.clone()));
+                claimed.extend(list.links.iter().map(|x| x.digest.clone()));
+                claimed.extend(list.blobs.iter().cloned());
+                Op::Sweep(list)
+            }
+            other => other,
+        })
+        .collect();
+    (ops, claimed)
 }
 
 impl Drop for Inner {

@@ -10,6 +10,14 @@ use bytes::Bytes;
 use super::error::StorageError;
 use crate::oci::digest::Digest;
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Tunables of a [`super::Store`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -219,6 +227,14 @@ impl SegmentSpace {
             self.live_bytes as f64 / self.size as f64
         }
     }
+}
+
+/// One row of the index, as [`super::Store::dump_index`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRow {
+    pub table: &'static str,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 /// Result of a scrub of every record.

@@ -18,7 +18,7 @@ use super::log::{Extent, WriteMode};
 use super::ops::{BlobCommit, Op};
 use super::store::Store;
 use super::tail::Tail;
-use super::types::{BlobInfo, UploadId, UploadStatus};
+use super::types::{now_ms, BlobInfo, UploadId, UploadStatus};
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 
 pub(crate) struct Session {
@@ -294,6 +294,7 @@ impl Store {
             digest: actual,
             size: s.len,
             extents: s.extents.clone(),
+            at_ms: now_ms(),
         });
         let info = expect_blob(self.submit_announced(op, announced)?)?;
         self.retire(id, &mut s);

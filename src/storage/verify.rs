@@ -15,7 +15,20 @@ impl Store {
     /// A bad payload is skipped (its length is trusted from a good header); a bad header ends
     /// the segment's scan and marks the rest of it damaged.
     pub fn verify(&self) -> Result<VerifyReport, StorageError> {
+        let _one = self
+            .inner
+            .gc_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.verify_at(None)
+    }
+
+    /// The scrub, reading at most `rate` bytes per second. The caller holds the collection
+    /// lock, so no segment is deleted or relocated under the scrub.
+    pub(crate) fn verify_at(&self, rate: Option<u64>) -> Result<VerifyReport, StorageError> {
         self.check_open()?;
+        let started = std::time::Instant::now();
+        let mut read = 0u64;
         let io = self.inner.log.io().clone();
         let mut report = VerifyReport::default();
         let mut damaged: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
@@ -24,6 +37,7 @@ impl Store {
             report.segments += 1;
             let end = end.min(io.len(id)?);
             let data = io.read(id, 0, end as usize)?;
+
             let mut bad = |off: u64, to: u64, reason: String, report: &mut VerifyReport| {
                 report.corrupt.push(CorruptRecord {
                     segment: id,
@@ -32,8 +46,8 @@ impl Store {
                 });
                 damaged.entry(id).or_default().push((off, to));
             };
-            if let Err(e) = decode_segment_header(&data).and_then(|sid| {
-                if sid == id {
+            if let Err(e) = decode_segment_header(&data).and_then(|h| {
+                if h.id == id {
                     Ok(())
                 } else {
                     Err(super::record::FrameError::BadPayload)
@@ -72,6 +86,13 @@ impl Store {
                 }
                 report.records += 1;
                 report.bytes += total as u64;
+                read += total as u64;
+                if let Some(rate) = rate.filter(|&r| r > 0) {
+                    let due = std::time::Duration::from_secs_f64(read as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
                 pos += total;
             }
         }

@@ -1,0 +1,328 @@
+//! Base images: every row of the index as of one log position, kept as a side file. A rebuild
+//! starts from the newest base and replays the log after its position, so compaction may
+//! delete log segments before that position (their ops live on in the base) and the segments
+//! stay the source of truth (storage-format.md §10).
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition};
+
+use super::error::StorageError;
+use super::io::SegmentIo;
+use super::log::Position;
+use super::ops::Tables;
+use super::schema::*;
+
+/// Base file header layout (64 bytes), followed by blocks and nothing else.
+mod hdr {
+    pub const MAGIC: &[u8; 8] = b"BERTHBAS";
+    pub const OFF_VERSION: usize = 8;
+    pub const OFF_HEADER_LEN: usize = 12;
+    pub const OFF_SEGMENT: usize = 16;
+    pub const OFF_OFFSET: usize = 24;
+    pub const OFF_CREATED_MS: usize = 32;
+    pub const OFF_ROWS: usize = 40;
+    pub const OFF_CRC: usize = 60;
+    pub const LEN: usize = 64;
+}
+
+const BASE_VERSION: u32 = 1;
+/// A block's payload is cut after the row that takes it past this size.
+const BLOCK_BYTES: usize = 1 << 20;
+const TAG_PREFIX: &str = "base-";
+
+/// Every table a base holds, with its id in the file. `meta` is not among them: a base's
+/// position is the checkpoint, and the format version is the reader's own.
+const TABLES: [(u8, &str); 10] = [
+    (1, "blobs"),
+    (2, "repo_blobs"),
+    (3, "repos"),
+    (4, "manifests"),
+    (5, "manifest_refs"),
+    (6, "tags"),
+    (7, "referrers"),
+    (8, "uploads"),
+    (9, "upload_chunks"),
+    (10, "segments"),
+];
+
+/// One index row: table id, key bytes, value bytes (`repos` keys are UTF-8, `segments` keys
+/// u64 LE).
+pub type Row = (u8, Vec<u8>, Vec<u8>);
+
+/// Every row of the index in `txn` (table by table, in key order), for bases and for tests
+/// that compare two indexes.
+pub fn dump(txn: &ReadTransaction) -> Result<Vec<Row>, StorageError> {
+    fn bytes_table(
+        txn: &ReadTransaction,
+        id: u8,
+        def: TableDefinition<&[u8], &[u8]>,
+        out: &mut Vec<Row>,
+    ) -> Result<(), StorageError> {
+        for r in txn.open_table(def)?.iter()? {
+            let (k, v) = r?;
+            out.push((id, k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    bytes_table(txn, 1, BLOBS, &mut out)?;
+    bytes_table(txn, 2, REPO_BLOBS, &mut out)?;
+    for r in txn.open_table(REPOS)?.iter()? {
+        out.push((3, r?.0.value().as_bytes().to_vec(), Vec::new()));
+    }
+    bytes_table(txn, 4, MANIFESTS, &mut out)?;
+    bytes_table(txn, 5, MANIFEST_REFS, &mut out)?;
+    bytes_table(txn, 6, TAGS, &mut out)?;
+    bytes_table(txn, 7, REFERRERS, &mut out)?;
+    bytes_table(txn, 8, UPLOADS, &mut out)?;
+    bytes_table(txn, 9, UPLOAD_CHUNKS, &mut out)?;
+    for r in txn.open_table(SEGMENTS)?.iter()? {
+        let (k, v) = r?;
+        out.push((10, k.value().to_le_bytes().to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// The name of a table id (for error messages and dumps).
+pub fn table_name(id: u8) -> &'static str {
+    TABLES
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or("unknown", |(_, n)| n)
+}
+
+/// A decoded base: its position and rows.
+pub struct Base {
+    pub name: String,
+    pub position: Position,
+    pub rows: Vec<Row>,
+}
+
+fn file_tag(p: Position) -> String {
+    format!("{TAG_PREFIX}{:016x}", p.offset)
+}
+
+/// The position a side file name encodes, if it names a base.
+fn parse_name(name: &str) -> Option<Position> {
+    let (seg, off) = name.split_once(".seg.")?;
+    let off = off.strip_prefix(TAG_PREFIX)?;
+    if seg.len() != 16 || off.len() != 16 {
+        return None;
+    }
+    Some(Position {
+        segment: u64::from_str_radix(seg, 16).ok()?,
+        offset: u64::from_str_radix(off, 16).ok()?,
+    })
+}
+
+/// Base files present, newest position first.
+pub fn list(io: &dyn SegmentIo) -> Result<Vec<(Position, String)>, StorageError> {
+    let mut out: Vec<(Position, String)> = io
+        .list_aside()?
+        .into_iter()
+        .filter_map(|n| Some((parse_name(&n)?, n)))
+        .collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(out)
+}
+
+fn encode(position: Position, rows: &[Row]) -> Vec<u8> {
+    let mut out = vec![0u8; hdr::LEN];
+    out[..8].copy_from_slice(hdr::MAGIC);
+    out[hdr::OFF_VERSION..hdr::OFF_VERSION + 4].copy_from_slice(&BASE_VERSION.to_le_bytes());
+    out[hdr::OFF_HEADER_LEN..hdr::OFF_HEADER_LEN + 4]
+        .copy_from_slice(&(hdr::LEN as u32).to_le_bytes());
+    out[hdr::OFF_SEGMENT..hdr::OFF_SEGMENT + 8].copy_from_slice(&position.segment.to_le_bytes());
+    out[hdr::OFF_OFFSET..hdr::OFF_OFFSET + 8].copy_from_slice(&position.offset.to_le_bytes());
+    out[hdr::OFF_CREATED_MS..hdr::OFF_CREATED_MS + 8].copy_from_slice(&now_ms().to_le_bytes());
+    out[hdr::OFF_ROWS..hdr::OFF_ROWS + 8].copy_from_slice(&(rows.len() as u64).to_le_bytes());
+    let crc = crc32fast::hash(&out[..hdr::OFF_CRC]);
+    out[hdr::OFF_CRC..hdr::LEN].copy_from_slice(&crc.to_le_bytes());
+    let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
+    let flush = |block: &mut Vec<u8>, out: &mut Vec<u8>| {
+        out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        out.extend_from_slice(block);
+        out.extend_from_slice(blake3::hash(block).as_bytes());
+        block.clear();
+    };
+    for (table, k, v) in rows {
+        block.push(*table);
+        block.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        block.extend_from_slice(k);
+        block.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        block.extend_from_slice(v);
+        if block.len() >= BLOCK_BYTES {
+            flush(&mut block, &mut out);
+        }
+    }
+    if !block.is_empty() {
+        flush(&mut block, &mut out);
+    }
+    out
+}
+
+fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
+    let bad = |why: &str| StorageError::Corrupt(format!("base segments/{name}: {why}"));
+    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap()));
+    let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
+    if b.len() < hdr::LEN || &b[..8] != hdr::MAGIC {
+        return Err(bad("not a base file"));
+    }
+    if crc32fast::hash(&b[..hdr::OFF_CRC]) != u32_at(hdr::OFF_CRC).unwrap_or(0) {
+        return Err(bad("header checksum mismatch"));
+    }
+    let version = u32_at(hdr::OFF_VERSION).unwrap_or(0);
+    if version > BASE_VERSION {
+        return Err(StorageError::UnsupportedFormat(format!(
+            "base segments/{name} has version {version}, newer than this build understands"
+        )));
+    }
+    if version == 0 || u32_at(hdr::OFF_HEADER_LEN) != Some(hdr::LEN as u32) {
+        return Err(bad("bad header"));
+    }
+    let position = Position {
+        segment: u64_at(hdr::OFF_SEGMENT).unwrap_or(0),
+        offset: u64_at(hdr::OFF_OFFSET).unwrap_or(0),
+    };
+    let want_rows = u64_at(hdr::OFF_ROWS).unwrap_or(0);
+    let mut rows = Vec::new();
+    let mut pos = hdr::LEN;
+    while pos < b.len() {
+        let len = u32_at(pos).ok_or_else(|| bad("torn block"))? as usize;
+        let payload = b.get(pos + 4..pos + 4 + len).ok_or_else(|| bad("torn block"))?;
+        let sum = b
+            .get(pos + 4 + len..pos + 4 + len + 32)
+            .ok_or_else(|| bad("torn block"))?;
+        if blake3::hash(payload).as_bytes()[..] != sum[..] {
+            return Err(bad("block checksum mismatch"));
+        }
+        let mut p = 0usize;
+        while p < payload.len() {
+            let table = payload[p];
+            if !TABLES.iter().any(|(id, _)| *id == table) {
+                return Err(bad("unknown table"));
+            }
+            let field = |at: usize| -> Result<(&[u8], usize), StorageError> {
+                let n = payload
+                    .get(at..at + 4)
+                    .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize)
+                    .ok_or_else(|| bad("short row"))?;
+                let v = payload.get(at + 4..at + 4 + n).ok_or_else(|| bad("short row"))?;
+                Ok((v, at + 4 + n))
+            };
+            let (k, next) = field(p + 1)?;
+            let (v, next) = field(next)?;
+            rows.push((table, k.to_vec(), v.to_vec()));
+            p = next;
+        }
+        pos += 4 + len + 32;
+    }
+    if rows.len() as u64 != want_rows {
+        return Err(bad("row count does not match the header (torn write?)"));
+    }
+    Ok(Base {
+        name: name.to_string(),
+        position,
+        rows,
+    })
+}
+
+/// Writes a base of the index as `txn` sees it, at the checkpoint `txn` records; returns that
+/// position. The file is synced (and its directory) before this returns.
+pub fn write(io: &dyn SegmentIo, txn: &ReadTransaction) -> Result<Position, StorageError> {
+    let position = match txn.open_table(META)?.get(META_CHECKPOINT)? {
+        Some(v) => decode_position(v.value())?,
+        None => return Err(StorageError::Corrupt("index has no checkpoint".into())),
+    };
+    let rows = dump(txn)?;
+    match io.keep_aside(position.segment, &file_tag(position), &encode(position, &rows)) {
+        Ok(()) => Ok(position),
+        // The same position holds the same index state: a base written by an earlier run.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(position),
+        Err(e) => Err(StorageError::from_io(e)),
+    }
+}
+
+/// The newest base that decodes whole. A newer one that does not was torn by a crash while it
+/// was written, before anything relied on it, so an older one is just as good.
+pub fn load_newest(io: &dyn SegmentIo) -> Result<Option<Base>, StorageError> {
+    let mut last_err = None;
+    for (_, name) in list(io)? {
+        match io.read_aside(&name).map_err(StorageError::from).and_then(|b| decode(&name, &b)) {
+            Ok(base) => return Ok(Some(base)),
+            Err(e @ StorageError::UnsupportedFormat(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(base = %name, error = %e, "unreadable base skipped");
+                last_err = Some(e);
+            }
+        }
+    }
+    match last_err {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// Removes every base older than `keep`.
+pub fn prune(io: &dyn SegmentIo, keep: Position) -> Result<(), StorageError> {
+    for (p, name) in list(io)? {
+        if p < keep {
+            io.remove_aside(&name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts a base's rows into an empty index.
+pub fn restore(t: &mut Tables<'_>, rows: &[Row]) -> Result<(), StorageError> {
+    let bad = || StorageError::Corrupt("malformed row in base".into());
+    for (table, k, v) in rows {
+        let (k, v) = (&k[..], &v[..]);
+        match table {
+            1 => drop(t.blobs.insert(k, v)?),
+            2 => drop(t.repo_blobs.insert(k, v)?),
+            3 => drop(t.repos.insert(std::str::from_utf8(k).map_err(|_| bad())?, ())?),
+            4 => drop(t.manifests.insert(k, v)?),
+            5 => drop(t.refs.insert(k, v)?),
+            6 => drop(t.tags.insert(k, v)?),
+            7 => drop(t.referrers.insert(k, v)?),
+            8 => drop(t.uploads.insert(k, v)?),
+            9 => drop(t.chunks.insert(k, v)?),
+            10 => {
+                let id = u64::from_le_bytes(k.try_into().map_err(|_| bad())?);
+                drop(t.segments.insert(id, v)?)
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_round_trips_and_refuses_a_torn_copy() {
+        let rows: Vec<Row> = (0..5000u32)
+            .map(|i| ((i % 10) as u8 + 1, i.to_le_bytes().to_vec(), vec![7u8; (i % 300) as usize]))
+            .collect();
+        let p = Position { segment: 3, offset: 4096 };
+        let b = encode(p, &rows);
+        let name = format!("0000000000000003.seg.{}", file_tag(p));
+        assert_eq!(parse_name(&name), Some(p));
+        let back = decode(&name, &b).unwrap();
+        assert_eq!(back.position, p);
+        assert!(back.rows == rows);
+        assert!(decode(&name, &b[..b.len() - 1]).is_err());
+        let mut flipped = b.clone();
+        flipped[b.len() / 2] ^= 1;
+        assert!(decode(&name, &flipped).is_err());
+    }
+}
