@@ -162,8 +162,14 @@ fn encode(position: Position, rows: &[Row]) -> Vec<u8> {
 
 fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
     let bad = |why: &str| StorageError::Corrupt(format!("base segments/{name}: {why}"));
-    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap()));
-    let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()));
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+    };
     if b.len() < hdr::LEN || &b[..8] != hdr::MAGIC {
         return Err(bad("not a base file"));
     }
@@ -188,7 +194,9 @@ fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
     let mut pos = hdr::LEN;
     while pos < b.len() {
         let len = u32_at(pos).ok_or_else(|| bad("torn block"))? as usize;
-        let payload = b.get(pos + 4..pos + 4 + len).ok_or_else(|| bad("torn block"))?;
+        let payload = b
+            .get(pos + 4..pos + 4 + len)
+            .ok_or_else(|| bad("torn block"))?;
         let sum = b
             .get(pos + 4 + len..pos + 4 + len + 32)
             .ok_or_else(|| bad("torn block"))?;
@@ -206,7 +214,9 @@ fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
                     .get(at..at + 4)
                     .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize)
                     .ok_or_else(|| bad("short row"))?;
-                let v = payload.get(at + 4..at + 4 + n).ok_or_else(|| bad("short row"))?;
+                let v = payload
+                    .get(at + 4..at + 4 + n)
+                    .ok_or_else(|| bad("short row"))?;
                 Ok((v, at + 4 + n))
             };
             let (k, next) = field(p + 1)?;
@@ -234,7 +244,11 @@ pub fn write(io: &dyn SegmentIo, txn: &ReadTransaction) -> Result<Position, Stor
         None => return Err(StorageError::Corrupt("index has no checkpoint".into())),
     };
     let rows = dump(txn)?;
-    match io.keep_aside(position.segment, &file_tag(position), &encode(position, &rows)) {
+    match io.keep_aside(
+        position.segment,
+        &file_tag(position),
+        &encode(position, &rows),
+    ) {
         Ok(()) => Ok(position),
         // The same position holds the same index state: a base written by an earlier run.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(position),
@@ -247,7 +261,11 @@ pub fn write(io: &dyn SegmentIo, txn: &ReadTransaction) -> Result<Position, Stor
 pub fn load_newest(io: &dyn SegmentIo) -> Result<Option<Base>, StorageError> {
     let mut last_err = None;
     for (_, name) in list(io)? {
-        match io.read_aside(&name).map_err(StorageError::from).and_then(|b| decode(&name, &b)) {
+        match io
+            .read_aside(&name)
+            .map_err(StorageError::from)
+            .and_then(|b| decode(&name, &b))
+        {
             Ok(base) => return Ok(Some(base)),
             Err(e @ StorageError::UnsupportedFormat(_)) => return Err(e),
             Err(e) => {
@@ -280,7 +298,10 @@ pub fn restore(t: &mut Tables<'_>, rows: &[Row]) -> Result<(), StorageError> {
         match table {
             1 => drop(t.blobs.insert(k, v)?),
             2 => drop(t.repo_blobs.insert(k, v)?),
-            3 => drop(t.repos.insert(std::str::from_utf8(k).map_err(|_| bad())?, ())?),
+            3 => drop(
+                t.repos
+                    .insert(std::str::from_utf8(k).map_err(|_| bad())?, ())?,
+            ),
             4 => drop(t.manifests.insert(k, v)?),
             5 => drop(t.refs.insert(k, v)?),
             6 => drop(t.tags.insert(k, v)?),
@@ -311,9 +332,18 @@ mod tests {
     #[test]
     fn base_round_trips_and_refuses_a_torn_copy() {
         let rows: Vec<Row> = (0..5000u32)
-            .map(|i| ((i % 10) as u8 + 1, i.to_le_bytes().to_vec(), vec![7u8; (i % 300) as usize]))
+            .map(|i| {
+                (
+                    (i % 10) as u8 + 1,
+                    i.to_le_bytes().to_vec(),
+                    vec![7u8; (i % 300) as usize],
+                )
+            })
             .collect();
-        let p = Position { segment: 3, offset: 4096 };
+        let p = Position {
+            segment: 3,
+            offset: 4096,
+        };
         let b = encode(p, &rows);
         let name = format!("0000000000000003.seg.{}", file_tag(p));
         assert_eq!(parse_name(&name), Some(p));

@@ -3,15 +3,15 @@
 use redb::ReadableTable;
 
 use super::error::StorageError;
+use super::io::SegmentPin;
 use super::log::Extent;
 use super::ops::{BlobCommit, Op, Out};
-use super::io::SegmentPin;
 use super::read::{BlobData, Pins};
-use std::sync::Arc;
 use super::schema::*;
 use super::store::Store;
 use super::types::*;
 use crate::oci::digest::{Digest, Hasher};
+use std::sync::Arc;
 
 impl Store {
     /// Hashes the bytes of `extents` (after a restart, or for a non-sha256 digest).

@@ -135,12 +135,18 @@ pub enum Op {
     /// Garbage collection's verdict (format version 2).
     Sweep(SweepList),
     /// Compaction switched these blobs to copies of their chunks (format version 2).
-    Relocate { moves: Vec<Move> },
+    Relocate {
+        moves: Vec<Move>,
+    },
     /// These segments were deleted: their space rows go (format version 2).
-    DropSegments { ids: Vec<u64> },
+    DropSegments {
+        ids: Vec<u64>,
+    },
     /// A scrub found these blobs damaged: they leave the index, their repository links stay so
     /// a push of the same digest heals them (format version 2).
-    Quarantine { digests: Vec<Digest> },
+    Quarantine {
+        digests: Vec<Digest>,
+    },
     /// Only advances the checkpoint (persists session progress).
     Checkpoint,
 }
@@ -156,9 +162,10 @@ impl Op {
     /// not written by any berth, so replay refuses it rather than guess.
     pub fn since_version(&self) -> u8 {
         match self {
-            Op::Sweep(_) | Op::Relocate { .. } | Op::DropSegments { .. } | Op::Quarantine { .. } => {
-                2
-            }
+            Op::Sweep(_)
+            | Op::Relocate { .. }
+            | Op::DropSegments { .. }
+            | Op::Quarantine { .. } => 2,
             _ => 1,
         }
     }
@@ -506,10 +513,19 @@ fn relocate(t: &mut Tables<'_>, m: &Move, delta: &mut SpaceDelta) -> Result<(), 
         .get(&dk[..])?
         .map(|v| decode_blob(v.value()))
         .transpose()?;
-    let fresh: Vec<Extent> = m.to.iter().filter(|e| !m.from.contains(e)).copied().collect();
+    let fresh: Vec<Extent> =
+        m.to.iter()
+            .filter(|e| !m.from.contains(e))
+            .copied()
+            .collect();
     match current {
         Some((size, extents)) if extents == m.from => {
-            let gone: Vec<Extent> = m.from.iter().filter(|e| !m.to.contains(e)).copied().collect();
+            let gone: Vec<Extent> = m
+                .from
+                .iter()
+                .filter(|e| !m.to.contains(e))
+                .copied()
+                .collect();
             t.blobs.insert(&dk[..], &encode_blob(size, &m.to)[..])?;
             kill(delta, &gone);
             add(delta, &fresh, true);

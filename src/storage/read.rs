@@ -171,7 +171,8 @@ impl Store {
         e: &Extent,
     ) -> Result<Bytes, StorageError> {
         if self.needs_check(e) {
-            let data = self.check_extent(e, pin.read(e.offset, e.len as usize + rec::TRAILER_LEN)?)?;
+            let data =
+                self.check_extent(e, pin.read(e.offset, e.len as usize + rec::TRAILER_LEN)?)?;
             if self.inner.opts.read_verification == ReadVerification::Once {
                 self.inner.verified.insert(*e);
             }
@@ -185,11 +186,11 @@ impl Store {
     /// counted, and fails the read.
     pub(crate) fn read_extent(&self, e: &Extent) -> Result<Bytes, StorageError> {
         // Payload and trailer are adjacent: one read (and one bounds check) for both.
-        let rec = self
-            .inner
-            .log
-            .io()
-            .read(e.segment, e.offset, e.len as usize + rec::TRAILER_LEN)?;
+        let rec =
+            self.inner
+                .log
+                .io()
+                .read(e.segment, e.offset, e.len as usize + rec::TRAILER_LEN)?;
         self.check_extent(e, rec)
     }
 

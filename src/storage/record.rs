@@ -378,7 +378,10 @@ mod tests {
     fn segment_header_round_trips() {
         let h = encode_segment_header(42, 1234, Stream::Compaction);
         let d = decode_segment_header(&h).unwrap();
-        assert_eq!((d.id, d.version, d.stream), (42, FORMAT_VERSION, Stream::Compaction));
+        assert_eq!(
+            (d.id, d.version, d.stream),
+            (42, FORMAT_VERSION, Stream::Compaction)
+        );
         let mut bad = h;
         bad[20] ^= 1;
         assert_eq!(decode_segment_header(&bad), Err(FrameError::HeaderCrc));

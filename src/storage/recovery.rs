@@ -7,12 +7,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable};
 
+use super::base;
 use super::error::StorageError;
 use super::io::segment_file_name;
 use super::io::SegmentIo;
-use super::log::{Extent, Position, Progress};
-use super::base;
 use super::log::SegmentInfo;
+use super::log::{Extent, Position, Progress};
 use super::ops::{apply, Op, SpaceDelta, Tables};
 use super::record::{
     decode_segment_header, rec, seg, FrameError, Kind, RecordHeader, Scanner, Stream,
@@ -86,7 +86,10 @@ fn unsupported(id: u64, at: u64, what: impl std::fmt::Display) -> StorageError {
 
 /// Whether a scan stopped at something a newer writer made, rather than at damage.
 fn newer_record(e: &FrameError) -> bool {
-    matches!(e, FrameError::Newer(_) | FrameError::BadKind(_) | FrameError::Reserved)
+    matches!(
+        e,
+        FrameError::Newer(_) | FrameError::BadKind(_) | FrameError::Reserved
+    )
 }
 
 pub(crate) fn recover(

@@ -11,7 +11,6 @@ use redb::Durability;
 
 use super::error::StorageError;
 use super::gc::{Gate, GcStats, Marking};
-use crate::oci::digest::Digest;
 use super::group::Group;
 use super::index::IndexDb;
 use super::io::{FileIo, SegmentIo};
@@ -23,6 +22,7 @@ use super::types::*;
 use super::uploads::Session;
 use super::verified::VerifiedSet;
 use super::writers::Writers;
+use crate::oci::digest::Digest;
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
 #[derive(Clone)]

@@ -15,11 +15,7 @@ impl Store {
     /// A bad payload is skipped (its length is trusted from a good header); a bad header ends
     /// the segment's scan and marks the rest of it damaged.
     pub fn verify(&self) -> Result<VerifyReport, StorageError> {
-        let _one = self
-            .inner
-            .gc_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one = self.inner.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.verify_at(None)
     }
 

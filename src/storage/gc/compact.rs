@@ -58,8 +58,7 @@ impl<'a> Writer<'a> {
     fn append(&mut self, record: &[u8]) -> Result<Extent, StorageError> {
         let d = decode_record(record).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let len = d.header.record_len();
-        if self.end > seg::LEN as u64 && self.end + len > self.store.inner.opts.max_segment_bytes
-        {
+        if self.end > seg::LEN as u64 && self.end + len > self.store.inner.opts.max_segment_bytes {
             self.roll()?;
         }
         let head = d.header.encode();
@@ -147,7 +146,12 @@ pub(crate) fn victims(store: &Store, threshold: f64) -> Result<BTreeMap<u64, u64
     let segments = log.segments();
     let newest = segments.last().map(|s| s.0);
     let busy = busy_segments(store)?;
-    let space = store.inner.space.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let space = store
+        .inner
+        .space
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     Ok(segments
         .into_iter()
         .filter(|&(id, end, _)| {

@@ -79,10 +79,7 @@ impl Marking {
         let mut st = self.lock();
         st.touched.insert(digest.clone());
         while st.sweeping.contains(digest) {
-            st = self
-                .released
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            st = self.released.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 

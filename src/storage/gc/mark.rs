@@ -148,14 +148,17 @@ pub(crate) fn mark(
         let mut queue: Vec<&Digest> = Vec::new();
         for m in ms {
             let root = tagged.contains(&m.digest)
-                || (m.subject.is_none()
-                    && untagged_cutoff.is_none_or(|cut| m.pushed_ms >= cut));
+                || (m.subject.is_none() && untagged_cutoff.is_none_or(|cut| m.pushed_ms >= cut));
             if root && alive.insert(&m.digest) {
                 queue.push(&m.digest);
             }
         }
         while let Some(d) = queue.pop() {
-            let children = by_digest.get(d).map(|m| m.refs.iter()).into_iter().flatten();
+            let children = by_digest
+                .get(d)
+                .map(|m| m.refs.iter())
+                .into_iter()
+                .flatten();
             let refs = referrers.get(d).into_iter().flatten().copied();
             for next in children.chain(refs) {
                 if by_digest.contains_key(next) && alive.insert(next) {

@@ -183,11 +183,7 @@ impl Store {
         progress: &mut dyn FnMut(GcProgress),
     ) -> Result<GcReport, StorageError> {
         self.check_open()?;
-        let _one = self
-            .inner
-            .gc_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one = self.inner.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = GcReport {
             dry_run: opts.dry_run,
             ..Default::default()
@@ -207,7 +203,11 @@ impl Store {
         }
         report.compact_time = compact_started.elapsed();
         if !opts.dry_run {
-            let mut st = self.inner.gc_stats.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = self
+                .inner
+                .gc_stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             st.runs += 1;
             st.last_run_unix_ms = Some(now_ms());
             st.total_bytes_reclaimed += report.bytes_reclaimed;
@@ -317,7 +317,10 @@ impl Store {
         let newest = segments.last().map(|s| s.0);
         for (id, end, _) in segments {
             let l = live.get(&id).copied().unwrap_or(0);
-            if id != active && Some(id) != newest && (l as f64) < opts.compact_threshold * end as f64 {
+            if id != active
+                && Some(id) != newest
+                && (l as f64) < opts.compact_threshold * end as f64
+            {
                 report.segments_compacted += 1;
                 report.bytes_relocated += l;
                 report.bytes_reclaimed += end;
@@ -359,14 +362,14 @@ impl Store {
     /// leaves the disk to pulls), and recording the outcome in [`Store::gc_stats`].
     pub fn scrub(&self, rate: Option<u64>) -> Result<super::VerifyReport, StorageError> {
         let report = {
-            let _one = self
-                .inner
-                .gc_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let _one = self.inner.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
             self.verify_at(rate)?
         };
-        let mut st = self.inner.gc_stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self
+            .inner
+            .gc_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         st.last_scrub_unix_ms = Some(now_ms());
         st.corrupt_records_found += report.corrupt.len() as u64;
         Ok(report)
