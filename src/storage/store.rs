@@ -286,15 +286,6 @@ impl Store {
         self.inner.log.is_poisoned() || self.inner.group.is_poisoned()
     }
 
-    /// Queues an index change that needs no waiting caller; the next batch applies it.
-    pub(crate) fn defer(&self, op: Op) {
-        self.inner
-            .deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(op);
-    }
-
     /// Writes out buffered session bytes and makes everything durable; later calls fail.
     pub fn close(&self) -> Result<(), StorageError> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {

@@ -98,8 +98,18 @@ impl Store {
             repo: repo.to_string(),
             started_ms,
         };
-        self.write_begin(&op)?;
-        self.defer(op);
+        {
+            // Held across the append: a group commit takes the deferred ops only after its
+            // snapshot of the log, so every `begin` record before a checkpoint (or a base's
+            // position) is applied by the batch that moves the checkpoint past it.
+            let mut deferred = self
+                .inner
+                .deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.write_begin(&op)?;
+            deferred.push(op);
+        }
         let s = Session {
             repo: repo.to_string(),
             started,
