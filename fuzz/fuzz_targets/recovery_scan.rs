@@ -4,7 +4,7 @@
 #![no_main]
 
 use berth::storage::memdisk::MemDisk;
-use berth::storage::record::{encode_segment_header, Stream};
+use berth::storage::record::{encode_segment_header, seg, Stream};
 use berth::storage::{Store, StoreOptions};
 use libfuzzer_sys::fuzz_target;
 
@@ -13,8 +13,9 @@ fuzz_target!(|data: &[u8]| {
     // interesting part is the scan and replay of the segments.
     let disk = std::sync::Arc::new(MemDisk::default());
     let segs = disk.segments();
-    // Input: segments separated by the byte string "\n--\n"; each gets a valid header unless
-    // it starts with '!' (then the raw bytes are the whole file).
+    // Input: segments separated by the byte string "\n--\n"; each gets a valid log-stream
+    // header of the current version, unless it starts with '!' (then the raw bytes are the
+    // whole file), '#' (a compaction-stream header) or '~' (a version 1 header).
     let mut id = 1u64;
     let mut rest = data;
     loop {
@@ -25,6 +26,11 @@ fuzz_target!(|data: &[u8]| {
         segs.create(id).unwrap();
         if let Some(raw) = part.strip_prefix(b"!") {
             segs.write_at(id, 0, &[raw]).unwrap();
+        } else if let Some(body) = part.strip_prefix(b"#") {
+            let h = encode_segment_header(id, 0, Stream::Compaction);
+            segs.write_at(id, 0, &[&h, body]).unwrap();
+        } else if let Some(body) = part.strip_prefix(b"~") {
+            segs.write_at(id, 0, &[&version_1_header(id), body]).unwrap();
         } else {
             segs.write_at(id, 0, &[&encode_segment_header(id, 0, Stream::Log), part])
                 .unwrap();
@@ -55,3 +61,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = store.list_repositories(None, 10);
     let _ = store.space();
 });
+
+/// A segment header as version 1 wrote it: no stream byte, version 1, crc over bytes 0..60.
+fn version_1_header(id: u64) -> [u8; seg::LEN] {
+    let mut h = encode_segment_header(id, 0, Stream::Log);
+    h[seg::OFF_VERSION..seg::OFF_VERSION + 4].copy_from_slice(&1u32.to_le_bytes());
+    h[seg::OFF_STREAM] = 0;
+    let crc = crc32fast::hash(&h[..seg::OFF_CRC]);
+    h[seg::OFF_CRC..seg::OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    h
+}

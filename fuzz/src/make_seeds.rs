@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use berth::oci::digest::{Algorithm, Digest};
-use berth::storage::{ManifestPut, Store, StoreOptions};
+use berth::storage::{GcOptions, ManifestPut, Store, StoreOptions};
 
 fn main() {
     let out = std::env::args().nth(1).expect("corpus dir");
@@ -43,23 +43,46 @@ fn main() {
         .unwrap();
         if case > 1 {
             s.delete_tag("seed/repo", "v1").unwrap();
+            if case == 3 {
+                // A collection: the untagged referrer (its subject is a blob, not a manifest)
+                // is swept and every sealed segment compacted, so the seed holds sweep,
+                // relocate and drop_segments ops and a compaction-stream segment.
+                let gc = GcOptions {
+                    compact_threshold: 1.0,
+                    ..Default::default()
+                };
+                s.gc(&gc, &mut |_| {}).unwrap();
+            }
             let open = s.begin_upload("seed/repo").unwrap();
             s.append(&open, 0, &layer[..300]).unwrap();
         }
         s.close().unwrap();
         drop(s);
+        // Segment files only: side files (bases, torn-tail copies) are not segments.
         let mut files: Vec<_> = std::fs::read_dir(dir.path().join("segments"))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
             .collect();
         files.sort();
+        // The target numbers its segments 1, 2, ...: a segment compaction deleted becomes an
+        // empty file (a torn creation, which recovery removes), so the others keep their ids.
+        let id_of = |p: &std::path::PathBuf| {
+            u64::from_str_radix(&p.file_name().unwrap().to_str().unwrap()[..16], 16).unwrap()
+        };
         let mut seed = Vec::new();
-        for (i, f) in files.iter().enumerate() {
-            if i > 0 {
-                seed.extend_from_slice(b"\n--\n");
+        let mut next = 1u64;
+        for f in &files {
+            while next <= id_of(f) {
+                if next > 1 {
+                    seed.extend_from_slice(b"\n--\n");
+                }
+                seed.push(b'!');
+                if next == id_of(f) {
+                    seed.extend(std::fs::read(f).unwrap());
+                }
+                next += 1;
             }
-            seed.push(b'!');
-            seed.extend(std::fs::read(f).unwrap());
         }
         std::fs::write(format!("{out}/store-{case}"), seed).unwrap();
     }

@@ -243,24 +243,33 @@ pub fn write(io: &dyn SegmentIo, txn: &ReadTransaction) -> Result<Position, Stor
         Some(v) => decode_position(v.value())?,
         None => return Err(StorageError::Corrupt("index has no checkpoint".into())),
     };
-    let rows = dump(txn)?;
-    match io.keep_aside(
-        position.segment,
-        &file_tag(position),
-        &encode(position, &rows),
-    ) {
+    let bytes = encode(position, &dump(txn)?);
+    let tag = file_tag(position);
+    match io.keep_aside(position.segment, &tag, &bytes) {
         Ok(()) => Ok(position),
-        // The same position holds the same index state: a base written by an earlier run.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(position),
+        // An earlier run wrote a base at this very position: the same index state, unless a
+        // crash tore it, in which case it is written again.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let name = format!("{}.{tag}", super::io::segment_file_name(position.segment));
+            let whole = io
+                .read_aside(&name)
+                .is_ok_and(|b| decode(&name, &b).is_ok());
+            if !whole {
+                io.remove_aside(&name)?;
+                io.keep_aside(position.segment, &tag, &bytes)?;
+            }
+            Ok(position)
+        }
         Err(e) => Err(StorageError::from_io(e)),
     }
 }
 
-/// The newest base that decodes whole. A newer one that does not was torn by a crash while it
-/// was written, before anything relied on it, so an older one is just as good.
+/// The base a rebuild starts from. Only the newest base may fail to decode: a crash tore it
+/// while it was written, before anything relied on it (segments are deleted only once it is
+/// durable), so the base before it, or the whole log when there is none, is just as good.
+/// Damage to any other base is an error: segments it stood for may be gone.
 pub fn load_newest(io: &dyn SegmentIo) -> Result<Option<Base>, StorageError> {
-    let mut last_err = None;
-    for (_, name) in list(io)? {
+    for (i, (_, name)) in list(io)?.into_iter().enumerate() {
         match io
             .read_aside(&name)
             .map_err(StorageError::from)
@@ -268,16 +277,13 @@ pub fn load_newest(io: &dyn SegmentIo) -> Result<Option<Base>, StorageError> {
         {
             Ok(base) => return Ok(Some(base)),
             Err(e @ StorageError::UnsupportedFormat(_)) => return Err(e),
-            Err(e) => {
-                tracing::warn!(base = %name, error = %e, "unreadable base skipped");
-                last_err = Some(e);
+            Err(e) if i == 0 => {
+                tracing::warn!(base = %name, error = %e, "newest base torn; using the one before")
             }
+            Err(e) => return Err(e),
         }
     }
-    match last_err {
-        Some(e) => Err(e),
-        None => Ok(None),
-    }
+    Ok(None)
 }
 
 /// Removes every base older than `keep`.

@@ -31,6 +31,7 @@ impl Store {
 
     pub fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>, StorageError> {
         self.check_open()?;
+        let _touch = self.inner.gate.touch(digest);
         Ok(self.blob_entry(digest)?.map(|(size, _)| BlobInfo {
             digest: digest.clone(),
             size,
@@ -141,6 +142,7 @@ impl Store {
                 size: data.len() as u64,
             });
         }
+        let _floor = self.inner.floors.hold(self.inner.log.active().0);
         // Small pushes are quick to write: tell a commit leader to wait for this one.
         let announced =
             (data.len() <= self.inner.opts.chunk_record_bytes).then(|| self.inner.group.prepare());

@@ -34,10 +34,26 @@ impl Store {
                 return Err(StorageError::ManifestBlobUnknown(r.clone()));
             }
         }
-        let extents = if self.stat(&m.digest)?.is_some() {
-            Vec::new()
-        } else {
+        let _floor = self.inner.floors.hold(self.inner.log.active().0);
+        match self.put_manifest_once(repo, m, self.stat(&m.digest)?.is_none()) {
+            // The stored body was swept between the lookup and the commit: write it after all.
+            Err(StorageError::BlobUnknown(d)) if d == m.digest => {
+                self.put_manifest_once(repo, m, true)
+            }
+            other => other,
+        }
+    }
+
+    fn put_manifest_once(
+        &self,
+        repo: &str,
+        m: &ManifestPut,
+        write_body: bool,
+    ) -> Result<(), StorageError> {
+        let extents = if write_body {
             self.write_blob_records(&m.body)?
+        } else {
+            Vec::new()
         };
         let meta = ManifestMeta {
             media_type: m.media_type.clone(),

@@ -358,7 +358,13 @@ pub fn apply(
                 .insert(&id.0[..], &encode_upload(*started_ms, repo)[..])?;
             Out::Unit
         }
-        Op::Commit(c) => Out::Blob(commit_blob(t, c, delta)?),
+        Op::Commit(c) => {
+            if lacks_bytes(t, c)? {
+                add(delta, &c.extents, false);
+                return Ok(Err(StorageError::BlobUnknown(c.digest.clone())));
+            }
+            Out::Blob(commit_blob(t, c, delta)?)
+        }
         Op::Discard { session, extents } => {
             add(delta, extents, false);
             if let Some(id) = session {
@@ -397,6 +403,11 @@ pub fn apply(
             Out::Bool(removed)
         }
         Op::PutManifest(m) => {
+            if lacks_bytes(t, &m.blob)? {
+                // The body was found stored when the PUT began, and swept since.
+                add(delta, &m.blob.extents, false);
+                return Ok(Err(StorageError::BlobUnknown(m.blob.digest.clone())));
+            }
             for r in &m.references {
                 if *r != m.blob.digest
                     && t.repo_blobs
@@ -553,6 +564,13 @@ fn drop_chunks_from(t: &mut Tables<'_>, id: &UploadId, from: u64) -> Result<(), 
         t.chunks.remove(&k[..])?;
     }
     Ok(())
+}
+
+/// Whether a commit names a blob that is not stored and brings too few bytes for it (a caller
+/// that found it stored and wrote nothing, racing with a sweep): refused, never a hole.
+fn lacks_bytes(t: &Tables<'_>, c: &BlobCommit) -> Result<bool, StorageError> {
+    let brought: u64 = c.extents.iter().map(|e| u64::from(e.len)).sum();
+    Ok(brought != c.size && t.blobs.get(&digest_key(&c.digest)[..])?.is_none())
 }
 
 fn commit_blob(

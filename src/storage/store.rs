@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::Durability;
 
 use super::error::StorageError;
-use super::gc::{Gate, GcStats, Marking};
+use super::gc::{Floors, Gate, GcStats, Marking};
 use super::group::Group;
 use super::index::IndexDb;
 use super::io::{FileIo, SegmentIo};
@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub corrupt_reads: AtomicU64,
     /// Records what clients touch while a collection marks (see `gc::gate`).
     pub gate: Gate,
+    /// Where writers with unresolved records started (see `gc::floor`).
+    pub floors: Arc<Floors>,
     /// One collection or scrub at a time.
     pub gc_lock: Mutex<()>,
     pub gc_stats: Mutex<GcStats>,
@@ -170,10 +172,16 @@ impl Store {
         opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
         let rec = recovery::recover(io.as_ref(), &db, fresh)?;
         let log = Arc::new(Log::open(io, opts.max_segment_bytes, &rec.segments)?);
+        let floors = Arc::new(Floors::default());
+        let active = log.active().0;
         let sessions = rec
             .sessions
             .into_iter()
-            .map(|(id, s)| (id, Arc::new(Mutex::new(s))))
+            .map(|(id, mut s)| {
+                let lowest = s.extents.iter().map(|e| e.segment).min().unwrap_or(active);
+                s.floor = Some(floors.hold(lowest));
+                (id, Arc::new(Mutex::new(s)))
+            })
             .collect();
         let verified = VerifiedSet::new(opts.verified_cache_entries);
         let store = Store {
@@ -192,6 +200,7 @@ impl Store {
                 verified,
                 corrupt_reads: AtomicU64::new(0),
                 gate: Gate::default(),
+                floors,
                 gc_lock: Mutex::new(()),
                 gc_stats: Mutex::new(GcStats::default()),
                 checkpointer: Mutex::new(None),

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::blobs::expect_blob;
 use super::chunking::InFlight;
 use super::error::StorageError;
+use super::gc::FloorGuard;
 use super::log::{Extent, WriteMode};
 use super::ops::{BlobCommit, Op};
 use super::store::Store;
@@ -37,6 +38,8 @@ pub(crate) struct Session {
     pub hasher: Option<Hasher>,
     /// Set once committed or aborted, for callers that raced with that.
     pub gone: bool,
+    /// Keeps the segments this session writes to from being compacted until it ends.
+    pub floor: Option<FloorGuard>,
 }
 
 impl Session {
@@ -53,6 +56,7 @@ impl Session {
             tail: Tail::default(),
             hasher: None,
             gone: false,
+            floor: None,
         }
     }
 }
@@ -86,6 +90,7 @@ impl Store {
             return Err(StorageError::TooManyUploads);
         }
         let id = UploadId::random();
+        let floor = self.inner.floors.hold(self.inner.log.active().0);
         let started = SystemTime::now();
         let started_ms = started
             .duration_since(UNIX_EPOCH)
@@ -120,6 +125,7 @@ impl Store {
             tail: Tail::default(),
             hasher: Some(Hasher::new(Algorithm::Sha256)),
             gone: false,
+            floor: Some(floor),
         };
         self.inner
             .sessions_write()
@@ -315,6 +321,7 @@ impl Store {
     fn retire(&self, id: &UploadId, s: &mut Session) {
         s.gone = true;
         s.tail.clear();
+        s.floor = None;
         self.inner.sessions_write().remove(id);
     }
 

@@ -146,6 +146,7 @@ pub(crate) fn victims(store: &Store, threshold: f64) -> Result<BTreeMap<u64, u64
     let segments = log.segments();
     let newest = segments.last().map(|s| s.0);
     let busy = busy_segments(store)?;
+    let floor = store.inner.floors.lowest().unwrap_or(u64::MAX);
     let space = store
         .inner
         .space
@@ -154,9 +155,11 @@ pub(crate) fn victims(store: &Store, threshold: f64) -> Result<BTreeMap<u64, u64
         .clone();
     Ok(segments
         .into_iter()
-        .filter(|&(id, end, _)| {
+        .filter(|&(id, end, stream)| {
             let live = space.get(&id).map_or(0, |s| s.0);
+            // Only log segments receive client writes; compaction segments are ours.
             id != active
+                && (stream == Stream::Compaction || id < floor)
                 && Some(id) != newest
                 && !busy.contains(&id)
                 && (live as f64) < threshold * end as f64

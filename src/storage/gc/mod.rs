@@ -123,10 +123,12 @@ pub struct GcStats {
 }
 
 mod compact;
+mod floor;
 mod gate;
 mod mark;
 mod retention;
 
+pub(crate) use floor::{FloorGuard, Floors};
 pub(crate) use gate::{Gate, Marking};
 pub use retention::glob_match;
 
@@ -242,6 +244,11 @@ impl Store {
         report: &mut GcReport,
         started: Instant,
     ) -> Result<(), StorageError> {
+        if !opts.dry_run {
+            // Batches that began before the gate opened did not record their touches: let them
+            // commit (this op's batch runs after them) so the snapshot below has their effects.
+            self.submit(Op::Checkpoint)?;
+        }
         let verdict = {
             let txn = self.inner.db.begin_read()?;
             mark::mark(&txn, opts, now_ms(), &mut |done, total| {
