@@ -1,5 +1,8 @@
 //! Settings of `berth serve`: command-line flags, their `BERTH_*` environment variables and an
 //! optional TOML file, resolved in that order of precedence over the embedded defaults.
+//! `units` parses the durations and byte rates they are written in.
+
+pub mod units;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
