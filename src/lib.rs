@@ -6,10 +6,12 @@
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
 //! - [`config`]: command line, environment and TOML settings.
+//! - [`maintenance`]: garbage collection and scrubs of a serving registry, one at a time.
 //! - [`metrics`]: Prometheus counters for `/metrics`.
 
 pub mod api;
 pub mod config;
+pub mod maintenance;
 pub mod metrics;
 pub mod oci;
 pub mod server;
