@@ -59,10 +59,11 @@ where
         Store::open(&data, options).map_err(ServerError::from)
     })
     .await??;
-    let registry = Registry::new(
+    let registry = Registry::assemble(
         store.clone(),
         Arc::new(Metrics::new()),
         config.limits.clone(),
+        config.policy,
     );
     let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
     serve(listener, shutdown, registry, &config.server, tls).await;

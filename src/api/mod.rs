@@ -71,6 +71,21 @@ impl Limits {
     }
 }
 
+/// What the registry lets clients do beyond reading and pushing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether manifests, tags and blobs may be deleted; when not, every such DELETE is 405
+    /// `UNSUPPORTED`, as CNCF distribution answers with deletes disabled. Cancelling an
+    /// upload session stays allowed.
+    pub deletes: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { deletes: true }
+    }
+}
+
 /// The registry service; cheap to clone (one per connection).
 #[derive(Clone)]
 pub struct Registry {
@@ -81,15 +96,27 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     limits: Limits,
+    policy: Policy,
 }
 
 impl Registry {
+    /// A registry with the default policy.
     pub fn new(store: Store, metrics: Arc<Metrics>, limits: Limits) -> Registry {
+        Registry::assemble(store, metrics, limits, Policy::default())
+    }
+
+    pub fn assemble(
+        store: Store,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        policy: Policy,
+    ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 store,
                 metrics,
                 limits,
+                policy,
             }),
         }
     }
@@ -104,6 +131,10 @@ impl Registry {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
     }
 
     /// Runs a blocking store call without stalling the async worker threads.
@@ -191,6 +222,15 @@ impl Registry {
     async fn dispatch(&self, route: Route, req: Request<Incoming>) -> ApiResult<Reply> {
         let query = Query::parse(req.uri().query());
         let method = req.method().clone();
+        if method == Method::DELETE
+            && matches!(route, Route::Manifest { .. } | Route::Blob { .. })
+            && !self.inner.policy.deletes
+        {
+            return Err(
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported)
+                    .with_detail("deletes are disabled on this registry"),
+            );
+        }
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => {
                 Ok(Reply::new(StatusCode::OK).json(b"{}".to_vec()))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::api::Limits;
+use crate::api::{Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
 
 #[derive(Debug, Parser)]
@@ -83,6 +83,14 @@ pub struct ServeArgs {
     /// since the store was opened) or off [default: once].
     #[arg(long, env = "BERTH_READ_VERIFICATION")]
     pub read_verification: Option<ReadVerification>,
+    /// Allow DELETE of manifests, tags and blobs; false answers every such DELETE with 405
+    /// UNSUPPORTED [default: true].
+    #[arg(long, env = "BERTH_DELETE", value_name = "BOOL")]
+    pub delete: Option<bool>,
+    /// Same as `--delete false` (and wins over it).
+    #[arg(long = "no-delete")]
+    #[serde(skip)]
+    pub no_delete: bool,
 }
 
 impl ServeArgs {
@@ -103,6 +111,8 @@ impl ServeArgs {
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
             verify_reads: self.verify_reads.or(other.verify_reads),
             read_verification: self.read_verification.or(other.read_verification),
+            delete: self.delete.or(other.delete),
+            no_delete: self.no_delete,
         }
     }
 }
@@ -160,6 +170,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub limits: Limits,
     pub store: StoreOptions,
+    pub policy: Policy,
 }
 
 impl Config {
@@ -179,6 +190,7 @@ impl Config {
             server: ServerSettings::default(),
             limits,
             store,
+            policy: Policy::default(),
         }
     }
 
@@ -244,6 +256,11 @@ impl Config {
         }
         if let Some(v) = args.read_verification {
             config.store.read_verification = v;
+        }
+        if args.no_delete {
+            config.policy.deletes = false;
+        } else if let Some(v) = args.delete {
+            config.policy.deletes = v;
         }
         Ok(config)
     }
@@ -323,5 +340,36 @@ mod tests {
         let c = Config::resolve(args).unwrap();
         assert_eq!(c.store.read_verification, ReadVerification::Always);
         assert!(Cli::try_parse_from(["berth", "serve", "--read-verification", "x"]).is_err());
+    }
+
+    #[test]
+    fn no_delete_wins() {
+        let resolve = |flags: &[&str]| {
+            let cli = Cli::try_parse_from(["berth", "serve"].iter().chain(flags)).unwrap();
+            let Command::Serve(args) = cli.command;
+            Config::resolve(args).unwrap().policy.deletes
+        };
+        assert!(resolve(&[]));
+        assert!(!resolve(&["--no-delete"]));
+        assert!(!resolve(&["--no-delete", "--delete", "true"]));
+        assert!(!resolve(&["--delete", "false"]));
+        assert!(resolve(&["--delete", "true"]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "delete = false\n").unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert!(!c.policy.deletes);
+        std::fs::write(&path, "delete = true\n").unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path),
+            no_delete: true,
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert!(!c.policy.deletes);
     }
 }
