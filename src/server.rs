@@ -4,9 +4,12 @@
 //! Timeouts: request heads must arrive within the header-read timeout; a connection with no
 //! request in flight and no bytes moving for the idle timeout is closed; a request body is
 //! never capped in duration, only in silence (see `api::stream`).
+//!
+//! Each request carries its connection's peer address (for the admin endpoint's access rule).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +24,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{ApiError, ErrorCode, Registry};
+use crate::api::{ApiError, ErrorCode, Peer, Registry};
 use crate::config::{Config, ServerSettings};
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
-use crate::storage::{StorageError, Store};
+use crate::storage::{GcOptions, StorageError, Store};
 
 mod activity;
 pub mod tls;
@@ -59,11 +63,13 @@ where
         Store::open(&data, options).map_err(ServerError::from)
     })
     .await??;
+    let maintenance = Maintenance::new(store.clone(), GcOptions::default(), None);
     let registry = Registry::assemble(
         store.clone(),
         Arc::new(Metrics::new()),
         config.limits.clone(),
         config.policy,
+        maintenance,
     );
     let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
     serve(listener, shutdown, registry, &config.server, tls).await;
@@ -113,13 +119,13 @@ pub async fn serve<F>(
                     let (tls, closing) = (tls.clone(), closing_rx.clone());
                     connections.spawn(async move {
                         match tls {
-                            None => connection(tcp, registry, settings, closing, false).await,
+                            None => connection(tcp, peer, registry, settings, closing, false).await,
                             Some(acceptor) => {
                                 let handshake = acceptor.accept(tcp);
                                 match tokio::time::timeout(settings.header_read_timeout, handshake).await {
                                     Ok(Ok(stream)) => {
                                         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                        connection(stream, registry, settings, closing, h2).await
+                                        connection(stream, peer, registry, settings, closing, h2).await
                                     }
                                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -158,6 +164,7 @@ pub async fn serve<F>(
 /// Serves one connection over HTTP/1.1, or HTTP/2 when ALPN chose it.
 async fn connection<IO>(
     io: IO,
+    peer: SocketAddr,
     registry: Registry,
     settings: ServerSettings,
     mut closing: watch::Receiver<bool>,
@@ -170,7 +177,8 @@ async fn connection<IO>(
     let io = TokioIo::new(Activity::new(io, clock.clone()));
     let counter = in_flight.clone();
     let max_head = settings.max_header_bytes;
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
         let registry = registry.clone();
         let guard = InFlight::enter(counter.clone());
         async move {

@@ -4,8 +4,10 @@
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
 //! frame by frame), `appender` (pipelined session appends), and one handler module per area:
-//! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`.
+//! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`, `admin`
+//! (garbage collection and scrubs on request, outside `/v2/`).
 
+pub mod admin;
 mod appender;
 mod blobs;
 pub mod body;
@@ -19,14 +21,17 @@ pub mod route;
 mod stream;
 mod uploads;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
-use crate::storage::{StorageError, Store};
+use crate::storage::{GcOptions, StorageError, Store};
+pub use admin::AdminAccess;
 pub use body::ResponseBody;
 pub use error::{ApiError, ApiResult, ErrorCode};
 use query::Query;
@@ -78,13 +83,23 @@ pub struct Policy {
     /// `UNSUPPORTED`, as CNCF distribution answers with deletes disabled. Cancelling an
     /// upload session stays allowed.
     pub deletes: bool,
+    /// Who may use `/admin/…`.
+    pub admin: AdminAccess,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { deletes: true }
+        Policy {
+            deletes: true,
+            admin: AdminAccess::Loopback,
+        }
     }
 }
+
+/// The peer address of the connection a request came on, put into the request's extensions
+/// by the server loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// The registry service; cheap to clone (one per connection).
 #[derive(Clone)]
@@ -97,19 +112,24 @@ struct Inner {
     metrics: Arc<Metrics>,
     limits: Limits,
     policy: Policy,
+    maintenance: Maintenance,
 }
 
 impl Registry {
-    /// A registry with the default policy.
+    /// A registry with the default policy and collection settings.
     pub fn new(store: Store, metrics: Arc<Metrics>, limits: Limits) -> Registry {
-        Registry::assemble(store, metrics, limits, Policy::default())
+        let maintenance = Maintenance::new(store.clone(), GcOptions::default(), None);
+        Registry::assemble(store, metrics, limits, Policy::default(), maintenance)
     }
 
+    /// A registry whose admin endpoint runs jobs through `maintenance` (shared with the
+    /// scheduler, so one job runs at a time).
     pub fn assemble(
         store: Store,
         metrics: Arc<Metrics>,
         limits: Limits,
         policy: Policy,
+        maintenance: Maintenance,
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
@@ -117,6 +137,7 @@ impl Registry {
                 metrics,
                 limits,
                 policy,
+                maintenance,
             }),
         }
     }
@@ -135,6 +156,10 @@ impl Registry {
 
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    pub fn maintenance(&self) -> &Maintenance {
+        &self.inner.maintenance
     }
 
     /// Runs a blocking store call without stalling the async worker threads.
@@ -283,6 +308,9 @@ impl Registry {
             (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(self, name, id).await,
             (Route::Referrers { name, digest }, Method::GET) => {
                 referrers::list(self, name, digest, &query).await
+            }
+            (route @ (Route::AdminGc | Route::AdminVerify), _) => {
+                admin::handle(self, route, &query, req).await
             }
             (_, _) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -1,6 +1,7 @@
 //! Settings of `berth serve`: command-line flags, their `BERTH_*` environment variables and an
 //! optional TOML file, resolved in that order of precedence over the embedded defaults.
-//! `units` parses the durations and byte rates they are written in.
+//! The file's top-level keys are spelled like the flags; the `[admin]` table holds the keys
+//! of the `--admin-*` flags. `units` parses the durations and byte rates they are written in.
 
 pub mod units;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::api::{Limits, Policy};
+use crate::api::{AdminAccess, Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
 
 #[derive(Debug, Parser)]
@@ -91,6 +92,24 @@ pub struct ServeArgs {
     #[arg(long = "no-delete")]
     #[serde(skip)]
     pub no_delete: bool,
+    #[command(flatten)]
+    #[serde(default)]
+    pub admin: AdminArgs,
+}
+
+/// `[admin]`: flags `--admin-*`, variables `BERTH_ADMIN_*`.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminArgs {
+    /// Who may use /admin/: loopback (peers on 127.0.0.0/8 or ::1), any, or off
+    /// [default: loopback].
+    #[arg(
+        id = "admin_allow",
+        long = "admin-allow",
+        env = "BERTH_ADMIN_ALLOW",
+        value_name = "WHO"
+    )]
+    pub allow: Option<AdminAccess>,
 }
 
 impl ServeArgs {
@@ -113,6 +132,9 @@ impl ServeArgs {
             read_verification: self.read_verification.or(other.read_verification),
             delete: self.delete.or(other.delete),
             no_delete: self.no_delete,
+            admin: AdminArgs {
+                allow: self.admin.allow.or(other.admin.allow),
+            },
         }
     }
 }
@@ -261,6 +283,9 @@ impl Config {
             config.policy.deletes = false;
         } else if let Some(v) = args.delete {
             config.policy.deletes = v;
+        }
+        if let Some(v) = args.admin.allow {
+            config.policy.admin = v;
         }
         Ok(config)
     }
