@@ -6,6 +6,8 @@
 //! never capped in duration, only in silence (see `api::stream`).
 //!
 //! Each request carries its connection's peer address (for the admin endpoint's access rule).
+//! Beside the connections run two background tasks: the reaper of abandoned upload sessions
+//! and the maintenance schedule (collections and scrubs, see `maintenance::schedule`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,9 +28,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ApiError, ErrorCode, Peer, Registry};
 use crate::config::{Config, ServerSettings};
+use crate::maintenance::schedule::{self, Schedule};
 use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
-use crate::storage::{GcOptions, StorageError, Store};
+use crate::storage::{StorageError, Store};
 
 mod activity;
 pub mod tls;
@@ -63,17 +66,32 @@ where
         Store::open(&data, options).map_err(ServerError::from)
     })
     .await??;
-    let maintenance = Maintenance::new(store.clone(), GcOptions::default(), None);
+    let maintenance = Maintenance::new(store.clone(), config.gc.options.clone(), config.scrub.rate);
     let registry = Registry::assemble(
         store.clone(),
         Arc::new(Metrics::new()),
         config.limits.clone(),
         config.policy,
-        maintenance,
+        maintenance.clone(),
     );
     let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
+    let scheduled = tokio::spawn(schedule::run(
+        maintenance.clone(),
+        Schedule {
+            gc_every: config.gc.interval,
+            scrub_every: config.scrub.interval,
+        },
+    ));
     serve(listener, shutdown, registry, &config.server, tls).await;
     reaper.abort();
+    scheduled.abort();
+    if let Some(job) = maintenance.running() {
+        // Closing makes the job's next store call fail, which ends it.
+        tracing::warn!(
+            job = job.as_str(),
+            "closing the store while a {job} runs; it stops"
+        );
+    }
     tokio::task::spawn_blocking(move || store.close()).await??;
     tracing::info!("store closed");
     Ok(())

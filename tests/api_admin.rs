@@ -234,3 +234,24 @@ async fn a_collection_reports_what_it_removed_and_is_counted() {
     assert!(stats["last_run_unix_ms"].is_u64(), "{stats}");
     s.stop().await;
 }
+
+/// Needs `Store::gc`, `Store::scrub` and `Store::gc_stats` from the garbage collection engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_collects_and_scrubs() {
+    let s = Server::start_with(|c| {
+        c.gc.interval = Some(std::time::Duration::from_millis(200));
+        c.scrub.interval = Some(std::time::Duration::from_millis(300));
+    })
+    .await;
+    s.push_blob("sched/app", b"referenced by no manifest").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let stats = s.get("/admin/gc").await.json();
+        if stats["runs"].as_u64() >= Some(1) && stats["last_scrub_unix_ms"].is_u64() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.stop().await;
+}

@@ -1,8 +1,11 @@
 //! Settings of `berth serve`: command-line flags, their `BERTH_*` environment variables and an
 //! optional TOML file, resolved in that order of precedence over the embedded defaults.
-//! The file's top-level keys are spelled like the flags; the `[admin]` table holds the keys
-//! of the `--admin-*` flags. `units` parses the durations and byte rates they are written in.
+//!
+//! The file's top-level keys are spelled like the flags; the `[gc]`, `[scrub]` (module `gc`)
+//! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags.
+//! `units` parses durations and rates.
 
+pub mod gc;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use serde::Deserialize;
 
 use crate::api::{AdminAccess, Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
+pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about = "An embedded OCI registry")]
@@ -94,6 +98,12 @@ pub struct ServeArgs {
     pub no_delete: bool,
     #[command(flatten)]
     #[serde(default)]
+    pub gc: GcArgs,
+    #[command(flatten)]
+    #[serde(default)]
+    pub scrub: ScrubArgs,
+    #[command(flatten)]
+    #[serde(default)]
     pub admin: AdminArgs,
 }
 
@@ -132,6 +142,8 @@ impl ServeArgs {
             read_verification: self.read_verification.or(other.read_verification),
             delete: self.delete.or(other.delete),
             no_delete: self.no_delete,
+            gc: self.gc.or(other.gc),
+            scrub: self.scrub.or(other.scrub),
             admin: AdminArgs {
                 allow: self.admin.allow.or(other.admin.allow),
             },
@@ -153,6 +165,8 @@ pub enum ConfigError {
     },
     #[error("--tls-cert and --tls-key must be given together")]
     TlsPair,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Certificate and key files for HTTPS.
@@ -193,6 +207,8 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreOptions,
     pub policy: Policy,
+    pub gc: GcSettings,
+    pub scrub: ScrubSettings,
 }
 
 impl Config {
@@ -213,27 +229,15 @@ impl Config {
             limits,
             store,
             policy: Policy::default(),
+            gc: GcSettings::default(),
+            scrub: ScrubSettings::default(),
         }
     }
 
     /// Resolves flags (already merged with the environment by clap) over the TOML file named
     /// by `--config`, over the defaults.
     pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
-        let args = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let file: ServeArgs =
-                    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                        path: path.clone(),
-                        source,
-                    })?;
-                args.or(file)
-            }
-            None => args,
-        };
+        let args = args.with_file()?;
         let mut config = Config::with_data(Path::new("berth-data"));
         if let Some(listen) = args.listen {
             config.listen = listen;
@@ -287,8 +291,35 @@ impl Config {
         if let Some(v) = args.admin.allow {
             config.policy.admin = v;
         }
+        config.gc = GcSettings::resolve(&args.gc)?;
+        config.scrub = ScrubSettings::resolve(&args.scrub);
         Ok(config)
     }
+}
+
+impl ServeArgs {
+    /// These flags over the TOML file named by `--config`, if any.
+    fn with_file(self) -> Result<ServeArgs, ConfigError> {
+        match &self.config {
+            Some(path) => {
+                let file = read_file(path)?;
+                Ok(self.or(file))
+            }
+            None => Ok(self),
+        }
+    }
+}
+
+/// Reads and parses a settings file.
+pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
