@@ -1,5 +1,5 @@
 //! The admin endpoint: loopback peers only by default, one job at a time (409 while one
-//! runs), scrub reports, parameter checks, and collection reports.
+//! runs), scrub reports, parameter checks, collection reports and their metrics.
 
 mod common;
 
@@ -232,6 +232,12 @@ async fn a_collection_reports_what_it_removed_and_is_counted() {
     let stats = s.get("/admin/gc").await.json();
     assert_eq!(stats["runs"], 1, "{stats}");
     assert!(stats["last_run_unix_ms"].is_u64(), "{stats}");
+    let metrics = s.get("/metrics").await.text();
+    assert!(metrics.contains("berth_gc_runs_total 1"), "{metrics}");
+    assert!(
+        !metrics.contains("berth_gc_last_run_timestamp_seconds 0\n"),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
@@ -253,5 +259,10 @@ async fn the_schedule_collects_and_scrubs() {
         assert!(std::time::Instant::now() < deadline, "{stats}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let metrics = s.get("/metrics").await.text();
+    assert!(
+        !metrics.contains("berth_scrub_last_timestamp_seconds 0\n"),
+        "{metrics}"
+    );
     s.stop().await;
 }
