@@ -298,8 +298,10 @@ allow = "any"
 
     fn serve_flags(flags: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from(["berth", "serve"].iter().chain(flags)).unwrap();
-        let Command::Serve(args) = cli.command;
-        args
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

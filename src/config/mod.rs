@@ -3,8 +3,10 @@
 //!
 //! The file's top-level keys are spelled like the flags; the `[gc]`, `[scrub]` (module `gc`)
 //! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags.
-//! `units` parses durations and rates.
+//! `commands` holds the flags of `berth gc` and `berth verify`, `units` parses durations and
+//! rates.
 
+pub mod commands;
 pub mod gc;
 pub mod units;
 
@@ -16,6 +18,7 @@ use serde::Deserialize;
 
 use crate::api::{AdminAccess, Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
+pub use commands::{GcCommand, VerifyCommand};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 
 #[derive(Debug, Parser)]
@@ -29,6 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry.
     Serve(ServeArgs),
+    /// Collect garbage once: in a stopped data directory, or through a running registry.
+    Gc(GcCommand),
+    /// Check every record of the store and take damaged blobs out of service.
+    Verify(VerifyCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -388,11 +395,15 @@ mod tests {
             "json",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.listen.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.log_format, Some(LogFormat::Json));
         let cli = Cli::try_parse_from(["berth", "serve", "--read-verification", "always"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         let c = Config::resolve(args).unwrap();
         assert_eq!(c.store.read_verification, ReadVerification::Always);
         assert!(Cli::try_parse_from(["berth", "serve", "--read-verification", "x"]).is_err());
@@ -402,7 +413,9 @@ mod tests {
     fn no_delete_wins() {
         let resolve = |flags: &[&str]| {
             let cli = Cli::try_parse_from(["berth", "serve"].iter().chain(flags)).unwrap();
-            let Command::Serve(args) = cli.command;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
             Config::resolve(args).unwrap().policy.deletes
         };
         assert!(resolve(&[]));
