@@ -5,11 +5,15 @@
 //! - [`storage`]: the blob and metadata store (segments + redb index); no HTTP.
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
+//! - [`cli`]: the one-off commands `berth gc` and `berth verify`.
 //! - [`config`]: command line, environment and TOML settings.
+//! - [`maintenance`]: garbage collection and scrubs of a serving registry, one at a time.
 //! - [`metrics`]: Prometheus counters for `/metrics`.
 
 pub mod api;
+pub mod cli;
 pub mod config;
+pub mod maintenance;
 pub mod metrics;
 pub mod oci;
 pub mod server;

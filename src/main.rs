@@ -1,14 +1,28 @@
-//! `berth` command line: parse settings, set up logging, bind, serve until SIGTERM/SIGINT.
+//! `berth` command line: `serve` parses settings, sets up logging, binds and serves until
+//! SIGTERM/SIGINT; `gc` and `verify` run one job (see `berth::cli`).
 
 use std::process::ExitCode;
 
-use berth::config::{Cli, Command, Config, LogFormat};
+use berth::config::{Cli, Command, Config, LogFormat, ServeArgs};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(args) => serve_main(args),
+        Command::Gc(cmd) => {
+            init_command_logging();
+            berth::cli::gc(&cmd)
+        }
+        Command::Verify(cmd) => {
+            init_command_logging();
+            berth::cli::verify(&cmd)
+        }
+    }
+}
+
+fn serve_main(args: ServeArgs) -> ExitCode {
     tune_malloc();
-    let Command::Serve(args) = Cli::parse().command;
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
@@ -77,6 +91,16 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Warnings of the store (recovery, damage) on stderr, which stdout's report does not mix with.
+fn init_command_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

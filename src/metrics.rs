@@ -1,5 +1,7 @@
 //! Counters behind `/metrics`, rendered in the Prometheus text format. Request counters are
-//! updated once per request; store gauges are read at scrape time.
+//! updated once per request; store gauges and the garbage collection and scrub totals
+//! (`Store::gc_stats`) are read at scrape time. Timestamps of things that never happened
+//! are 0.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -145,8 +147,87 @@ impl Metrics {
             "Chunks that failed their checksum while being served (the response was cut short).",
             store.corrupt_reads(),
         )?;
-        Ok(())
+        render_gc(out, store)
     }
+}
+
+fn render_gc(out: &mut String, store: &Store) -> std::fmt::Result {
+    let stats = store.gc_stats();
+    counter(
+        out,
+        "berth_gc_runs_total",
+        "Garbage collections completed (dry runs excluded) since the store was opened.",
+        stats.runs,
+    )?;
+    gauge_f64(
+        out,
+        "berth_gc_last_run_timestamp_seconds",
+        "When the last garbage collection (not a dry run) ended, Unix time.",
+        unix_seconds(stats.last_run_unix_ms),
+    )?;
+    counter(
+        out,
+        "berth_gc_bytes_reclaimed_total",
+        "Segment file bytes deleted by garbage collection.",
+        stats.total_bytes_reclaimed,
+    )?;
+    counter(
+        out,
+        "berth_gc_blobs_removed_total",
+        "Blobs garbage collection dropped from the index.",
+        stats.total_blobs_removed,
+    )?;
+    counter(
+        out,
+        "berth_gc_manifests_deleted_total",
+        "Manifests garbage collection deleted (retention rules, lost subjects).",
+        stats.total_manifests_deleted,
+    )?;
+    counter(
+        out,
+        "berth_gc_segments_compacted_total",
+        "Sealed segments garbage collection rewrote and deleted.",
+        stats.total_segments_compacted,
+    )?;
+    writeln!(
+        out,
+        "# HELP berth_gc_last_duration_seconds Time each phase of the last garbage collection took."
+    )?;
+    writeln!(out, "# TYPE berth_gc_last_duration_seconds gauge")?;
+    let last = stats.last.unwrap_or_default();
+    for (phase, took) in [
+        ("mark", last.mark_time),
+        ("sweep", last.sweep_time),
+        ("compact", last.compact_time),
+    ] {
+        writeln!(
+            out,
+            "berth_gc_last_duration_seconds{{phase=\"{phase}\"}} {}",
+            took.as_secs_f64()
+        )?;
+    }
+    gauge_f64(
+        out,
+        "berth_scrub_last_timestamp_seconds",
+        "When the last full scrub ended, Unix time.",
+        unix_seconds(stats.last_scrub_unix_ms),
+    )?;
+    counter(
+        out,
+        "berth_scrub_corrupt_records_total",
+        "Damaged records found by scrubs since the store was opened.",
+        stats.corrupt_records_found,
+    )?;
+    counter(
+        out,
+        "berth_blobs_quarantined_total",
+        "Blobs taken out of service because a scrub found them damaged.",
+        stats.blobs_quarantined,
+    )
+}
+
+fn unix_seconds(ms: Option<u64>) -> f64 {
+    ms.map_or(0.0, |ms| ms as f64 / 1000.0)
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
@@ -156,6 +237,12 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Re
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} gauge")?;
+    writeln!(out, "{name} {value}")
+}
+
+fn gauge_f64(out: &mut String, name: &str, help: &str, value: f64) -> std::fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} gauge")?;
     writeln!(out, "{name} {value}")

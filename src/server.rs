@@ -4,9 +4,14 @@
 //! Timeouts: request heads must arrive within the header-read timeout; a connection with no
 //! request in flight and no bytes moving for the idle timeout is closed; a request body is
 //! never capped in duration, only in silence (see `api::stream`).
+//!
+//! Each request carries its connection's peer address (for the admin endpoint's access rule).
+//! Beside the connections run two background tasks: the reaper of abandoned upload sessions
+//! and the maintenance schedule (collections and scrubs, see `maintenance::schedule`).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +26,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{ApiError, ErrorCode, Registry};
+use crate::api::{ApiError, ErrorCode, Peer, Registry};
 use crate::config::{Config, ServerSettings};
+use crate::maintenance::schedule::{self, Schedule};
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 
@@ -59,14 +66,32 @@ where
         Store::open(&data, options).map_err(ServerError::from)
     })
     .await??;
-    let registry = Registry::new(
+    let maintenance = Maintenance::new(store.clone(), config.gc.options.clone(), config.scrub.rate);
+    let registry = Registry::assemble(
         store.clone(),
         Arc::new(Metrics::new()),
         config.limits.clone(),
+        config.policy,
+        maintenance.clone(),
     );
     let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
+    let scheduled = tokio::spawn(schedule::run(
+        maintenance.clone(),
+        Schedule {
+            gc_every: config.gc.interval,
+            scrub_every: config.scrub.interval,
+        },
+    ));
     serve(listener, shutdown, registry, &config.server, tls).await;
     reaper.abort();
+    scheduled.abort();
+    if let Some(job) = maintenance.running() {
+        // Closing makes the job's next store call fail, which ends it.
+        tracing::warn!(
+            job = job.as_str(),
+            "closing the store while a {job} runs; it stops"
+        );
+    }
     tokio::task::spawn_blocking(move || store.close()).await??;
     tracing::info!("store closed");
     Ok(())
@@ -112,13 +137,13 @@ pub async fn serve<F>(
                     let (tls, closing) = (tls.clone(), closing_rx.clone());
                     connections.spawn(async move {
                         match tls {
-                            None => connection(tcp, registry, settings, closing, false).await,
+                            None => connection(tcp, peer, registry, settings, closing, false).await,
                             Some(acceptor) => {
                                 let handshake = acceptor.accept(tcp);
                                 match tokio::time::timeout(settings.header_read_timeout, handshake).await {
                                     Ok(Ok(stream)) => {
                                         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                        connection(stream, registry, settings, closing, h2).await
+                                        connection(stream, peer, registry, settings, closing, h2).await
                                     }
                                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -157,6 +182,7 @@ pub async fn serve<F>(
 /// Serves one connection over HTTP/1.1, or HTTP/2 when ALPN chose it.
 async fn connection<IO>(
     io: IO,
+    peer: SocketAddr,
     registry: Registry,
     settings: ServerSettings,
     mut closing: watch::Receiver<bool>,
@@ -169,7 +195,8 @@ async fn connection<IO>(
     let io = TokioIo::new(Activity::new(io, clock.clone()));
     let counter = in_flight.clone();
     let max_head = settings.max_header_bytes;
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
         let registry = registry.clone();
         let guard = InFlight::enter(counter.clone());
         async move {

@@ -81,6 +81,18 @@ async fn health_and_metrics() {
         "berth_store_live_bytes",
         "berth_store_dead_bytes",
         "berth_store_corrupt_reads_total 0",
+        "berth_gc_runs_total 0",
+        "berth_gc_last_run_timestamp_seconds 0",
+        "berth_gc_bytes_reclaimed_total 0",
+        "berth_gc_blobs_removed_total 0",
+        "berth_gc_manifests_deleted_total 0",
+        "berth_gc_segments_compacted_total 0",
+        "berth_gc_last_duration_seconds{phase=\"mark\"} 0",
+        "berth_gc_last_duration_seconds{phase=\"sweep\"} 0",
+        "berth_gc_last_duration_seconds{phase=\"compact\"} 0",
+        "berth_scrub_last_timestamp_seconds 0",
+        "berth_scrub_corrupt_records_total 0",
+        "berth_blobs_quarantined_total 0",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }

@@ -80,13 +80,52 @@ pub async fn get(
     })
 }
 
+/// Most manifest digests named in a refusal; the rest are counted.
+const NAMED_REFERRERS: usize = 10;
+
+/// Unlinks a blob from the repository, unless a manifest of the repository still references
+/// it: that manifest would become unpullable. The refusal is 403 `DENIED` rather than 405
+/// `UNSUPPORTED`, which berth keeps for a registry with deletes disabled: this blob cannot go
+/// yet, others can, and it can once the manifests named in the message are deleted.
 pub async fn delete(reg: &Registry, name: String, digest: Digest) -> ApiResult<Reply> {
     let d = digest.clone();
-    if reg.blocking(move |s| s.unlink_blob(&name, &d)).await? {
-        Ok(Reply::new(StatusCode::ACCEPTED))
-    } else {
-        Err(ApiError::not_found(ErrorCode::BlobUnknown).with_detail(digest.to_string()))
+    let repo = name.clone();
+    let outcome = reg
+        .blocking(move |s| {
+            let referencing = s.manifests_referencing(&repo, &d)?;
+            if !referencing.is_empty() {
+                return Ok(Err(referencing));
+            }
+            s.unlink_blob(&repo, &d).map(Ok)
+        })
+        .await?;
+    match outcome {
+        Ok(true) => Ok(Reply::new(StatusCode::ACCEPTED)),
+        Ok(false) => {
+            Err(ApiError::not_found(ErrorCode::BlobUnknown).with_detail(digest.to_string()))
+        }
+        Err(referencing) => Err(still_referenced(&name, &digest, &referencing)),
     }
+}
+
+fn still_referenced(name: &str, digest: &Digest, manifests: &[Digest]) -> ApiError {
+    let mut named: Vec<String> = manifests
+        .iter()
+        .take(NAMED_REFERRERS)
+        .map(Digest::to_string)
+        .collect();
+    if manifests.len() > NAMED_REFERRERS {
+        named.push(format!("and {} more", manifests.len() - NAMED_REFERRERS));
+    }
+    let (noun, them) = if manifests.len() == 1 {
+        ("manifest", "it")
+    } else {
+        ("manifests", "them")
+    };
+    ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied).with_detail(format!(
+        "blob {digest} is still referenced by {noun} {} of repository {name}; delete {them} first",
+        named.join(", ")
+    ))
 }
 
 /// One `bytes=` range of a blob of `size` bytes, as `[start, end)`. `None` when the header is
@@ -122,7 +161,25 @@ pub fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{parse_range, still_referenced};
+    use crate::oci::digest::{Algorithm, Digest};
+
+    #[test]
+    fn refusals_name_the_referencing_manifests() {
+        let blob = Digest::of(Algorithm::Sha256, b"layer");
+        let manifests: Vec<Digest> = (0..12u8)
+            .map(|i| Digest::of(Algorithm::Sha256, &[i]))
+            .collect();
+        let e = still_referenced("app", &blob, &manifests[..1]);
+        assert_eq!(e.status, http::StatusCode::FORBIDDEN);
+        let detail = e.detail.unwrap();
+        assert!(detail.contains(&manifests[0].to_string()), "{detail}");
+        assert!(detail.contains(&blob.to_string()), "{detail}");
+        let detail = still_referenced("app", &blob, &manifests).detail.unwrap();
+        assert!(detail.contains(&manifests[9].to_string()), "{detail}");
+        assert!(!detail.contains(&manifests[10].to_string()), "{detail}");
+        assert!(detail.contains("and 2 more"), "{detail}");
+    }
 
     #[test]
     fn ranges() {

@@ -4,8 +4,10 @@
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
 //! frame by frame), `appender` (pipelined session appends), and one handler module per area:
-//! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`.
+//! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`, `admin`
+//! (garbage collection and scrubs on request, outside `/v2/`).
 
+pub mod admin;
 mod appender;
 mod blobs;
 pub mod body;
@@ -19,14 +21,17 @@ pub mod route;
 mod stream;
 mod uploads;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
-use crate::storage::{StorageError, Store};
+use crate::storage::{GcOptions, StorageError, Store};
+pub use admin::AdminAccess;
 pub use body::ResponseBody;
 pub use error::{ApiError, ApiResult, ErrorCode};
 use query::Query;
@@ -71,6 +76,31 @@ impl Limits {
     }
 }
 
+/// What the registry lets clients do beyond reading and pushing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether manifests, tags and blobs may be deleted; when not, every such DELETE is 405
+    /// `UNSUPPORTED`, as CNCF distribution answers with deletes disabled. Cancelling an
+    /// upload session stays allowed.
+    pub deletes: bool,
+    /// Who may use `/admin/…`.
+    pub admin: AdminAccess,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            deletes: true,
+            admin: AdminAccess::Loopback,
+        }
+    }
+}
+
+/// The peer address of the connection a request came on, put into the request's extensions
+/// by the server loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
 /// The registry service; cheap to clone (one per connection).
 #[derive(Clone)]
 pub struct Registry {
@@ -81,15 +111,33 @@ struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
     limits: Limits,
+    policy: Policy,
+    maintenance: Maintenance,
 }
 
 impl Registry {
+    /// A registry with the default policy and collection settings.
     pub fn new(store: Store, metrics: Arc<Metrics>, limits: Limits) -> Registry {
+        let maintenance = Maintenance::new(store.clone(), GcOptions::default(), None);
+        Registry::assemble(store, metrics, limits, Policy::default(), maintenance)
+    }
+
+    /// A registry whose admin endpoint runs jobs through `maintenance` (shared with the
+    /// scheduler, so one job runs at a time).
+    pub fn assemble(
+        store: Store,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        policy: Policy,
+        maintenance: Maintenance,
+    ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 store,
                 metrics,
                 limits,
+                policy,
+                maintenance,
             }),
         }
     }
@@ -104,6 +152,14 @@ impl Registry {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub fn maintenance(&self) -> &Maintenance {
+        &self.inner.maintenance
     }
 
     /// Runs a blocking store call without stalling the async worker threads.
@@ -191,6 +247,15 @@ impl Registry {
     async fn dispatch(&self, route: Route, req: Request<Incoming>) -> ApiResult<Reply> {
         let query = Query::parse(req.uri().query());
         let method = req.method().clone();
+        if method == Method::DELETE
+            && matches!(route, Route::Manifest { .. } | Route::Blob { .. })
+            && !self.inner.policy.deletes
+        {
+            return Err(
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported)
+                    .with_detail("deletes are disabled on this registry"),
+            );
+        }
         match (route, method) {
             (Route::Base, Method::GET | Method::HEAD) => {
                 Ok(Reply::new(StatusCode::OK).json(b"{}".to_vec()))
@@ -243,6 +308,9 @@ impl Registry {
             (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(self, name, id).await,
             (Route::Referrers { name, digest }, Method::GET) => {
                 referrers::list(self, name, digest, &query).await
+            }
+            (route @ (Route::AdminGc | Route::AdminVerify), _) => {
+                admin::handle(self, route, &query, req).await
             }
             (_, _) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -29,6 +29,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every key, in order (repeated keys repeat).
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.pairs.iter().map(|(k, _)| k.as_str())
+    }
+
     /// Every value of `key`, in order.
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs

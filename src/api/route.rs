@@ -32,6 +32,10 @@ pub enum Route {
     Upload { name: String, id: String },
     /// `/v2/<name>/referrers/<digest>`
     Referrers { name: String, digest: Digest },
+    /// `/admin/gc`: run a collection (POST) or read its statistics (GET).
+    AdminGc,
+    /// `/admin/verify`: run a scrub (POST).
+    AdminVerify,
 }
 
 impl Route {
@@ -43,6 +47,8 @@ impl Route {
             "/v2/_catalog" => return Ok(Some(Route::Catalog)),
             "/healthz" => return Ok(Some(Route::Health)),
             "/metrics" => return Ok(Some(Route::Metrics)),
+            "/admin/gc" => return Ok(Some(Route::AdminGc)),
+            "/admin/verify" => return Ok(Some(Route::AdminVerify)),
             _ => {}
         }
         let Some(rest) = path.strip_prefix("/v2/") else {
@@ -114,6 +120,8 @@ impl Route {
             Route::UploadStart { .. } => "upload_start",
             Route::Upload { .. } => "upload",
             Route::Referrers { .. } => "referrers",
+            Route::AdminGc => "admin_gc",
+            Route::AdminVerify => "admin_verify",
         }
     }
 }
@@ -151,6 +159,13 @@ mod tests {
         assert_eq!(Route::parse("/v2").unwrap(), Some(Route::Base));
         assert_eq!(Route::parse("/v2/_catalog").unwrap(), Some(Route::Catalog));
         assert_eq!(Route::parse("/healthz").unwrap(), Some(Route::Health));
+        assert_eq!(Route::parse("/admin/gc").unwrap(), Some(Route::AdminGc));
+        assert_eq!(
+            Route::parse("/admin/verify").unwrap(),
+            Some(Route::AdminVerify)
+        );
+        assert_eq!(Route::parse("/admin/").unwrap(), None);
+        assert_eq!(Route::parse("/v2/admin/gc").unwrap(), None);
         assert_eq!(Route::parse("/nope").unwrap(), None);
         assert_eq!(Route::parse("/v2/a").unwrap(), None);
         assert_eq!(Route::parse("/v2/a/b/c").unwrap(), None);

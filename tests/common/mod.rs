@@ -38,9 +38,19 @@ impl Server {
 
     /// Starts a server over an existing directory (to restart over the same data).
     pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Server {
+        Server::start_at(dir, "127.0.0.1:0", adjust).await
+    }
+
+    /// Starts a server listening on `bind` (e.g. `0.0.0.0:0` to be reached from a
+    /// non-loopback address).
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        bind: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Server {
         let mut config = Config::with_data(&dir.path().join("data"));
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(berth::server::run(

@@ -1,5 +1,14 @@
 //! Settings of `berth serve`: command-line flags, their `BERTH_*` environment variables and an
 //! optional TOML file, resolved in that order of precedence over the embedded defaults.
+//!
+//! The file's top-level keys are spelled like the flags; the `[gc]`, `[scrub]` (module `gc`)
+//! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags.
+//! `commands` holds the flags of `berth gc` and `berth verify`, `units` parses durations and
+//! rates.
+
+pub mod commands;
+pub mod gc;
+pub mod units;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,8 +16,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::api::Limits;
+use crate::api::{AdminAccess, Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
+pub use commands::{GcCommand, VerifyCommand};
+pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about = "An embedded OCI registry")]
@@ -21,6 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry.
     Serve(ServeArgs),
+    /// Collect garbage once: in a stopped data directory, or through a running registry.
+    Gc(GcCommand),
+    /// Check every record of the store and take damaged blobs out of service.
+    Verify(VerifyCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -80,6 +95,38 @@ pub struct ServeArgs {
     /// since the store was opened) or off [default: once].
     #[arg(long, env = "BERTH_READ_VERIFICATION")]
     pub read_verification: Option<ReadVerification>,
+    /// Allow DELETE of manifests, tags and blobs; false answers every such DELETE with 405
+    /// UNSUPPORTED [default: true].
+    #[arg(long, env = "BERTH_DELETE", value_name = "BOOL")]
+    pub delete: Option<bool>,
+    /// Same as `--delete false` (and wins over it).
+    #[arg(long = "no-delete")]
+    #[serde(skip)]
+    pub no_delete: bool,
+    #[command(flatten)]
+    #[serde(default)]
+    pub gc: GcArgs,
+    #[command(flatten)]
+    #[serde(default)]
+    pub scrub: ScrubArgs,
+    #[command(flatten)]
+    #[serde(default)]
+    pub admin: AdminArgs,
+}
+
+/// `[admin]`: flags `--admin-*`, variables `BERTH_ADMIN_*`.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminArgs {
+    /// Who may use /admin/: loopback (peers on 127.0.0.0/8 or ::1), any, or off
+    /// [default: loopback].
+    #[arg(
+        id = "admin_allow",
+        long = "admin-allow",
+        env = "BERTH_ADMIN_ALLOW",
+        value_name = "WHO"
+    )]
+    pub allow: Option<AdminAccess>,
 }
 
 impl ServeArgs {
@@ -100,6 +147,13 @@ impl ServeArgs {
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
             verify_reads: self.verify_reads.or(other.verify_reads),
             read_verification: self.read_verification.or(other.read_verification),
+            delete: self.delete.or(other.delete),
+            no_delete: self.no_delete,
+            gc: self.gc.or(other.gc),
+            scrub: self.scrub.or(other.scrub),
+            admin: AdminArgs {
+                allow: self.admin.allow.or(other.admin.allow),
+            },
         }
     }
 }
@@ -118,6 +172,8 @@ pub enum ConfigError {
     },
     #[error("--tls-cert and --tls-key must be given together")]
     TlsPair,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Certificate and key files for HTTPS.
@@ -157,6 +213,9 @@ pub struct Config {
     pub server: ServerSettings,
     pub limits: Limits,
     pub store: StoreOptions,
+    pub policy: Policy,
+    pub gc: GcSettings,
+    pub scrub: ScrubSettings,
 }
 
 impl Config {
@@ -176,27 +235,16 @@ impl Config {
             server: ServerSettings::default(),
             limits,
             store,
+            policy: Policy::default(),
+            gc: GcSettings::default(),
+            scrub: ScrubSettings::default(),
         }
     }
 
     /// Resolves flags (already merged with the environment by clap) over the TOML file named
     /// by `--config`, over the defaults.
     pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
-        let args = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let file: ServeArgs =
-                    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                        path: path.clone(),
-                        source,
-                    })?;
-                args.or(file)
-            }
-            None => args,
-        };
+        let args = args.with_file()?;
         let mut config = Config::with_data(Path::new("berth-data"));
         if let Some(listen) = args.listen {
             config.listen = listen;
@@ -242,8 +290,43 @@ impl Config {
         if let Some(v) = args.read_verification {
             config.store.read_verification = v;
         }
+        if args.no_delete {
+            config.policy.deletes = false;
+        } else if let Some(v) = args.delete {
+            config.policy.deletes = v;
+        }
+        if let Some(v) = args.admin.allow {
+            config.policy.admin = v;
+        }
+        config.gc = GcSettings::resolve(&args.gc)?;
+        config.scrub = ScrubSettings::resolve(&args.scrub);
         Ok(config)
     }
+}
+
+impl ServeArgs {
+    /// These flags over the TOML file named by `--config`, if any.
+    fn with_file(self) -> Result<ServeArgs, ConfigError> {
+        match &self.config {
+            Some(path) => {
+                let file = read_file(path)?;
+                Ok(self.or(file))
+            }
+            None => Ok(self),
+        }
+    }
+}
+
+/// Reads and parses a settings file.
+pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -312,13 +395,50 @@ mod tests {
             "json",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.listen.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(args.log_format, Some(LogFormat::Json));
         let cli = Cli::try_parse_from(["berth", "serve", "--read-verification", "always"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         let c = Config::resolve(args).unwrap();
         assert_eq!(c.store.read_verification, ReadVerification::Always);
         assert!(Cli::try_parse_from(["berth", "serve", "--read-verification", "x"]).is_err());
+    }
+
+    #[test]
+    fn no_delete_wins() {
+        let resolve = |flags: &[&str]| {
+            let cli = Cli::try_parse_from(["berth", "serve"].iter().chain(flags)).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            Config::resolve(args).unwrap().policy.deletes
+        };
+        assert!(resolve(&[]));
+        assert!(!resolve(&["--no-delete"]));
+        assert!(!resolve(&["--no-delete", "--delete", "true"]));
+        assert!(!resolve(&["--delete", "false"]));
+        assert!(resolve(&["--delete", "true"]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "delete = false\n").unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert!(!c.policy.deletes);
+        std::fs::write(&path, "delete = true\n").unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path),
+            no_delete: true,
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert!(!c.policy.deletes);
     }
 }
