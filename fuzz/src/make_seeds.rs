@@ -14,7 +14,9 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let opts = StoreOptions {
             chunk_record_bytes: 256,
-            max_segment_bytes: 4096,
+            // Case 3 collects and compacts: small segments, so that there is something to
+            // compact besides the active one.
+            max_segment_bytes: if case == 3 { 1024 } else { 4096 },
             ..Default::default()
         };
         let s = Store::open(dir.path(), opts).unwrap();
@@ -45,8 +47,24 @@ fn main() {
             s.delete_tag("seed/repo", "v1").unwrap();
             if case == 3 {
                 // A collection: the untagged referrer (its subject is a blob, not a manifest)
-                // is swept and every sealed segment compacted, so the seed holds sweep,
-                // relocate and drop_segments ops and a compaction-stream segment.
+                // is swept, the layer stays (a tagged manifest names it), and every sealed
+                // segment is compacted, so the seed holds sweep, relocate and drop_segments
+                // ops and a compaction-stream segment.
+                let keep = br#"{"keep":true}"#.to_vec();
+                s.put_manifest(
+                    "seed/repo",
+                    &ManifestPut {
+                        digest: Digest::of(Algorithm::Sha256, &keep),
+                        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                        body: keep,
+                        tags: vec!["keep".into()],
+                        references: vec![d.clone()],
+                        subject: None,
+                        artifact_type: None,
+                        annotations: BTreeMap::new(),
+                    },
+                )
+                .unwrap();
                 let gc = GcOptions {
                     compact_threshold: 1.0,
                     ..Default::default()

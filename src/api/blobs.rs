@@ -7,6 +7,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::reply::{Reply, CONTENT_DIGEST};
 use crate::api::Registry;
 use crate::oci::digest::Digest;
+use crate::storage::StorageError;
 
 pub async fn get(
     reg: &Registry,
@@ -91,12 +92,9 @@ pub async fn delete(reg: &Registry, name: String, digest: Digest) -> ApiResult<R
     let d = digest.clone();
     let repo = name.clone();
     let outcome = reg
-        .blocking(move |s| {
-            let referencing = s.manifests_referencing(&repo, &d)?;
-            if !referencing.is_empty() {
-                return Ok(Err(referencing));
-            }
-            s.unlink_blob(&repo, &d).map(Ok)
+        .blocking(move |s| match s.unlink_unreferenced_blob(&repo, &d) {
+            Err(StorageError::BlobReferenced(by)) => Ok(Err(by)),
+            other => other.map(Ok),
         })
         .await?;
     match outcome {

@@ -114,6 +114,26 @@ impl Store {
         match self.submit(Op::Unlink {
             repo: repo.to_string(),
             digest: digest.clone(),
+            unless_referenced: false,
+        })? {
+            Out::Bool(b) => Ok(b),
+            _ => Err(StorageError::Index("unexpected outcome".into())),
+        }
+    }
+
+    /// Like [`Store::unlink_blob`], but refused with [`StorageError::BlobReferenced`] while a
+    /// manifest of `repo` still references the blob (checked in the same transaction, so a
+    /// manifest pushed meanwhile cannot lose its layer).
+    pub fn unlink_unreferenced_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
+        self.check_open()?;
+        match self.submit(Op::Unlink {
+            repo: repo.to_string(),
+            digest: digest.clone(),
+            unless_referenced: true,
         })? {
             Out::Bool(b) => Ok(b),
             _ => Err(StorageError::Index("unexpected outcome".into())),

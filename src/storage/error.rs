@@ -18,6 +18,9 @@ pub enum StorageError {
     ManifestBlobUnknown(Digest),
     #[error("manifest unknown")]
     ManifestUnknown,
+    /// A blob delete refused: these manifests of the repository still reference the blob.
+    #[error("blob still referenced by {} manifest(s)", .0.len())]
+    BlobReferenced(Vec<Digest>),
     #[error("too many open uploads")]
     TooManyUploads,
     #[error("disk full")]
@@ -90,6 +93,7 @@ impl StorageError {
             StorageError::Io(e) => StorageError::Io(std::io::Error::new(e.kind(), e.to_string())),
             StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
             StorageError::UnsupportedFormat(s) => StorageError::UnsupportedFormat(s.clone()),
+            StorageError::BlobReferenced(m) => StorageError::BlobReferenced(m.clone()),
             other => StorageError::Index(other.to_string()),
         }
     }

@@ -122,6 +122,9 @@ pub enum Op {
     Unlink {
         repo: String,
         digest: Digest,
+        /// Refuse (changing nothing) while a manifest of `repo` references the blob.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unless_referenced: bool,
     },
     PutManifest(Box<ManifestCommit>),
     DeleteManifest {
@@ -394,7 +397,17 @@ pub fn apply(
                 Out::Bool(false)
             }
         }
-        Op::Unlink { repo, digest } => {
+        Op::Unlink {
+            repo,
+            digest,
+            unless_referenced,
+        } => {
+            if *unless_referenced {
+                let by = referencing(t, repo, digest)?;
+                if !by.is_empty() {
+                    return Ok(Err(StorageError::BlobReferenced(by)));
+                }
+            }
             let removed = t
                 .repo_blobs
                 .remove(&repo_key(repo, &digest_key(digest))[..])?
@@ -467,6 +480,23 @@ fn link(t: &mut Tables<'_>, repo: &str, dk: &[u8], at_ms: u64) -> Result<(), Sto
         .insert(&repo_key(repo, dk)[..], &encode_time(at_ms)[..])?;
     t.repos.insert(repo, ())?;
     Ok(())
+}
+
+/// Manifests of `repo` that reference `digest` (one pass over the repository's manifests).
+pub(crate) fn referencing(
+    t: &Tables<'_>,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Vec<Digest>, StorageError> {
+    let (lo, hi) = prefix_range(repo, b"");
+    let mut out = Vec::new();
+    for r in t.refs.range(&lo[..]..&hi[..])? {
+        let (k, v) = r?;
+        if decode_digest_keys(v.value())?.contains(digest) {
+            out.push(decode_digest_key(&k.value()[lo.len()..])?.0);
+        }
+    }
+    Ok(out)
 }
 
 /// A repository with no tag, manifest or blob link left leaves the catalog.
