@@ -142,3 +142,31 @@ fn a_record_with_reserved_bytes_set_is_refused() {
     append(&last, &rec);
     assert_refused_untouched(dir.path(), "reserved bytes");
 }
+
+#[test]
+fn without_an_index_a_newer_store_is_refused_and_no_index_is_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = store_with_blobs(dir.path());
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    append(&last, &op_record(3, br#"{"op":"from_the_future"}"#));
+    assert_refused_untouched(dir.path(), "version 3 record, no index");
+    assert_refused_untouched(dir.path(), "the same, opened again");
+}
+
+#[test]
+fn a_segment_header_with_an_unknown_stream_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = store_with_blobs(dir.path());
+    let name = last.file_name().unwrap().to_str().unwrap();
+    let id = u64::from_str_radix(&name[..16], 16).unwrap() + 1;
+    let mut h = encode_segment_header(id, 0, Stream::Log);
+    h[32] = 7; // stream
+    let crc = crc32fast::hash(&h[..60]);
+    h[60..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(
+        dir.path().join("segments").join(format!("{id:016x}.seg")),
+        h,
+    )
+    .unwrap();
+    assert_refused_untouched(dir.path(), "unknown stream");
+}

@@ -110,7 +110,11 @@ pub(crate) fn recover(
         let h = if len >= seg::LEN as u64 {
             match decode_segment_header(&io.read(id, 0, seg::LEN)?) {
                 Ok(h) if h.id == id => Some(h),
-                Err(e @ FrameError::Newer(_)) => return Err(unsupported(id, 0, e)),
+                // A good crc over a newer version, an unknown stream or reserved bytes set: a
+                // newer writer made it, so it is refused like a newer record.
+                Err(e @ (FrameError::Newer(_) | FrameError::Reserved)) => {
+                    return Err(unsupported(id, 0, e))
+                }
                 _ => None,
             }
         } else {

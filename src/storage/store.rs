@@ -145,7 +145,12 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        Store::assemble(io, db, fresh, opts, Some(lock))
+        let opened = Store::assemble(io, db, fresh, opts, Some(lock));
+        if opened.is_err() && fresh {
+            // A refused open leaves no empty index behind to fail the next open.
+            let _ = std::fs::remove_file(&index);
+        }
+        opened
     }
 
     /// Opens a store over any segment and index backends (tests use the in-memory disk).
