@@ -3,11 +3,11 @@
 use redb::ReadableTable;
 
 use super::error::StorageError;
-use super::io::SegmentPin;
-use super::log::Extent;
-use super::ops::{BlobCommit, Op, Out};
+use super::index::ops::{BlobCommit, Op, Out};
+use super::index::schema::*;
 use super::read::{BlobData, Pins};
-use super::schema::*;
+use super::segment::io::SegmentPin;
+use super::segment::log::Extent;
 use super::store::Store;
 use super::types::*;
 use crate::oci::digest::{Digest, Hasher};
@@ -175,10 +175,11 @@ impl Store {
             extents,
             at_ms: now_ms(),
         });
-        expect_blob(match announced {
+        match announced {
             Some(a) => self.submit_announced(op, a)?,
             None => self.submit(op)?,
-        })
+        }
+        .blob()
     }
 
     /// Writes `data` as chunk records under a fresh session id; the commit op that follows
@@ -253,12 +254,5 @@ impl Store {
 
     pub fn open_uploads(&self) -> usize {
         self.inner.sessions_read().len()
-    }
-}
-
-pub(crate) fn expect_blob(out: Out) -> Result<BlobInfo, StorageError> {
-    match out {
-        Out::Blob(b) => Ok(b),
-        _ => Err(StorageError::Index("unexpected outcome".into())),
     }
 }

@@ -18,45 +18,14 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::error::StorageError;
-use super::log::{Extent, WriteMode};
-use super::record::rec;
+use super::segment::log::{Extent, WriteMode};
+use super::session::{trailer_of, InFlight, Session, Written};
 use super::store::Store;
 use super::types::UploadId;
-use super::uploads::Session;
-use super::writers::Pending;
-
-type Trailer = [u8; rec::TRAILER_LEN];
-
-pub(crate) fn trailer_of(parts: &[&[u8]]) -> Trailer {
-    let mut h = blake3::Hasher::new();
-    for p in parts {
-        h.update(p);
-    }
-    *h.finalize().as_bytes()
-}
 
 /// Records a session may have queued for the writer threads at once: enough that hashing the
 /// next one never waits for a write in progress, few enough to bound a session's memory.
 const RECORDS_IN_FLIGHT: usize = 4;
-
-/// A chunk record a writer thread is hashing and writing.
-pub(crate) struct InFlight {
-    /// Where the record starts in the blob: the session goes back here if the write fails.
-    at: u64,
-    pending: Pending<Result<Extent, StorageError>>,
-    /// Tells the next record's job where this record will end, then that it is written (the
-    /// next record must follow it in the log); taken by that job.
-    progress: Option<mpsc::Receiver<Written>>,
-}
-
-/// What a record's job tells the job of the session's next record.
-enum Written {
-    /// The record is placed in the log and will end at this offset: most likely where the
-    /// next record goes, so that one can be staged while this one is written.
-    Placed(u64),
-    /// The record is written.
-    Done,
-}
 
 impl Store {
     /// Appends borrowed bytes. Less than a record is copied into the tail (and written by a

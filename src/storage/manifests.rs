@@ -3,8 +3,8 @@
 use redb::ReadableTable;
 
 use super::error::StorageError;
-use super::ops::{BlobCommit, ManifestCommit, Op, Out, ReferrerValue};
-use super::schema::*;
+use super::index::ops::{BlobCommit, ManifestCommit, Op, Out, ReferrerValue};
+use super::index::schema::*;
 use super::store::Store;
 use super::types::{now_ms, ManifestPut, Reference, Referrer, StoredManifest};
 use crate::oci::digest::Digest;

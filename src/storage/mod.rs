@@ -1,40 +1,43 @@
 //! The storage engine: append-only segment files with self-describing records, a redb index,
 //! upload sessions, group commit and crash recovery. Knows nothing of HTTP.
 //!
-//! Layout: `io` (segment I/O seam) → `record` (framing) → `log` (active segment) →
-//! `group` + `ops` (logged index changes, group commit) → `store`/`blobs`/`uploads`/`manifests`
-//! (public API), `chunking` turning session appends (held in a `tail`) into records written by
-//! `writers`; `read` + `verified` check chunks as blobs are streamed out; `recovery` and
-//! `verify` read the segments back. The on-disk format is in storage-format.md.
+//! Layout, from the ground up (no module imports one above it):
+//! - `segment/`: bytes on disk. The I/O seam (`io`, with the file backend and the in-memory,
+//!   fault-injecting `memdisk`), the record codec (`record`), the log that appends to the active
+//!   segment (`log`), and the writer threads and direct writes for session chunks.
+//! - `index/`: the redb tables (`schema`), the logged ops that change them (`ops`, applied by
+//!   group commit and replayed by recovery alike), base images of the index (`base`), `db`.
+//! - `group` (group commit), `gate` and `floor` (what clients and writers tell a collection),
+//!   `tail` and `session` (an upload session's state), `verified` (chunks already checked).
+//! - `recovery` (opening after a crash) and `store` (the `Store` handle and its batches).
+//! - The operations users see, each an `impl Store` block: `uploads` + `chunking`, `blobs`,
+//!   `manifests`, `read`, `verify`, and `gc/` (mark, sweep, compaction, retention).
+//!
+//! The on-disk format is in storage-format.md.
 
-mod base;
 mod blobs;
 mod chunking;
-mod direct;
 mod error;
+mod floor;
+mod gate;
 pub mod gc;
 mod group;
 mod index;
-pub mod io;
-mod log;
 mod manifests;
-pub mod memdisk;
-mod ops;
 mod read;
-pub mod record;
 mod recovery;
-mod schema;
+mod segment;
+mod session;
 mod store;
 mod tail;
 mod types;
 mod uploads;
 mod verified;
 mod verify;
-mod writers;
 
 pub use error::StorageError;
-pub use gc::{GcOptions, GcPhase, GcProgress, GcReport, GcStats, RetentionRule};
 pub use read::{BlobData, BlobReader};
 pub use recovery::KEPT_TAIL_FILES;
+pub use segment::{io, memdisk, record};
 pub use store::Store;
 pub use types::*;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::error::StorageError;
-use super::io::SegmentPin;
-use super::log::Extent;
-use super::record::{rec, trailer};
+use super::segment::io::SegmentPin;
+use super::segment::log::Extent;
+use super::segment::record::{rec, trailer};
 use super::store::Store;
 use super::types::ReadVerification;
 use crate::oci::digest::Digest;

@@ -7,19 +7,19 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable};
 
-use super::base;
 use super::error::StorageError;
-use super::io::segment_file_name;
-use super::io::SegmentIo;
-use super::log::SegmentInfo;
-use super::log::{Extent, Position, Progress};
-use super::ops::{apply, Op, SpaceDelta, Tables};
-use super::record::{
+use super::index::base;
+use super::index::ops::{apply, Op, SpaceDelta, Tables};
+use super::index::schema::*;
+use super::segment::io::segment_file_name;
+use super::segment::io::SegmentIo;
+use super::segment::log::SegmentInfo;
+use super::segment::log::{Extent, Position, Progress};
+use super::segment::record::{
     decode_segment_header, rec, seg, FrameError, Kind, RecordHeader, Scanner, Stream,
 };
-use super::schema::*;
+use super::session::Session;
 use super::types::UploadId;
-use super::uploads::Session;
 
 /// How many `<segment>.seg.tail-<unix ms>` copies an open keeps (storage-format.md section 2):
 /// the newest ones, so a run of crashes cannot fill the disk with copies nobody looked at.

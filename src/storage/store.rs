@@ -10,18 +10,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::Durability;
 
 use super::error::StorageError;
-use super::gc::{Floors, Gate, GcStats, Marking};
+use super::floor::Floors;
+use super::gate::{Gate, Marking};
 use super::group::Group;
-use super::index::IndexDb;
-use super::io::{FileIo, SegmentIo};
-use super::log::{Extent, Log};
-use super::ops::{apply_batch, Op, Out};
-use super::record::{rec, seg, Kind, RecordHeader};
+use super::index::db::IndexDb;
+use super::index::ops::{apply_batch, Op, Out};
 use super::recovery;
+use super::segment::io::{FileIo, SegmentIo};
+use super::segment::log::{Extent, Log};
+use super::segment::record::{rec, seg, Kind, RecordHeader};
+use super::segment::writers::Writers;
+use super::session::Session;
+use super::types::GcStats;
 use super::types::*;
-use super::uploads::Session;
 use super::verified::VerifiedSet;
-use super::writers::Writers;
 use crate::oci::digest::Digest;
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
@@ -274,10 +276,10 @@ impl Store {
     /// whose dumps are equal serve the same content (tests compare a rebuilt index with this).
     pub fn dump_index(&self) -> Result<Vec<IndexRow>, StorageError> {
         let txn = self.inner.db.begin_read()?;
-        Ok(super::base::dump(&txn)?
+        Ok(super::index::base::dump(&txn)?
             .into_iter()
             .map(|(t, key, value)| IndexRow {
-                table: super::base::table_name(t),
+                table: super::index::base::table_name(t),
                 key,
                 value,
             })

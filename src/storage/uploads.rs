@@ -6,73 +6,19 @@
 //! from the recovery scan), which is what `status()` reports after a restart.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::blobs::expect_blob;
-use super::chunking::InFlight;
 use super::error::StorageError;
-use super::gc::FloorGuard;
-use super::log::{Extent, WriteMode};
-use super::ops::{BlobCommit, Op};
+use super::index::ops::{BlobCommit, Op};
+use super::segment::log::WriteMode;
+use super::session::{lock, lock_live, Session};
 use super::store::Store;
 use super::tail::Tail;
 use super::types::{now_ms, BlobInfo, UploadId, UploadStatus};
 use crate::oci::digest::{Algorithm, Digest, Hasher};
-
-pub(crate) struct Session {
-    pub repo: String,
-    pub started: SystemTime,
-    pub touched: SystemTime,
-    /// Bytes appended so far, including those in flight and in the tail.
-    pub len: u64,
-    /// Chunk records written, in blob order and contiguous from offset 0.
-    pub extents: Vec<Extent>,
-    /// The records after `extents`, queued for or being written by the writer threads.
-    pub in_flight: VecDeque<InFlight>,
-    /// Bytes after that, not yet handed to the log (shorter than one record).
-    pub tail: Tail,
-    /// sha256 of bytes `0..len`; `None` after a restart until rebuilt from the segments.
-    pub hasher: Option<Hasher>,
-    /// Set once committed or aborted, for callers that raced with that.
-    pub gone: bool,
-    /// Keeps the segments this session writes to from being compacted until it ends.
-    pub floor: Option<FloorGuard>,
-}
-
-impl Session {
-    pub fn restored(repo: String, started: SystemTime, extents: Vec<Extent>) -> Session {
-        let len = extents.iter().map(|e| u64::from(e.len)).sum();
-        Session {
-            repo,
-            started,
-            // The last activity before a restart is unknown: give the client a full idle window.
-            touched: SystemTime::now(),
-            len,
-            extents,
-            in_flight: VecDeque::new(),
-            tail: Tail::default(),
-            hasher: None,
-            gone: false,
-            floor: None,
-        }
-    }
-}
-
-fn lock(s: &Mutex<Session>) -> MutexGuard<'_, Session> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Locks a session that is still open (not committed or aborted by a racing caller).
-fn lock_live(s: &Mutex<Session>) -> Result<MutexGuard<'_, Session>, StorageError> {
-    let s = lock(s);
-    if s.gone {
-        return Err(StorageError::UploadUnknown);
-    }
-    Ok(s)
-}
 
 impl Store {
     fn session(&self, id: &UploadId) -> Result<Arc<Mutex<Session>>, StorageError> {
@@ -242,7 +188,7 @@ impl Store {
             id,
             at,
             &parts,
-            super::chunking::trailer_of(&parts),
+            super::session::trailer_of(&parts),
             WriteMode::Buffered,
         )?;
         s.extents.push(e);
@@ -312,7 +258,7 @@ impl Store {
             extents: s.extents.clone(),
             at_ms: now_ms(),
         });
-        let info = expect_blob(self.submit_announced(op, announced)?)?;
+        let info = self.submit_announced(op, announced)?.blob()?;
         self.retire(id, &mut s);
         s.extents = Vec::new();
         Ok(info)

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use super::log::Extent;
+use super::segment::log::Extent;
 
 /// Two generations of verified extents: inserts go to `current`; when it holds half the
 /// capacity it becomes `previous` and the old `previous` is dropped. A hit in `previous` moves

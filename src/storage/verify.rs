@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use redb::ReadableTable;
 
 use super::error::StorageError;
-use super::record::{decode_segment_header, rec, seg, trailer, RecordHeader};
-use super::schema::{decode_blob, decode_digest_key, BLOBS};
+use super::index::schema::{decode_blob, decode_digest_key, BLOBS};
+use super::segment::record::{decode_segment_header, rec, seg, trailer, RecordHeader};
 use super::store::Store;
 use super::types::{CorruptRecord, VerifyReport};
 
@@ -46,7 +46,7 @@ impl Store {
                 if h.id == id {
                     Ok(())
                 } else {
-                    Err(super::record::FrameError::BadPayload)
+                    Err(super::segment::record::FrameError::BadPayload)
                 }
             }) {
                 bad(0, end, format!("segment header: {e}"), &mut report);

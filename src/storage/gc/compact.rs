@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 
-use super::{GcOptions, GcPhase, GcProgress, GcReport};
-use crate::storage::base;
 use crate::storage::error::StorageError;
-use crate::storage::io::{SegmentIo, SegmentPin};
-use crate::storage::log::{create_segment, Extent};
-use crate::storage::ops::{Move, Op};
-use crate::storage::record::{decode_record, rec, seg, trailer, Kind, Stream};
-use crate::storage::schema::*;
+use crate::storage::index::base;
+use crate::storage::index::ops::{Move, Op};
+use crate::storage::index::schema::*;
+use crate::storage::segment::io::{SegmentIo, SegmentPin};
+use crate::storage::segment::log::{create_segment, Extent};
+use crate::storage::segment::record::{decode_record, rec, seg, trailer, Kind, Stream};
 use crate::storage::store::Store;
+use crate::storage::types::{GcOptions, GcPhase, GcProgress, GcReport};
 
 /// Relocations are committed in batches of about this many copied bytes (or blobs): large
 /// enough that the sync and the commit are a small cost, small enough that a crash redoes

@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::retention::{expired_tags, rule_for};
-use super::GcOptions;
 use crate::oci::digest::Digest;
 use crate::storage::error::StorageError;
-use crate::storage::ops::{RepoDigest, RepoTag, SweepList};
-use crate::storage::schema::*;
+use crate::storage::index::ops::{RepoDigest, RepoTag, SweepList};
+use crate::storage::index::schema::*;
+use crate::storage::types::GcOptions;
 
 /// What the mark found.
 pub(crate) struct Verdict {

@@ -1,6 +1,6 @@
 //! Retention rules: which tags and untagged manifests a repository's policy lets go.
 
-use super::RetentionRule;
+use crate::storage::types::RetentionRule;
 
 /// Whether `text` matches `pattern`, where `*` matches any run of characters except `/`, `**`
 /// matches any run including `/`, and `?` one character other than `/`.

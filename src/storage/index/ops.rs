@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::error::StorageError;
-use super::log::{Extent, Position, Progress};
 use super::schema::*;
-use super::types::{BlobInfo, Referrer, UploadId};
 use crate::oci::digest::Digest;
+use crate::storage::error::StorageError;
+use crate::storage::segment::log::{Extent, Position, Progress};
+use crate::storage::types::{BlobInfo, Referrer, UploadId};
 
 /// A blob whose bytes are in the log and whose digest was verified.
 #[derive(Debug, Serialize, Deserialize)]
@@ -207,6 +207,16 @@ pub enum Out {
     Blob(BlobInfo),
     /// What a sweep op removed (after the leader dropped what clients touched).
     Swept(SweepList),
+}
+
+impl Out {
+    /// The blob a commit produced; any other outcome is a bug.
+    pub fn blob(self) -> Result<BlobInfo, StorageError> {
+        match self {
+            Out::Blob(b) => Ok(b),
+            other => Err(StorageError::Index(format!("unexpected outcome {other:?}"))),
+        }
+    }
 }
 
 /// Per-segment (live, dead) byte changes made by one batch.

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::error::StorageError;
-use super::log::{Extent, Position};
 use crate::oci::digest::{Algorithm, Digest};
+use crate::storage::error::StorageError;
+use crate::storage::segment::log::{Extent, Position};
 
 /// digest key -> blob value (size + extents).
 pub const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");

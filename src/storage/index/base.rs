@@ -5,11 +5,11 @@
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
-use super::error::StorageError;
-use super::io::SegmentIo;
-use super::log::Position;
 use super::ops::Tables;
 use super::schema::*;
+use crate::storage::error::StorageError;
+use crate::storage::segment::io::SegmentIo;
+use crate::storage::segment::log::Position;
 
 /// Base file header layout (64 bytes), followed by blocks and nothing else.
 mod hdr {
@@ -250,7 +250,10 @@ pub fn write(io: &dyn SegmentIo, txn: &ReadTransaction) -> Result<Position, Stor
         // An earlier run wrote a base at this very position: the same index state, unless a
         // crash tore it, in which case it is written again.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let name = format!("{}.{tag}", super::io::segment_file_name(position.segment));
+            let name = format!(
+                "{}.{tag}",
+                crate::storage::segment::io::segment_file_name(position.segment)
+            );
             let whole = io
                 .read_aside(&name)
                 .is_ok_and(|b| decode(&name, &b).is_ok());

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::error::StorageError;
 use super::io::{SegmentIo, Staged};
 use super::record::{
     encode_segment_header, rec, seg, trailer, Kind, RecordHeader, Stream, FORMAT_VERSION,
 };
-use super::types::UploadId;
+use crate::storage::error::StorageError;
+use crate::storage::types::UploadId;
 
 /// Where a chunk's payload lives: segment, offset of the payload, payload length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
