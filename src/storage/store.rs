@@ -59,11 +59,9 @@ pub(crate) struct Inner {
 /// with every lazy commit in between: make every this-many-th batch durable.
 const MAX_LAZY_COMMITS: u64 = 64;
 
-/// The background thread also reclaims idle upload sessions, every this many ticks.
-const RECLAIM_EVERY_TICKS: u64 = 60;
-
-/// How often the background checkpointer persists session progress nobody committed yet.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The background thread also reclaims idle upload sessions this often (counted in time, not
+/// ticks, so a short checkpoint interval does not make it scan the sessions more often).
+const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,19 +190,19 @@ impl Store {
         Ok(store)
     }
 
-    /// Once a second, makes the index durable (an immediate redb commit) and records upload
+    /// Every `checkpoint_interval` (a second by default), makes the index durable (an immediate redb commit) and records upload
     /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
     /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
     /// So does closing it, or a poison (every later commit would fail until a reopen).
     fn spawn_checkpointer(&self) -> Result<(), StorageError> {
         let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.opts.checkpoint_interval;
         let handle = std::thread::Builder::new()
             .name("berth-checkpoint".into())
             .spawn(move || {
-                let mut ticks = 0u64;
+                let mut last_reclaim = std::time::Instant::now();
                 loop {
-                    std::thread::sleep(CHECKPOINT_INTERVAL);
-                    ticks += 1;
+                    std::thread::sleep(interval);
                     let Some(inner) = weak.upgrade() else { break };
                     let store = Store { inner };
                     if store.inner.closed.load(Ordering::SeqCst) {
@@ -216,7 +214,8 @@ impl Store {
                         );
                         break;
                     }
-                    if ticks % RECLAIM_EVERY_TICKS == 0 {
+                    if last_reclaim.elapsed() >= RECLAIM_EVERY {
+                        last_reclaim = std::time::Instant::now();
                         if let Err(e) = store.reclaim_idle_uploads() {
                             tracing::warn!(error = %e, "reclaiming idle uploads failed");
                         }
