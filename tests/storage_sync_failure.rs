@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth::oci::digest::{Algorithm, Digest};
-use berth::storage::io::SegmentIo;
+use berth::storage::io::{LockGuard, SegmentIo};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
 use bytes::Bytes;
@@ -19,6 +19,9 @@ struct FailingSync {
 }
 
 impl SegmentIo for FailingSync {
+    fn lock(&self) -> io::Result<LockGuard> {
+        self.inner.lock()
+    }
     fn list(&self) -> io::Result<Vec<u64>> {
         self.inner.list()
     }

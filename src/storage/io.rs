@@ -17,8 +17,15 @@ use memmap2::{Mmap, MmapOptions};
 pub use super::direct::Staged;
 use super::direct::{aligned_middle, stage, sub_slices, write_direct};
 
+/// Proof that a backend's lock is held ([`SegmentIo::lock`]); dropping it releases the lock.
+pub type LockGuard = Box<dyn std::any::Any + Send + Sync>;
+
 /// Storage for segment files, addressed by segment id.
 pub trait SegmentIo: Send + Sync + 'static {
+    /// Takes the store's exclusive lock without waiting: a store has one writer, in this process
+    /// or any other, because two redb databases over one index file corrupt it. Fails with
+    /// [`io::ErrorKind::WouldBlock`] while someone else holds it.
+    fn lock(&self) -> io::Result<LockGuard>;
     /// Ids of every existing segment, ascending.
     fn list(&self) -> io::Result<Vec<u64>>;
     /// Creates an empty segment; its name is durable when this returns.
@@ -115,6 +122,8 @@ fn write_buffered(file: &File, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
 /// Segment files `<dir>/<16 hex digits>.seg`, read through shared read-only maps.
 pub struct FileIo {
     dir: PathBuf,
+    /// Held with `flock` while a store is open (`<store dir>/LOCK`).
+    lock_file: PathBuf,
     /// Each segment is mapped at least this long up front so a growing segment stays readable
     /// without remapping (only committed ranges are ever touched).
     map_len: u64,
@@ -163,10 +172,12 @@ fn parse_segment_file_name(name: &str) -> Option<u64> {
 }
 
 impl FileIo {
-    pub fn new(dir: &Path, map_len: u64) -> io::Result<FileIo> {
+    /// Segments in `dir` (created if missing), locked through `lock_file`.
+    pub fn new(dir: &Path, lock_file: &Path, map_len: u64) -> io::Result<FileIo> {
         std::fs::create_dir_all(dir)?;
         Ok(FileIo {
             dir: dir.to_path_buf(),
+            lock_file: lock_file.to_path_buf(),
             map_len,
             files: RwLock::new(HashMap::new()),
         })
@@ -242,6 +253,20 @@ fn map_file(file: &File, len: u64) -> io::Result<Mmap> {
 }
 
 impl SegmentIo for FileIo {
+    fn lock(&self) -> io::Result<LockGuard> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_file)?;
+        // SAFETY: flock on a descriptor we own. The lock belongs to this open file description,
+        // so a second open in the same process conflicts too; it is released when `f` closes.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Box::new(f))
+    }
+
     fn list(&self) -> io::Result<Vec<u64>> {
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
@@ -403,7 +428,7 @@ mod tests {
     /// A file backend in a fresh directory with segment 1 created.
     fn one_segment() -> (tempfile::TempDir, FileIo) {
         let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
+        let io = FileIo::new(dir.path(), &dir.path().join("LOCK"), 1 << 20).unwrap();
         io.create(1).unwrap();
         (dir, io)
     }
@@ -411,7 +436,7 @@ mod tests {
     #[test]
     fn file_backend_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
+        let io = FileIo::new(dir.path(), &dir.path().join("LOCK"), 1 << 20).unwrap();
         io.create(7).unwrap();
         io.create(3).unwrap();
         assert_eq!(io.list().unwrap(), vec![3, 7]);
@@ -431,7 +456,7 @@ mod tests {
     #[test]
     fn map_grows_past_initial_length() {
         let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 4096).unwrap();
+        let io = FileIo::new(dir.path(), &dir.path().join("LOCK"), 4096).unwrap();
         io.create(1).unwrap();
         let big = vec![5u8; 10_000];
         io.write_at(1, 0, &[&big]).unwrap();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::io::SegmentIo;
+use super::io::{LockGuard, SegmentIo};
 
 const INDEX_FILE: &str = "index.redb";
 /// Side files recovery keeps next to the segments (`SegmentIo::keep_aside`).
@@ -49,6 +49,8 @@ struct DiskState {
     /// what fits, like a real full disk.
     segment_space: Option<u64>,
     record: bool,
+    /// Set while a store holds the disk's lock ([`SegmentIo::lock`]).
+    locked: bool,
 }
 
 /// A shared in-memory disk. Clone the `Arc` to hand it to several backends.
@@ -259,11 +261,29 @@ impl MemDisk {
 
 struct MemSegments(Arc<MemDisk>);
 
+/// The held lock of a [`MemDisk`]; dropping it releases the lock.
+struct MemLock(Arc<MemDisk>);
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        self.0.lock().locked = false;
+    }
+}
+
 fn missing(name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no file {name}"))
 }
 
 impl SegmentIo for MemSegments {
+    fn lock(&self) -> io::Result<LockGuard> {
+        let mut st = self.0.lock();
+        if st.locked {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        st.locked = true;
+        Ok(Box::new(MemLock(self.0.clone())))
+    }
+
     fn list(&self) -> io::Result<Vec<u64>> {
         let st = self.0.lock();
         Ok(st

@@ -1,8 +1,6 @@
 //! The `Store` handle: opening, closing, and the group-commit plumbing every write goes through.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,7 +10,7 @@ use redb::Durability;
 use super::error::StorageError;
 use super::group::Group;
 use super::index::IndexDb;
-use super::io::{FileIo, SegmentIo};
+use super::io::{FileIo, LockGuard, SegmentIo};
 use super::log::{Extent, Log};
 use super::ops::{apply_batch, Op, Out};
 use super::record::{rec, seg, Kind, RecordHeader};
@@ -52,7 +50,9 @@ pub(crate) struct Inner {
     pub corrupt_reads: AtomicU64,
     /// The background checkpointer, which ends once the store is dropped, closed or poisoned.
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    _lock: Option<File>,
+    /// The backend's lock: one writer per index. Last, so it is released only once everything
+    /// above (the index in particular) is closed.
+    _lock: LockGuard,
 }
 
 /// redb frees the pages of non-durable commits only at the next durable one, so its file grows
@@ -71,27 +71,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long `open` waits for the directory lock: a store dropped in this process may still be
+/// How long `open` waits for the lock: a store dropped in this process may still be
 /// finishing a background checkpoint for a moment.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn lock_dir(dir: &Path) -> Result<File, StorageError> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))?;
+/// Takes the backend's lock, retrying for up to [`LOCK_WAIT`].
+fn take_lock(io: &dyn SegmentIo) -> Result<LockGuard, StorageError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(f);
+        match io.lock() {
+            Ok(guard) => return Ok(guard),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StorageError::Locked);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(StorageError::Locked);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -108,12 +105,16 @@ impl Store {
     /// Opens (or creates) the store in `dir`, running crash recovery first.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StorageError> {
         std::fs::create_dir_all(dir)?;
-        let lock = lock_dir(dir)?;
         let index = dir.join("index.redb");
         let map_len = opts
             .max_segment_bytes
             .max((seg::LEN + rec::OVERHEAD + opts.chunk_record_bytes) as u64 + 4096);
-        let io: Arc<dyn SegmentIo> = Arc::new(FileIo::new(&dir.join("segments"), map_len)?);
+        let io: Arc<dyn SegmentIo> = Arc::new(FileIo::new(
+            &dir.join("segments"),
+            &dir.join("LOCK"),
+            map_len,
+        )?);
+        let lock = take_lock(io.as_ref())?;
         // Segment 1 is only created once the new index is durable, so with no segment an index
         // file can only be a creation torn by a crash (redb's is not atomic): start it over.
         if io.list()?.is_empty() && index.exists() {
@@ -134,21 +135,23 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        Store::assemble(io, db, fresh, opts, Some(lock))
+        Store::assemble(io, db, fresh, opts, lock)
     }
 
-    /// Opens a store over any segment and index backends (tests use the in-memory disk).
+    /// Opens a store over any segment and index backends (tests use the in-memory disk). The
+    /// segment backend's lock guards the index too: `index` must belong to `segments`.
     pub fn open_with(
         segments: Arc<dyn SegmentIo>,
         index: impl redb::StorageBackend,
         opts: StoreOptions,
     ) -> Result<Store, StorageError> {
+        let lock = take_lock(segments.as_ref())?;
         if segments.list()?.is_empty() {
             index.set_len(0)?;
         }
         let fresh = index.len()? == 0;
         let db = IndexDb::with_backend(redb::Builder::new().create_with_backend(index)?);
-        Store::assemble(segments, db, fresh, opts, None)
+        Store::assemble(segments, db, fresh, opts, lock)
     }
 
     fn assemble(
@@ -156,7 +159,7 @@ impl Store {
         db: IndexDb,
         fresh: bool,
         mut opts: StoreOptions,
-        lock: Option<File>,
+        lock: LockGuard,
     ) -> Result<Store, StorageError> {
         opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
         let rec = recovery::recover(io.as_ref(), &db, fresh)?;
