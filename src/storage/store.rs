@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use redb::Durability;
 
@@ -21,9 +21,61 @@ use super::verified::VerifiedSet;
 use super::writers::Writers;
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
+///
+/// Dropping the last clone is synchronous: the background checkpointer is stopped and joined,
+/// and the index, the log and the lock are closed, before `drop` returns, so nothing of the
+/// store touches the disk afterwards and a reopen right after is the only writer.
 #[derive(Clone)]
 pub struct Store {
+    /// Declared before `inner` so that it is dropped first: the last user handle joins the
+    /// checkpointer (which then lets go of its own reference) before the engine is dropped.
+    /// `None` only in the checkpointer's own handle, so that thread never joins itself and
+    /// never ends up holding the last reference.
+    owner: Option<Arc<Owner>>,
     pub(crate) inner: Arc<Inner>,
+}
+
+/// Held by every user-facing [`Store`]: its drop, with the last handle, stops the checkpointer.
+struct Owner {
+    stop: Arc<Stop>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.stop.set();
+        if let Some(h) = self.checkpointer.take() {
+            // The checkpointer's handle has no owner, so this never runs on that thread; the
+            // check only keeps a future change from turning that into a deadlock.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Tells the checkpointer to stop, waking it at once rather than at its next tick.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Stop {
+    fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for a stop; true once one was asked for.
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let guard = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |stopped| !*stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
 }
 
 pub(crate) struct Inner {
@@ -48,8 +100,8 @@ pub(crate) struct Inner {
     pub verified: VerifiedSet,
     /// Chunk records that failed their checksum on a read.
     pub corrupt_reads: AtomicU64,
-    /// The background checkpointer, which ends once the store is dropped, closed or poisoned.
-    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Wakes the background checkpointer to end it (on close, and when the store is dropped).
+    stop: Arc<Stop>,
     /// The backend's lock: one writer per index. Last, so it is released only once everything
     /// above (the index in particular) is closed.
     _lock: LockGuard,
@@ -71,8 +123,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long `open` waits for the lock: a store dropped in this process may still be
-/// finishing a background checkpoint for a moment.
+/// How long `open` waits for the lock: another process handing the store over (a restart)
+/// may still be closing it for a moment.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Takes the backend's lock, retrying for up to [`LOCK_WAIT`].
@@ -170,44 +222,48 @@ impl Store {
             .map(|(id, s)| (id, Arc::new(Mutex::new(s))))
             .collect();
         let verified = VerifiedSet::new(opts.verified_cache_entries);
-        let store = Store {
-            inner: Arc::new(Inner {
-                opts,
-                log,
-                writers: Writers::new(),
-                db,
-                group: Group::new(),
-                sessions: RwLock::new(sessions),
-                space: Mutex::new(rec.space),
-                closed: AtomicBool::new(false),
-                deferred: Mutex::new(Vec::new()),
-                index_dirty: AtomicBool::new(false),
-                lazy_commits: AtomicU64::new(0),
-                verified,
-                corrupt_reads: AtomicU64::new(0),
-                checkpointer: Mutex::new(None),
-                _lock: lock,
-            }),
-        };
-        store.spawn_checkpointer()?;
-        Ok(store)
+        let stop = Arc::new(Stop::default());
+        let inner = Arc::new(Inner {
+            opts,
+            log,
+            writers: Writers::new(),
+            db,
+            group: Group::new(),
+            sessions: RwLock::new(sessions),
+            space: Mutex::new(rec.space),
+            closed: AtomicBool::new(false),
+            deferred: Mutex::new(Vec::new()),
+            index_dirty: AtomicBool::new(false),
+            lazy_commits: AtomicU64::new(0),
+            verified,
+            corrupt_reads: AtomicU64::new(0),
+            stop: stop.clone(),
+            _lock: lock,
+        });
+        let checkpointer = Store::spawn_checkpointer(inner.clone())?;
+        Ok(Store {
+            owner: Some(Arc::new(Owner {
+                stop,
+                checkpointer: Some(checkpointer),
+            })),
+            inner,
+        })
     }
 
-    /// Every `checkpoint_interval` (a second by default), makes the index durable (an immediate redb commit) and records upload
-    /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
-    /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
-    /// So does closing it, or a poison (every later commit would fail until a reopen).
-    fn spawn_checkpointer(&self) -> Result<(), StorageError> {
-        let weak = Arc::downgrade(&self.inner);
-        let interval = self.inner.opts.checkpoint_interval;
+    /// Every `checkpoint_interval` (a second by default), makes the index durable (an
+    /// immediate redb commit) and records upload progress nobody committed yet, which bounds how
+    /// much log a reopen replays; once a minute, reclaims idle upload sessions. Ends when the
+    /// last user handle is dropped (which joins it), when the store is closed, or on a poison
+    /// (every later commit would fail until a reopen). Its own handle has no [`Owner`], so it
+    /// never keeps the store alive past the user's drop.
+    fn spawn_checkpointer(inner: Arc<Inner>) -> Result<std::thread::JoinHandle<()>, StorageError> {
+        let store = Store { owner: None, inner };
         let handle = std::thread::Builder::new()
             .name("berth-checkpoint".into())
             .spawn(move || {
+                let interval = store.inner.opts.checkpoint_interval;
                 let mut last_reclaim = std::time::Instant::now();
-                loop {
-                    std::thread::sleep(interval);
-                    let Some(inner) = weak.upgrade() else { break };
-                    let store = Store { inner };
+                while !store.inner.stop.wait(interval) {
                     if store.inner.closed.load(Ordering::SeqCst) {
                         break;
                     }
@@ -240,21 +296,14 @@ impl Store {
                     }
                 }
             })?;
-        *self
-            .inner
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        Ok(())
+        Ok(handle)
     }
 
     /// Whether the background checkpointer still runs (for health checks and tests).
     pub fn checkpointer_running(&self) -> bool {
-        self.inner
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.owner
             .as_ref()
+            .and_then(|o| o.checkpointer.as_ref())
             .is_some_and(|h| !h.is_finished())
     }
 
@@ -278,6 +327,8 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Err(StorageError::Closed);
         }
+        // Nothing is left for the checkpointer to do: this call makes everything durable.
+        self.inner.stop.set();
         let sessions: Vec<(UploadId, Arc<Mutex<Session>>)> = self
             .inner
             .sessions_read()
