@@ -31,6 +31,9 @@ impl SegmentIo for FailingSync {
     fn remove(&self, id: u64) -> io::Result<()> {
         self.inner.remove(id)
     }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
+    }
     fn len(&self, id: u64) -> io::Result<u64> {
         self.inner.len(id)
     }

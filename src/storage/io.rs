@@ -28,9 +28,13 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn lock(&self) -> io::Result<LockGuard>;
     /// Ids of every existing segment, ascending.
     fn list(&self) -> io::Result<Vec<u64>>;
-    /// Creates an empty segment; its name is durable when this returns.
+    /// Creates an empty segment. Its name is durable only after a later [`SegmentIo::sync_dir`]:
+    /// until then a power cut may lose the file, whatever was synced into it.
     fn create(&self, id: u64) -> io::Result<()>;
+    /// Removes a segment. Until a later [`SegmentIo::sync_dir`] a power cut may bring it back.
     fn remove(&self, id: u64) -> io::Result<()>;
+    /// Makes every earlier `create` and `remove` durable (`fsync` of the segment directory).
+    fn sync_dir(&self) -> io::Result<()>;
     fn len(&self, id: u64) -> io::Result<u64>;
     /// Writes the slices back to back starting at `offset`.
     fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()>;
@@ -62,7 +66,7 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()>;
     /// Names of the side files `keep_aside` made (`<segment name>.<tag>`), in no order.
     fn list_aside(&self) -> io::Result<Vec<String>>;
-    /// Removes a side file named as `list_aside` reports it.
+    /// Removes a side file named as `list_aside` reports it (durably: the directory is synced).
     fn remove_aside(&self, name: &str) -> io::Result<()>;
 }
 
@@ -187,10 +191,6 @@ impl FileIo {
         self.dir.join(segment_file_name(id))
     }
 
-    fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
-    }
-
     fn get(&self, id: u64) -> io::Result<Arc<SegFile>> {
         if let Some(f) = self.files.read().map_err(poisoned)?.get(&id) {
             return Ok(f.clone());
@@ -201,6 +201,11 @@ impl FileIo {
         let mut files = self.files.write().map_err(poisoned)?;
         Ok(files.entry(id).or_insert(seg).clone())
     }
+}
+
+/// `fsync` of a directory: makes the names created in or removed from it durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn poisoned<T>(_: T) -> io::Error {
@@ -288,13 +293,16 @@ impl SegmentIo for FileIo {
             .write(true)
             .create_new(true)
             .open(self.path(id))?;
-        self.sync_dir()
+        Ok(())
     }
 
     fn remove(&self, id: u64) -> io::Result<()> {
         self.files.write().map_err(poisoned)?.remove(&id);
-        std::fs::remove_file(self.path(id))?;
-        self.sync_dir()
+        std::fs::remove_file(self.path(id))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        sync_dir(&self.dir)
     }
 
     fn len(&self, id: u64) -> io::Result<u64> {
@@ -374,7 +382,7 @@ impl SegmentIo for FileIo {
         let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
         f.write_all(data)?;
         f.sync_all()?;
-        self.sync_dir()
+        sync_dir(&self.dir)
     }
 
     fn list_aside(&self) -> io::Result<Vec<String>> {
@@ -397,7 +405,7 @@ impl SegmentIo for FileIo {
             ));
         }
         std::fs::remove_file(self.dir.join(name))?;
-        self.sync_dir()
+        sync_dir(&self.dir)
     }
 
     fn start_writeback(&self, id: u64, offset: u64, len: u64) {

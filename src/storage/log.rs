@@ -377,6 +377,12 @@ fn record_bufs<'a>(
 
 pub(crate) fn create_segment(io: &dyn SegmentIo, id: u64) -> Result<(), StorageError> {
     io.create(id).map_err(StorageError::from_io)?;
+    // The name must be durable before anything synced into the file is acknowledged: a power
+    // cut would otherwise lose the whole segment with every commit in it.
+    if let Err(e) = io.sync_dir() {
+        let _ = io.remove(id);
+        return Err(StorageError::from_io(e));
+    }
     let h = encode_segment_header(id, now_ms());
     // The header is durable before any record follows it, so recovery can tell a torn
     // creation (nothing past the header) from a damaged header over synced records.
