@@ -176,9 +176,10 @@ fn parse_segment_file_name(name: &str) -> Option<u64> {
 }
 
 impl FileIo {
-    /// Segments in `dir` (created if missing), locked through `lock_file`.
+    /// Segments in `dir` (created if missing, its name synced into its parent), locked through
+    /// `lock_file`.
     pub fn new(dir: &Path, lock_file: &Path, map_len: u64) -> io::Result<FileIo> {
-        std::fs::create_dir_all(dir)?;
+        create_dir_durable(dir)?;
         Ok(FileIo {
             dir: dir.to_path_buf(),
             lock_file: lock_file.to_path_buf(),
@@ -206,6 +207,29 @@ impl FileIo {
 /// `fsync` of a directory: makes the names created in or removed from it durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, syncing the parent of each directory it creates: a
+/// file synced into a directory whose own name was lost is lost with it. Returns whether `dir`
+/// itself was created.
+pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(false), // the root
+    };
+    create_dir_durable(parent)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        // Someone else made it meanwhile, and syncs it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    sync_dir(parent)?;
+    Ok(true)
 }
 
 fn poisoned<T>(_: T) -> io::Error {
@@ -459,6 +483,18 @@ mod tests {
         assert_eq!(io.list().unwrap(), vec![7]);
         assert_eq!(segment_file_name(255), "00000000000000ff.seg");
         assert_eq!(parse_segment_file_name("00000000000000ff.seg"), Some(255));
+    }
+
+    /// Every missing level is created (each one's name synced into its parent), and only the
+    /// call that created `dir` says so.
+    #[test]
+    fn create_dir_durable_creates_missing_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b/c");
+        assert!(create_dir_durable(&dir).unwrap());
+        assert!(dir.is_dir());
+        assert!(!create_dir_durable(&dir).unwrap());
+        assert!(!create_dir_durable(root.path()).unwrap());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use redb::Durability;
 use super::error::StorageError;
 use super::group::Group;
 use super::index::IndexDb;
-use super::io::{FileIo, LockGuard, SegmentIo};
+use super::io::{create_dir_durable, sync_dir, FileIo, LockGuard, SegmentIo};
 use super::log::{Extent, Log};
 use super::ops::{apply_batch, Op, Out};
 use super::record::{rec, seg, Kind, RecordHeader};
@@ -156,7 +156,9 @@ fn is_index_corruption(e: &redb::StorageError) -> bool {
 impl Store {
     /// Opens (or creates) the store in `dir`, running crash recovery first.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StorageError> {
-        std::fs::create_dir_all(dir)?;
+        // Every directory this creates (the data directory, `segments/`) has its name synced
+        // into its parent: segments synced into a directory whose name was lost are lost too.
+        create_dir_durable(dir)?;
         let index = dir.join("index.redb");
         let map_len = opts
             .max_segment_bytes
@@ -187,6 +189,10 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        if fresh {
+            // The new index's name must be durable before segment 1 is created (section 9.2).
+            sync_dir(dir)?;
+        }
         Store::assemble(io, db, fresh, opts, lock)
     }
 
