@@ -213,7 +213,7 @@ impl MemDisk {
     /// The disk a power cut after the first `point` logged operations would leave behind.
     ///
     /// A write survives if a later sync of its file (before the cut) covers it; otherwise it is
-    /// kept, dropped or torn at random. A create or remove in the segment directory holds if a
+    /// kept, dropped or torn at random (in half the images, most are kept). A create or remove in the segment directory holds if a
     /// later directory sync covers it; otherwise it may or may not have happened: a created file
     /// may vanish (with whatever was synced into it), a removed one may come back with what it
     /// held. Size changes hold in order.
@@ -232,6 +232,10 @@ impl MemDisk {
             }
         }
         let mut rng = SplitMix(seed);
+        // Half the images keep, drop or tear each unsynced write alike; the other half keep
+        // most of them, which leaves holes (a lost or torn write before later whole ones)
+        // where the first kind mostly leaves a short, torn end.
+        let keeps_most = rng.below(2) == 0;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (i, op) in ops.iter().enumerate() {
             let name_durable = |file: &str| !in_segment_dir(file) || last_dir_sync > Some(i);
@@ -272,7 +276,13 @@ impl MemDisk {
                     if durable {
                         write_into(buf, *offset, data);
                     } else {
-                        match rng.below(3) {
+                        let fate = match (keeps_most, rng.below(8)) {
+                            (false, _) => rng.below(3),
+                            (true, 0) => 0,
+                            (true, 1) => 2,
+                            (true, _) => 1,
+                        };
+                        match fate {
                             0 => {}
                             1 => write_into(buf, *offset, data),
                             _ => {
