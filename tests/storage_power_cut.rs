@@ -425,16 +425,16 @@ fn second_life(
     );
 }
 
-/// Where to cut: one moment per sync point, drawn from the seed: the sync point itself half
-/// the time, else the operation just before it (where the writes the sync covers may
-/// themselves be torn) or any moment since the previous sync point. Plus the very end.
+/// Where to cut: one moment per sync point, drawn from the seed: the sync point itself, the
+/// operation just before it (where the writes the sync covers may themselves be torn), or any
+/// moment since the previous sync point. Plus the very end.
 fn cut_points(disk: &MemDisk, rng: &mut SplitMix) -> Vec<usize> {
     let mut cuts = Vec::new();
     let mut prev = 0;
     for p in disk.sync_points() {
-        cuts.push(match rng.below(4) {
-            0 | 1 => p,
-            2 => p - 1,
+        cuts.push(match rng.below(3) {
+            0 => p,
+            1 => p - 1,
             _ => prev + rng.below((p - prev) as u64) as usize,
         });
         prev = p;
