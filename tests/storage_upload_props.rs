@@ -127,53 +127,105 @@ proptest! {
                 }
                 Step::Crash(cut) => {
                     drop(store);
-                    let mut points: Vec<usize> = disk
-                        .sync_points()
-                        .into_iter()
-                        .flat_map(|p| [p - 1, p])
-                        .collect();
+                    // Three cuts: one drawn from the case, one just before the last sync (the
+                    // longest run of unsynced records), and the end of everything.
+                    let syncs = disk.sync_points();
+                    let mut points: Vec<usize> = syncs.iter().flat_map(|&p| [p - 1, p]).collect();
                     points.push(disk.op_count());
-                    let point = points[cut % points.len()];
-                    let img = disk.power_cut_image(point, cut as u64 ^ u64::from(seed));
-                    let at = format!("cut at op {} of {}", point, disk.op_count());
-                    store = Store::open_with(img.segments(), img.index(), opts())
-                        .unwrap_or_else(|e| panic!("reopen, {at}: {e}"));
-                    for (returned, d, data) in &others {
-                        if *returned <= point {
-                            prop_assert_eq!(&blob_bytes(&store, d), data, "{}, {}", d, at);
-                        }
+                    let cuts = [
+                        points[cut % points.len()],
+                        syncs.last().map_or(0, |p| p - 1),
+                        disk.op_count(),
+                    ];
+                    for (i, point) in cuts.into_iter().enumerate() {
+                        let img_seed = (cut as u64).wrapping_add(i as u64) ^ u64::from(seed);
+                        let fresh_bytes = fresh(2 * CAP);
+                        let cut = Cut { point, img_seed, marks: &marks, others: &others };
+                        check_cut(&disk, &id, model.clone(), fresh_bytes, cut)?;
                     }
-                    let floor = marks.iter().filter(|(m, _)| *m <= point).map(|&(_, f)| f).max();
-                    match (store.status(&id), floor) {
-                        (Ok(st), floor) => {
-                            let floor = floor.unwrap_or(0);
-                            prop_assert!(
-                                st.offset >= floor && st.offset <= model.len() as u64,
-                                "session resumes at {}, durable floor {}, model {}, {}",
-                                st.offset, floor, model.len(), at
-                            );
-                            model.truncate(st.offset as usize);
-                        }
-                        // The session start itself never became durable.
-                        (Err(StorageError::UploadUnknown), None) => return Ok(()),
-                        (Err(e), floor) => prop_assert!(false, "status: {} (durable floor {:?}), {}", e, floor, at),
-                    }
-                    // The session lives on over the image: whole records where the log now
-                    // ends, a clean close, and a reopen that must find exactly the model.
-                    let more = fresh(2 * CAP);
-                    store.append(&id, model.len() as u64, &more).unwrap();
-                    model.extend_from_slice(&more);
-                    store.close().unwrap();
-                    drop(store);
-                    store = open(&img);
-                    prop_assert_eq!(store.status(&id).unwrap().offset, model.len() as u64, "after the cut's second life, {}", at);
-                    return finish(&store, &id, &model);
+                    return Ok(());
                 }
             }
             prop_assert_eq!(store.status(&id).unwrap().offset, model.len() as u64);
         }
         finish(&store, &id, &model)?;
     }
+}
+
+/// A power cut to check, and what was durable before it.
+struct Cut<'a> {
+    point: usize,
+    img_seed: u64,
+    /// (op count when a call returned, bytes of the session durable from then on).
+    marks: &'a [(usize, u64)],
+    /// Other blobs: (op count when the commit returned, digest, bytes).
+    others: &'a [(usize, Digest, Vec<u8>)],
+}
+
+/// Reopens the image a power cut at `cut.point` leaves: every other blob committed before it is
+/// there, and the session (if any call made it durable before the cut) holds at least what
+/// was durable and at most the model, then lives on: `more` is written in whole records where
+/// recovery says the log ends, the store is closed and reopened, and the session must hold
+/// exactly the model's bytes.
+fn check_cut(
+    disk: &std::sync::Arc<MemDisk>,
+    id: &UploadId,
+    mut model: Vec<u8>,
+    more: Vec<u8>,
+    cut: Cut<'_>,
+) -> Result<(), TestCaseError> {
+    let img = disk.power_cut_image(cut.point, cut.img_seed);
+    let at = format!(
+        "cut at op {} of {} (image seed {})",
+        cut.point,
+        disk.op_count(),
+        cut.img_seed
+    );
+    let store = Store::open_with(img.segments(), img.index(), opts())
+        .unwrap_or_else(|e| panic!("reopen, {at}: {e}"));
+    for (returned, d, data) in cut.others {
+        if *returned <= cut.point {
+            prop_assert_eq!(&blob_bytes(&store, d), data, "{}, {}", d, at);
+        }
+    }
+    let floor = cut
+        .marks
+        .iter()
+        .filter(|(m, _)| *m <= cut.point)
+        .map(|&(_, f)| f)
+        .max();
+    match (store.status(id), floor) {
+        (Ok(st), floor) => {
+            let floor = floor.unwrap_or(0);
+            prop_assert!(
+                st.offset >= floor && st.offset <= model.len() as u64,
+                "session resumes at {}, durable floor {}, model {}, {}",
+                st.offset,
+                floor,
+                model.len(),
+                at
+            );
+            model.truncate(st.offset as usize);
+        }
+        // The session start itself never became durable.
+        (Err(StorageError::UploadUnknown), None) => return Ok(()),
+        (Err(e), floor) => prop_assert!(false, "status: {} (durable floor {:?}), {}", e, floor, at),
+    }
+    store
+        .append(id, model.len() as u64, &more)
+        .unwrap_or_else(|e| panic!("append after the cut, {at}: {e}"));
+    model.extend_from_slice(&more);
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open_with(img.segments(), img.index(), opts())
+        .unwrap_or_else(|e| panic!("second reopen, {at}: {e}"));
+    prop_assert_eq!(
+        store.status(id).unwrap().offset,
+        model.len() as u64,
+        "after the cut's second life, {}",
+        at
+    );
+    finish(&store, id, &model)
 }
 
 /// Commits the session: its bytes must hash to the model's digest and read back as the model.
