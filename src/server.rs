@@ -61,11 +61,10 @@ where
 {
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let (data, options) = (config.data.clone(), config.store.clone());
-    let store = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&data)?;
-        Store::open(&data, options).map_err(ServerError::from)
-    })
-    .await??;
+    // Store::open creates the directory itself, syncing each new name into its parent.
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&data, options).map_err(ServerError::from))
+            .await??;
     let maintenance = Maintenance::new(store.clone(), config.gc.options.clone(), config.scrub.rate);
     let registry = Registry::assemble(
         store.clone(),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::memdisk::SplitMix;
 use berth::storage::*;
-use storage_support::blob_bytes;
+use storage_support::{blob_bytes, test_seed};
 
 const CHILD_ENV: &str = "BERTH_CRASH_CHILD_DIR";
 
@@ -99,10 +99,12 @@ fn content(round: u64, n: u64, p: Profile) -> Vec<u8> {
 }
 
 /// The child: push forever, announcing each blob before ("try") and after ("ok") its commit.
-fn child(dir: &Path, round: u64, p: Profile) -> ! {
+fn child(dir: &Path, round: u64, seed: u64, p: Profile) -> ! {
     let store = Store::open(dir, opts(p)).unwrap();
     let mut out = std::io::stdout().lock();
-    let mut rng = SplitMix(round ^ 0xc0ffee);
+    // How blobs are pushed (monolithic or in chunks of which sizes) varies with the run's seed;
+    // what they hold depends on the round and their number only, so the parent can check it.
+    let mut rng = SplitMix(seed ^ round ^ 0xc0ffee);
     let long = store.begin_upload("crash/long").unwrap();
     let long_bytes = long_data(round, p);
     let mut long_off = 0usize;
@@ -153,14 +155,11 @@ fn kill_9_during_direct_record_writes_keeps_committed_blobs() {
 fn run(p: Profile) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         let round = std::env::var("BERTH_CRASH_ROUND").unwrap().parse().unwrap();
-        child(Path::new(&dir), round, p);
+        let seed = std::env::var("BERTH_CRASH_SEED").unwrap().parse().unwrap();
+        child(Path::new(&dir), round, seed, p);
     }
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("crash test seed {seed}");
+    let seed = test_seed(p.test);
     let mut rng = SplitMix(seed);
     let mut attempted: BTreeMap<Digest, (u64, u64)> = BTreeMap::new();
     let mut acknowledged: Vec<Digest> = Vec::new();
@@ -169,6 +168,7 @@ fn run(p: Profile) {
             .args(["--exact", p.test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .env("BERTH_CRASH_ROUND", round.to_string())
+            .env("BERTH_CRASH_SEED", seed.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

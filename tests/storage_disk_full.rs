@@ -69,6 +69,8 @@ fn enospc_is_reported_and_recovered_from() {
     stored.push(big);
     stored.push(refused);
     store.close().unwrap();
+    // A closed store still holds the disk (its index is open) until it is dropped.
+    drop(store);
 
     let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
     assert_intact(&store, &stored);
@@ -115,6 +117,7 @@ fn a_failed_write_in_flight_is_reported_later_and_cuts_the_session_back() {
         store.commit(&id, &sha(&big)).unwrap();
         assert_intact(&store, std::slice::from_ref(&big));
         store.close().unwrap();
+        drop(store);
         let store = Store::open_with(disk.segments(), disk.index(), opts()).unwrap();
         assert_intact(&store, &[big]);
     }

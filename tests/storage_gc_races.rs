@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use berth::oci::digest::Digest;
-use berth::storage::io::{SegmentIo, SegmentPin};
+use berth::storage::io::{LockGuard, SegmentIo, SegmentPin};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
 use bytes::Bytes;
@@ -78,6 +78,12 @@ struct StallingIo {
 }
 
 impl SegmentIo for StallingIo {
+    fn lock(&self) -> io::Result<LockGuard> {
+        self.inner.lock()
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
+    }
     fn list(&self) -> io::Result<Vec<u64>> {
         self.inner.list()
     }

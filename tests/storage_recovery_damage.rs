@@ -1,11 +1,15 @@
 //! Damage that recovery finds after the last checkpoint must never silently drop acknowledged
-//! commits: a damaged segment header over records refuses the open, and a cut tail is kept.
+//! commits: a damaged segment header over records refuses the open, and a cut tail is kept
+//! aside, and stays cut off once new records are written where it was.
+
+mod storage_support;
 
 use std::sync::Arc;
 
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
+use storage_support::{assert_listed_blobs_hash_to_their_digests, sha};
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -108,4 +112,57 @@ fn cut_tail_of_the_last_segment_is_kept_in_a_side_file() {
     assert_eq!(bytes[..], damaged[records[0] as usize..]);
     // Earlier segments still serve their blobs.
     assert!(store.get(&digests[0]).unwrap().is_some());
+}
+
+/// Bytes recovery cut off must stay cut off once new records land where they were. The first
+/// chunk of the last blob is damaged, so recovery cuts the tail there; then a session's next
+/// record, the same size, is written at that very offset. Had the old bytes stayed in place, the
+/// next open would scan on past the new record into them and replay the old commit: a blob
+/// served with the session's bytes in place of its own first chunk (its trailer checks, it is
+/// the new record's).
+#[test]
+fn records_after_a_cut_tail_never_come_back() {
+    let opts = StoreOptions {
+        chunk_record_bytes: 512,
+        max_segment_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let disk = MemDisk::new();
+    let store = Store::open_with(disk.segments(), disk.index(), opts.clone()).unwrap();
+    let session = store.begin_upload("r").unwrap();
+    store.checkpoint().unwrap();
+    // Two whole chunk records and the commit naming them, after the checkpoint.
+    let blob: Vec<u8> = (0..1024u32).map(|j| (j * 13 + 1) as u8).collect();
+    let digest = sha(&blob);
+    store.put_blob("r", &digest, &blob).unwrap();
+    let image = disk.power_cut_image(disk.op_count(), 7);
+    drop(store);
+
+    let segs = image.segments();
+    let len = segs.len(1).unwrap();
+    let bytes = segs.read(1, 0, len as usize).unwrap();
+    let records: Vec<u64> = record::Scanner::new(&bytes[64..], 64)
+        .map(|(at, _)| at)
+        .collect();
+    let first_chunk = records[records.len() - 3];
+    image.corrupt_segment_byte(1, first_chunk + 48 + 5);
+
+    let store = Store::open_with(image.segments(), image.index(), opts.clone()).unwrap();
+    assert!(
+        store.get(&digest).unwrap().is_none(),
+        "a commit after the damage"
+    );
+    let other = vec![0x5a; 512];
+    store.append(&session, 0, &other).unwrap();
+    store.close().unwrap();
+    drop(store);
+
+    let store = Store::open_with(image.segments(), image.index(), opts).unwrap();
+    assert_listed_blobs_hash_to_their_digests(&store);
+    assert!(
+        store.get(&digest).unwrap().is_none(),
+        "a commit recovery had cut off came back"
+    );
+    assert_eq!(store.status(&session).unwrap().offset, 512);
+    assert!(store.verify().unwrap().is_clean());
 }

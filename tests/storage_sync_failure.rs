@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth::oci::digest::{Algorithm, Digest};
-use berth::storage::io::{SegmentIo, SegmentPin};
+use berth::storage::io::{LockGuard, SegmentIo, SegmentPin};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
 use bytes::Bytes;
@@ -19,6 +19,9 @@ struct FailingSync {
 }
 
 impl SegmentIo for FailingSync {
+    fn lock(&self) -> io::Result<LockGuard> {
+        self.inner.lock()
+    }
     fn list(&self) -> io::Result<Vec<u64>> {
         self.inner.list()
     }
@@ -27,6 +30,9 @@ impl SegmentIo for FailingSync {
     }
     fn remove(&self, id: u64) -> io::Result<()> {
         self.inner.remove(id)
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
     }
     fn len(&self, id: u64) -> io::Result<u64> {
         self.inner.len(id)

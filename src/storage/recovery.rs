@@ -312,7 +312,10 @@ pub(crate) fn recover(
                 io.set_len(id, at)?;
                 io.sync_data(id)?;
             }
-            Repair::Remove { id } => io.remove(id)?,
+            Repair::Remove { id } => {
+                io.remove(id)?;
+                io.sync_dir()?;
+            }
         }
     }
     txn.commit()?;

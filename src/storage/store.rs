@@ -1,11 +1,9 @@
 //! The `Store` handle: opening, closing, and the group-commit plumbing every write goes through.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use redb::Durability;
 
@@ -16,6 +14,7 @@ use super::group::Group;
 use super::index::db::IndexDb;
 use super::index::ops::{apply_batch, Op, Out};
 use super::recovery;
+use super::segment::io::{create_dir_durable, sync_dir, LockGuard};
 use super::segment::io::{FileIo, SegmentIo};
 use super::segment::log::{Extent, Log};
 use super::segment::record::{rec, seg, Kind, RecordHeader};
@@ -27,9 +26,61 @@ use super::verified::VerifiedSet;
 use crate::oci::digest::Digest;
 
 /// A blob store in one directory. Cheap to clone; all clones share one engine.
+///
+/// Dropping the last clone is synchronous: the background checkpointer is stopped and joined,
+/// and the index, the log and the lock are closed, before `drop` returns, so nothing of the
+/// store touches the disk afterwards and a reopen right after is the only writer.
 #[derive(Clone)]
 pub struct Store {
+    /// Declared before `inner` so that it is dropped first: the last user handle joins the
+    /// checkpointer (which then lets go of its own reference) before the engine is dropped.
+    /// `None` only in the checkpointer's own handle, so that thread never joins itself and
+    /// never ends up holding the last reference.
+    owner: Option<Arc<Owner>>,
     pub(crate) inner: Arc<Inner>,
+}
+
+/// Held by every user-facing [`Store`]: its drop, with the last handle, stops the checkpointer.
+struct Owner {
+    stop: Arc<Stop>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.stop.set();
+        if let Some(h) = self.checkpointer.take() {
+            // The checkpointer's handle has no owner, so this never runs on that thread; the
+            // check only keeps a future change from turning that into a deadlock.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Tells the checkpointer to stop, waking it at once rather than at its next tick.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Stop {
+    fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for a stop; true once one was asked for.
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let guard = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |stopped| !*stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
 }
 
 pub(crate) struct Inner {
@@ -54,27 +105,27 @@ pub(crate) struct Inner {
     pub verified: VerifiedSet,
     /// Chunk records that failed their checksum on a read.
     pub corrupt_reads: AtomicU64,
-    /// Records what clients touch while a collection marks (see `gc::gate`).
+    /// Records what clients touch while a collection marks (see `gate`).
     pub gate: Gate,
-    /// Where writers with unresolved records started (see `gc::floor`).
+    /// Where writers with unresolved records started (see `floor`).
     pub floors: Arc<Floors>,
     /// One collection or scrub at a time.
     pub gc_lock: Mutex<()>,
     pub gc_stats: Mutex<GcStats>,
-    /// The background checkpointer, which ends once the store is dropped, closed or poisoned.
-    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    _lock: Option<File>,
+    /// Wakes the background checkpointer to end it (on close, and when the store is dropped).
+    stop: Arc<Stop>,
+    /// The backend's lock: one writer per index. Last, so it is released only once everything
+    /// above (the index in particular) is closed.
+    _lock: LockGuard,
 }
 
 /// redb frees the pages of non-durable commits only at the next durable one, so its file grows
 /// with every lazy commit in between: make every this-many-th batch durable.
 const MAX_LAZY_COMMITS: u64 = 64;
 
-/// The background thread also reclaims idle upload sessions, every this many ticks.
-const RECLAIM_EVERY_TICKS: u64 = 60;
-
-/// How often the background checkpointer persists session progress nobody committed yet.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The background thread also reclaims idle upload sessions this often (counted in time, not
+/// ticks, so a short checkpoint interval does not make it scan the sessions more often).
+const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,27 +135,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long `open` waits for the directory lock: a store dropped in this process may still be
-/// finishing a background checkpoint for a moment.
+/// How long `open` waits for the lock: another process handing the store over (a restart)
+/// may still be closing it for a moment.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn lock_dir(dir: &Path) -> Result<File, StorageError> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))?;
+/// Takes the backend's lock, retrying for up to [`LOCK_WAIT`].
+fn take_lock(io: &dyn SegmentIo) -> Result<LockGuard, StorageError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(f);
+        match io.lock() {
+            Ok(guard) => return Ok(guard),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StorageError::Locked);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(StorageError::Locked);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -120,13 +168,19 @@ fn is_index_corruption(e: &redb::StorageError) -> bool {
 impl Store {
     /// Opens (or creates) the store in `dir`, running crash recovery first.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StorageError> {
-        std::fs::create_dir_all(dir)?;
-        let lock = lock_dir(dir)?;
+        // Every directory this creates (the data directory, `segments/`) has its name synced
+        // into its parent: segments synced into a directory whose name was lost are lost too.
+        create_dir_durable(dir)?;
         let index = dir.join("index.redb");
         let map_len = opts
             .max_segment_bytes
             .max((seg::LEN + rec::OVERHEAD + opts.chunk_record_bytes) as u64 + 4096);
-        let io: Arc<dyn SegmentIo> = Arc::new(FileIo::new(&dir.join("segments"), map_len)?);
+        let io: Arc<dyn SegmentIo> = Arc::new(FileIo::new(
+            &dir.join("segments"),
+            &dir.join("LOCK"),
+            map_len,
+        )?);
+        let lock = take_lock(io.as_ref())?;
         // Segment 1 is only created once the new index is durable, so with no segment an index
         // file can only be a creation torn by a crash (redb's is not atomic): start it over.
         if io.list()?.is_empty() && index.exists() {
@@ -147,7 +201,11 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        let opened = Store::assemble(io, db, fresh, opts, Some(lock));
+        if fresh {
+            // The new index's name must be durable before segment 1 is created (section 9.2).
+            sync_dir(dir)?;
+        }
+        let opened = Store::assemble(io, db, fresh, opts, lock);
         if opened.is_err() && fresh {
             // A refused open leaves no empty index behind to fail the next open.
             let _ = std::fs::remove_file(&index);
@@ -155,18 +213,20 @@ impl Store {
         opened
     }
 
-    /// Opens a store over any segment and index backends (tests use the in-memory disk).
+    /// Opens a store over any segment and index backends (tests use the in-memory disk). The
+    /// segment backend's lock guards the index too: `index` must belong to `segments`.
     pub fn open_with(
         segments: Arc<dyn SegmentIo>,
         index: impl redb::StorageBackend,
         opts: StoreOptions,
     ) -> Result<Store, StorageError> {
+        let lock = take_lock(segments.as_ref())?;
         if segments.list()?.is_empty() {
             index.set_len(0)?;
         }
         let fresh = index.len()? == 0;
         let db = IndexDb::with_backend(redb::Builder::new().create_with_backend(index)?);
-        Store::assemble(segments, db, fresh, opts, None)
+        Store::assemble(segments, db, fresh, opts, lock)
     }
 
     fn assemble(
@@ -174,7 +234,7 @@ impl Store {
         db: IndexDb,
         fresh: bool,
         mut opts: StoreOptions,
-        lock: Option<File>,
+        lock: LockGuard,
     ) -> Result<Store, StorageError> {
         opts.chunk_record_bytes = opts.chunk_record_bytes.clamp(1, u32::MAX as usize);
         let rec = recovery::recover(io.as_ref(), &db, fresh)?;
@@ -191,48 +251,52 @@ impl Store {
             })
             .collect();
         let verified = VerifiedSet::new(opts.verified_cache_entries);
-        let store = Store {
-            inner: Arc::new(Inner {
-                opts,
-                log,
-                writers: Writers::new(),
-                db,
-                group: Group::new(),
-                sessions: RwLock::new(sessions),
-                space: Mutex::new(rec.space),
-                closed: AtomicBool::new(false),
-                deferred: Mutex::new(Vec::new()),
-                index_dirty: AtomicBool::new(false),
-                lazy_commits: AtomicU64::new(0),
-                verified,
-                corrupt_reads: AtomicU64::new(0),
-                gate: Gate::default(),
-                floors,
-                gc_lock: Mutex::new(()),
-                gc_stats: Mutex::new(GcStats::default()),
-                checkpointer: Mutex::new(None),
-                _lock: lock,
-            }),
-        };
-        store.spawn_checkpointer()?;
-        Ok(store)
+        let stop = Arc::new(Stop::default());
+        let inner = Arc::new(Inner {
+            opts,
+            log,
+            writers: Writers::new(),
+            db,
+            group: Group::new(),
+            sessions: RwLock::new(sessions),
+            space: Mutex::new(rec.space),
+            closed: AtomicBool::new(false),
+            deferred: Mutex::new(Vec::new()),
+            index_dirty: AtomicBool::new(false),
+            lazy_commits: AtomicU64::new(0),
+            verified,
+            corrupt_reads: AtomicU64::new(0),
+            gate: Gate::default(),
+            floors,
+            gc_lock: Mutex::new(()),
+            gc_stats: Mutex::new(GcStats::default()),
+            stop: stop.clone(),
+            _lock: lock,
+        });
+        let checkpointer = Store::spawn_checkpointer(inner.clone())?;
+        Ok(Store {
+            owner: Some(Arc::new(Owner {
+                stop,
+                checkpointer: Some(checkpointer),
+            })),
+            inner,
+        })
     }
 
-    /// Once a second, makes the index durable (an immediate redb commit) and records upload
-    /// progress nobody committed yet, which bounds how much log a reopen replays; once a minute,
-    /// reclaims idle upload sessions. Holds only a weak reference: dropping the store ends it.
-    /// So does closing it, or a poison (every later commit would fail until a reopen).
-    fn spawn_checkpointer(&self) -> Result<(), StorageError> {
-        let weak = Arc::downgrade(&self.inner);
+    /// Every `checkpoint_interval` (a second by default), makes the index durable (an
+    /// immediate redb commit) and records upload progress nobody committed yet, which bounds how
+    /// much log a reopen replays; once a minute, reclaims idle upload sessions. Ends when the
+    /// last user handle is dropped (which joins it), when the store is closed, or on a poison
+    /// (every later commit would fail until a reopen). Its own handle has no [`Owner`], so it
+    /// never keeps the store alive past the user's drop.
+    fn spawn_checkpointer(inner: Arc<Inner>) -> Result<std::thread::JoinHandle<()>, StorageError> {
+        let store = Store { owner: None, inner };
         let handle = std::thread::Builder::new()
             .name("berth-checkpoint".into())
             .spawn(move || {
-                let mut ticks = 0u64;
-                loop {
-                    std::thread::sleep(CHECKPOINT_INTERVAL);
-                    ticks += 1;
-                    let Some(inner) = weak.upgrade() else { break };
-                    let store = Store { inner };
+                let interval = store.inner.opts.checkpoint_interval;
+                let mut last_reclaim = std::time::Instant::now();
+                while !store.inner.stop.wait(interval) {
                     if store.inner.closed.load(Ordering::SeqCst) {
                         break;
                     }
@@ -242,7 +306,8 @@ impl Store {
                         );
                         break;
                     }
-                    if ticks % RECLAIM_EVERY_TICKS == 0 {
+                    if last_reclaim.elapsed() >= RECLAIM_EVERY {
+                        last_reclaim = std::time::Instant::now();
                         if let Err(e) = store.reclaim_idle_uploads() {
                             tracing::warn!(error = %e, "reclaiming idle uploads failed");
                         }
@@ -264,12 +329,7 @@ impl Store {
                     }
                 }
             })?;
-        *self
-            .inner
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        Ok(())
+        Ok(handle)
     }
 
     /// Every row of the index (all tables but `meta`), table by table in key order: two stores
@@ -288,11 +348,9 @@ impl Store {
 
     /// Whether the background checkpointer still runs (for health checks and tests).
     pub fn checkpointer_running(&self) -> bool {
-        self.inner
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.owner
             .as_ref()
+            .and_then(|o| o.checkpointer.as_ref())
             .is_some_and(|h| !h.is_finished())
     }
 
@@ -307,6 +365,8 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Err(StorageError::Closed);
         }
+        // Nothing is left for the checkpointer to do: this call makes everything durable.
+        self.inner.stop.set();
         let sessions: Vec<(UploadId, Arc<Mutex<Session>>)> = self
             .inner
             .sessions_read()

@@ -34,6 +34,10 @@ pub struct StoreOptions {
     /// With [`ReadVerification::Once`]: how many verified chunk records are remembered (about
     /// 40 bytes each; the least recently read are forgotten first and checked again).
     pub verified_cache_entries: usize,
+    /// How often the background thread makes the index durable and records upload progress
+    /// nobody committed yet. Tests shorten it to run checkpoints between every other step.
+    #[doc(hidden)]
+    pub checkpoint_interval: Duration,
 }
 
 /// When reads check the blake3 trailer of a chunk record (storage-format.md section 8).
@@ -83,6 +87,7 @@ impl Default for StoreOptions {
             chunk_record_bytes: 1 << 20,
             read_verification: ReadVerification::Once,
             verified_cache_entries: 1 << 16,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }

@@ -5,6 +5,42 @@
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::Store;
 
+/// The seed of a randomized scenario: `BERTH_TEST_SEED` when set (to replay a failure), else
+/// taken from the clock so every run tries other cases. Printed, so that the output of a
+/// failing test names it.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("BERTH_TEST_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("BERTH_TEST_SEED={s} is not a u64")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    eprintln!("{test}: BERTH_TEST_SEED={seed} replays this run");
+    seed
+}
+
+/// Every blob the store lists reads back through the verifying reader and hashes to its
+/// digest; returns their digests. (The reader's checks cover each chunk against its own
+/// trailer only: a blob put together from the wrong chunks passes them.)
+pub fn assert_listed_blobs_hash_to_their_digests(store: &Store) -> Vec<Digest> {
+    let mut all = Vec::new();
+    let mut last = None;
+    loop {
+        let page = store.list_blobs(last.as_ref(), 100).unwrap();
+        let Some(l) = page.last() else { break };
+        last = Some(l.digest.clone());
+        for b in page {
+            let got = Digest::of(b.digest.algorithm(), &blob_bytes(store, &b.digest));
+            assert_eq!(got, b.digest, "listed blob {} holds other bytes", b.digest);
+            all.push(b.digest);
+        }
+    }
+    all
+}
+
 pub fn sha(b: &[u8]) -> Digest {
     Digest::of(Algorithm::Sha256, b)
 }

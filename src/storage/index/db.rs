@@ -81,8 +81,8 @@ impl Drop for IndexDb {
 
 #[cfg(test)]
 mod tests {
-    use crate::storage::index::ops::Op;
     use crate::oci::digest::{Algorithm, Digest};
+    use crate::storage::index::ops::Op;
     use crate::storage::{Store, StoreOptions};
 
     /// A file-backed store whose group commit was poisoned by a panic is dropped without redb's

@@ -17,13 +17,24 @@ use memmap2::{Mmap, MmapOptions};
 pub use super::direct::Staged;
 use super::direct::{aligned_middle, stage, sub_slices, write_direct};
 
+/// Proof that a backend's lock is held ([`SegmentIo::lock`]); dropping it releases the lock.
+pub type LockGuard = Box<dyn std::any::Any + Send + Sync>;
+
 /// Storage for segment files, addressed by segment id.
 pub trait SegmentIo: Send + Sync + 'static {
+    /// Takes the store's exclusive lock without waiting: a store has one writer, in this process
+    /// or any other, because two redb databases over one index file corrupt it. Fails with
+    /// [`io::ErrorKind::WouldBlock`] while someone else holds it.
+    fn lock(&self) -> io::Result<LockGuard>;
     /// Ids of every existing segment, ascending.
     fn list(&self) -> io::Result<Vec<u64>>;
-    /// Creates an empty segment; its name is durable when this returns.
+    /// Creates an empty segment. Its name is durable only after a later [`SegmentIo::sync_dir`]:
+    /// until then a power cut may lose the file, whatever was synced into it.
     fn create(&self, id: u64) -> io::Result<()>;
+    /// Removes a segment. Until a later [`SegmentIo::sync_dir`] a power cut may bring it back.
     fn remove(&self, id: u64) -> io::Result<()>;
+    /// Makes every earlier `create` and `remove` durable (`fsync` of the segment directory).
+    fn sync_dir(&self) -> io::Result<()>;
     fn len(&self, id: u64) -> io::Result<u64>;
     /// Writes the slices back to back starting at `offset`.
     fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()>;
@@ -59,7 +70,7 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()>;
     /// Names of the side files `keep_aside` made (`<segment name>.<tag>`), in no order.
     fn list_aside(&self) -> io::Result<Vec<String>>;
-    /// Removes a side file named as `list_aside` reports it.
+    /// Removes a side file named as `list_aside` reports it (durably: the directory is synced).
     fn remove_aside(&self, name: &str) -> io::Result<()>;
     /// Reads a whole side file named as `list_aside` reports it.
     fn read_aside(&self, name: &str) -> io::Result<Vec<u8>>;
@@ -126,6 +137,8 @@ fn write_buffered(file: &File, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
 /// Segment files `<dir>/<16 hex digits>.seg`, read through shared read-only maps.
 pub struct FileIo {
     dir: PathBuf,
+    /// Held with `flock` while a store is open (`<store dir>/LOCK`).
+    lock_file: PathBuf,
     /// Each segment is mapped at least this long up front so a growing segment stays readable
     /// without remapping (only committed ranges are ever touched).
     map_len: u64,
@@ -175,10 +188,13 @@ fn parse_segment_file_name(name: &str) -> Option<u64> {
 }
 
 impl FileIo {
-    pub fn new(dir: &Path, map_len: u64) -> io::Result<FileIo> {
-        std::fs::create_dir_all(dir)?;
+    /// Segments in `dir` (created if missing, its name synced into its parent), locked through
+    /// `lock_file`.
+    pub fn new(dir: &Path, lock_file: &Path, map_len: u64) -> io::Result<FileIo> {
+        create_dir_durable(dir)?;
         Ok(FileIo {
             dir: dir.to_path_buf(),
+            lock_file: lock_file.to_path_buf(),
             map_len,
             files: RwLock::new(HashMap::new()),
         })
@@ -186,10 +202,6 @@ impl FileIo {
 
     fn path(&self, id: u64) -> PathBuf {
         self.dir.join(segment_file_name(id))
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
     }
 
     fn get(&self, id: u64) -> io::Result<Arc<SegFile>> {
@@ -202,6 +214,34 @@ impl FileIo {
         let mut files = self.files.write().map_err(poisoned)?;
         Ok(files.entry(id).or_insert(seg).clone())
     }
+}
+
+/// `fsync` of a directory: makes the names created in or removed from it durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, syncing the parent of each directory it creates: a
+/// file synced into a directory whose own name was lost is lost with it. Returns whether `dir`
+/// itself was created.
+pub(crate) fn create_dir_durable(dir: &Path) -> io::Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(false), // the root
+    };
+    create_dir_durable(parent)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        // Someone else made it meanwhile, and syncs it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    sync_dir(parent)?;
+    Ok(true)
 }
 
 fn poisoned<T>(_: T) -> io::Error {
@@ -279,6 +319,20 @@ fn map_file(file: &File, len: u64) -> io::Result<Mmap> {
 }
 
 impl SegmentIo for FileIo {
+    fn lock(&self) -> io::Result<LockGuard> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_file)?;
+        // SAFETY: flock on a descriptor we own. The lock belongs to this open file description,
+        // so a second open in the same process conflicts too; it is released when `f` closes.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Box::new(f))
+    }
+
     fn list(&self) -> io::Result<Vec<u64>> {
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
@@ -300,13 +354,16 @@ impl SegmentIo for FileIo {
             .write(true)
             .create_new(true)
             .open(self.path(id))?;
-        self.sync_dir()
+        Ok(())
     }
 
     fn remove(&self, id: u64) -> io::Result<()> {
         self.files.write().map_err(poisoned)?.remove(&id);
-        std::fs::remove_file(self.path(id))?;
-        self.sync_dir()
+        std::fs::remove_file(self.path(id))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        sync_dir(&self.dir)
     }
 
     fn len(&self, id: u64) -> io::Result<u64> {
@@ -374,7 +431,7 @@ impl SegmentIo for FileIo {
         let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
         f.write_all(data)?;
         f.sync_all()?;
-        self.sync_dir()
+        sync_dir(&self.dir)
     }
 
     fn list_aside(&self) -> io::Result<Vec<String>> {
@@ -397,7 +454,7 @@ impl SegmentIo for FileIo {
             ));
         }
         std::fs::remove_file(self.dir.join(name))?;
-        self.sync_dir()
+        sync_dir(&self.dir)
     }
 
     fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
@@ -438,7 +495,7 @@ mod tests {
     /// A file backend in a fresh directory with segment 1 created.
     fn one_segment() -> (tempfile::TempDir, FileIo) {
         let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
+        let io = FileIo::new(dir.path(), &dir.path().join("LOCK"), 1 << 20).unwrap();
         io.create(1).unwrap();
         (dir, io)
     }
@@ -446,7 +503,7 @@ mod tests {
     #[test]
     fn file_backend_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 1 << 20).unwrap();
+        let io = FileIo::new(dir.path(), &dir.path().join("LOCK"), 1 << 20).unwrap();
         io.create(7).unwrap();
         io.create(3).unwrap();
         assert_eq!(io.list().unwrap(), vec![3, 7]);
@@ -463,10 +520,22 @@ mod tests {
         assert_eq!(parse_segment_file_name("00000000000000ff.seg"), Some(255));
     }
 
+    /// Every missing level is created (each one's name synced into its parent), and only the
+    /// call that created `dir` says so.
+    #[test]
+    fn create_dir_durable_creates_missing_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b/c");
+        assert!(create_dir_durable(&dir).unwrap());
+        assert!(dir.is_dir());
+        assert!(!create_dir_durable(&dir).unwrap());
+        assert!(!create_dir_durable(root.path()).unwrap());
+    }
+
     #[test]
     fn map_grows_past_initial_length() {
         let dir = tempfile::tempdir().unwrap();
-        let io = FileIo::new(dir.path(), 4096).unwrap();
+        let io = FileIo::new(dir.path(), &dir.path().join("LOCK"), 4096).unwrap();
         io.create(1).unwrap();
         let big = vec![5u8; 10_000];
         io.write_at(1, 0, &[&big]).unwrap();

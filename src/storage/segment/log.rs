@@ -192,7 +192,10 @@ impl Log {
             st.ends.remove(&id);
             st.streams.remove(&id);
         }
-        self.io.remove(id).map_err(StorageError::from_io)
+        self.io
+            .remove(id)
+            .and_then(|()| self.io.sync_dir())
+            .map_err(StorageError::from_io)
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -466,6 +469,12 @@ pub(crate) fn create_segment(
     stream: Stream,
 ) -> Result<(), StorageError> {
     io.create(id).map_err(StorageError::from_io)?;
+    // The name must be durable before anything synced into the file is acknowledged: a power
+    // cut would otherwise lose the whole segment with every commit in it.
+    if let Err(e) = io.sync_dir() {
+        let _ = io.remove(id);
+        return Err(StorageError::from_io(e));
+    }
     let h = encode_segment_header(id, now_ms(), stream);
     // The header is durable before any record follows it, so recovery can tell a torn
     // creation (nothing past the header) from a damaged header over synced records.

@@ -3,8 +3,11 @@
 //! It serves both the segment files ([`SegmentIo`]) and the redb index file
 //! ([`redb::StorageBackend`]), records every write, truncate and sync in one global log, and can
 //! rebuild the image a power cut would leave after any prefix of that log: writes covered by a
-//! later sync of the same file survive, the others are kept, dropped or torn at random. File
-//! creation, removal and size changes are durable in order (see storage-format.md, "Assumptions").
+//! later sync of the same file survive, the others are kept, dropped or torn at random. Size
+//! changes are durable in order. Creating or removing a segment (or a side file) is durable
+//! only once a later directory sync covers it; before that the image may or may not have it.
+//! The index file's name is always durable (it lives in another directory, which the store
+//! syncs itself). See storage-format.md, "Assumptions".
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::io::{SegmentIo, SegmentPin};
+use super::io::{LockGuard, SegmentIo, SegmentPin};
 
 const INDEX_FILE: &str = "index.redb";
 /// Side files recovery keeps next to the segments (`SegmentIo::keep_aside`).
@@ -20,13 +23,16 @@ const ASIDE_PREFIX: &str = "aside/";
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// Creating or removing a name is durable at once (the file backend syncs the directory).
+    /// Creating or removing a name in the segment directory is durable only once a later
+    /// `SyncDir` covers it.
     Create {
         file: String,
     },
     Remove {
         file: String,
     },
+    /// `fsync` of the segment directory: every earlier create and remove there is durable.
+    SyncDir,
     Write {
         file: String,
         offset: u64,
@@ -51,6 +57,8 @@ struct DiskState {
     /// what fits, like a real full disk.
     segment_space: Option<u64>,
     record: bool,
+    /// Set while a store holds the disk's lock ([`SegmentIo::lock`]).
+    locked: bool,
 }
 
 /// A shared in-memory disk. Clone the `Arc` to hand it to several backends.
@@ -67,6 +75,12 @@ impl std::fmt::Debug for MemDisk {
 
 fn seg_name(id: u64) -> String {
     format!("seg/{id:016x}")
+}
+
+/// Whether `file` lives in the segment directory (segments and side files), whose creates and
+/// removes need a directory sync to be durable.
+fn in_segment_dir(file: &str) -> bool {
+    file.starts_with("seg/") || file.starts_with(ASIDE_PREFIX)
 }
 
 fn write_into(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
@@ -148,13 +162,14 @@ impl MemDisk {
         self.lock().log.len()
     }
 
-    /// Log positions just after each sync, the instants a power cut is most interesting.
+    /// Log positions just after each sync (of a file or of the directory), the instants a power
+    /// cut is most interesting.
     pub fn sync_points(&self) -> Vec<usize> {
         let st = self.lock();
         st.log
             .iter()
             .enumerate()
-            .filter(|(_, op)| matches!(op, Op::Sync { .. }))
+            .filter(|(_, op)| matches!(op, Op::Sync { .. } | Op::SyncDir))
             .map(|(i, _)| i + 1)
             .collect()
     }
@@ -174,6 +189,7 @@ impl MemDisk {
                 Op::Sync { file } => format!("sync {file}"),
                 Op::Create { file } => format!("create {file}"),
                 Op::Remove { file } => format!("remove {file}"),
+                Op::SyncDir => "sync dir".to_string(),
             })
             .collect()
     }
@@ -197,33 +213,64 @@ impl MemDisk {
     }
 
     /// The disk a power cut after the first `point` logged operations would leave behind.
+    ///
+    /// A write survives if a later sync of its file (before the cut) covers it; otherwise it is
+    /// kept, dropped or torn at random (in half the images, most are kept). A create or remove in the segment directory holds if a
+    /// later directory sync covers it; otherwise it may or may not have happened: a created file
+    /// may vanish (with whatever was synced into it), a removed one may come back with what it
+    /// held. Size changes hold in order.
     pub fn power_cut_image(&self, point: usize, seed: u64) -> Arc<MemDisk> {
         let st = self.lock();
         let ops = &st.log[..point.min(st.log.len())];
         let mut last_sync: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut last_dir_sync = None;
         for (i, op) in ops.iter().enumerate() {
-            if let Op::Sync { file } = op {
-                last_sync.insert(file.as_str(), i);
+            match op {
+                Op::Sync { file } => {
+                    last_sync.insert(file.as_str(), i);
+                }
+                Op::SyncDir => last_dir_sync = Some(i),
+                _ => {}
             }
         }
         let mut rng = SplitMix(seed);
+        // Half the images keep, drop or tear each unsynced write alike; the other half keep
+        // most of them, which leaves holes (a lost or torn write before later whole ones)
+        // where the first kind mostly leaves a short, torn end.
+        let keeps_most = rng.below(2) == 0;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (i, op) in ops.iter().enumerate() {
+            let name_durable = |file: &str| !in_segment_dir(file) || last_dir_sync > Some(i);
             let file = match op {
+                Op::SyncDir => continue,
                 Op::Create { file } => {
-                    files.insert(file.clone(), Vec::new());
+                    if name_durable(file) || rng.below(2) == 0 {
+                        files.insert(file.clone(), Vec::new());
+                    } else {
+                        // The name never reached the disk: neither did anything written to it.
+                        files.remove(file);
+                    }
                     continue;
                 }
                 Op::Remove { file } => {
-                    files.remove(file);
+                    if name_durable(file) || rng.below(2) == 0 {
+                        files.remove(file);
+                    }
                     continue;
                 }
                 Op::Write { file, .. } | Op::SetLen { file, .. } | Op::Sync { file } => file,
             };
             let durable = last_sync.get(file.as_str()).is_some_and(|&s| s > i);
-            let buf = files.entry(file.clone()).or_default();
+            let Some(buf) = (match files.get_mut(file.as_str()) {
+                Some(buf) => Some(buf),
+                // The index file comes into being with its first write or size change.
+                None if !in_segment_dir(file) => Some(files.entry(file.clone()).or_default()),
+                None => None,
+            }) else {
+                continue;
+            };
             match op {
-                Op::Sync { .. } | Op::Create { .. } | Op::Remove { .. } => {}
+                Op::Sync { .. } | Op::Create { .. } | Op::Remove { .. } | Op::SyncDir => {}
                 // Size changes are journaled metadata: they reach the disk in order, before the
                 // data writes issued after them (redb relies on this when it grows its file).
                 Op::SetLen { len, .. } => buf.resize(*len as usize, 0),
@@ -231,7 +278,13 @@ impl MemDisk {
                     if durable {
                         write_into(buf, *offset, data);
                     } else {
-                        match rng.below(3) {
+                        let fate = match (keeps_most, rng.below(8)) {
+                            (false, _) => rng.below(3),
+                            (true, 0) => 0,
+                            (true, 1) => 2,
+                            (true, _) => 1,
+                        };
+                        match fate {
                             0 => {}
                             1 => write_into(buf, *offset, data),
                             _ => {
@@ -261,11 +314,29 @@ impl MemDisk {
 
 struct MemSegments(Arc<MemDisk>);
 
+/// The held lock of a [`MemDisk`]; dropping it releases the lock.
+struct MemLock(Arc<MemDisk>);
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        self.0.lock().locked = false;
+    }
+}
+
 fn missing(name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no file {name}"))
 }
 
 impl SegmentIo for MemSegments {
+    fn lock(&self) -> io::Result<LockGuard> {
+        let mut st = self.0.lock();
+        if st.locked {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        st.locked = true;
+        Ok(Box::new(MemLock(self.0.clone())))
+    }
+
     fn list(&self) -> io::Result<Vec<u64>> {
         let st = self.0.lock();
         Ok(st
@@ -378,6 +449,11 @@ impl SegmentIo for MemSegments {
         Ok(())
     }
 
+    fn sync_dir(&self) -> io::Result<()> {
+        MemDisk::log(&mut self.0.lock(), Op::SyncDir);
+        Ok(())
+    }
+
     fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
         let mut st = self.0.lock();
         let file = format!("{ASIDE_PREFIX}{id:016x}.seg.{tag}");
@@ -395,6 +471,7 @@ impl SegmentIo for MemSegments {
             },
         );
         MemDisk::log(&mut st, Op::Sync { file });
+        MemDisk::log(&mut st, Op::SyncDir);
         Ok(())
     }
 
@@ -435,6 +512,7 @@ impl SegmentIo for MemSegments {
         let mut st = self.0.lock();
         st.files.remove(&file).ok_or_else(|| missing(&file))?;
         MemDisk::log(&mut st, Op::Remove { file });
+        MemDisk::log(&mut st, Op::SyncDir);
         Ok(())
     }
 }
@@ -550,10 +628,11 @@ mod tests {
         let disk = MemDisk::new();
         let segs = disk.segments();
         segs.create(1).unwrap();
+        segs.sync_dir().unwrap();
         segs.write_at(1, 0, &[b"durable"]).unwrap();
         segs.sync_data(1).unwrap();
         segs.write_at(1, 7, &[b"-volatile"]).unwrap();
-        let point = disk.sync_points()[0];
+        let point = *disk.sync_points().last().unwrap();
         for seed in 0..20 {
             let img = disk.power_cut_image(point, seed);
             let data = img.segments().read(1, 0, 7).unwrap();
@@ -562,34 +641,54 @@ mod tests {
         }
     }
 
+    /// The segment lists a power cut at `point` leaves, over many seeds.
+    fn lists_at(disk: &MemDisk, point: usize) -> std::collections::BTreeSet<Vec<u64>> {
+        (0..64)
+            .map(|seed| disk.power_cut_image(point, seed).segments().list().unwrap())
+            .collect()
+    }
+
     #[test]
-    fn image_follows_creates_and_removes() {
+    fn image_follows_creates_and_removes_once_the_directory_is_synced() {
         let disk = MemDisk::new();
         let segs = disk.segments();
         segs.create(1).unwrap();
         segs.create(2).unwrap();
+        segs.sync_dir().unwrap();
         segs.sync_data(1).unwrap();
         segs.remove(1).unwrap();
         segs.sync_data(2).unwrap();
+        segs.sync_dir().unwrap();
         let points = disk.sync_points();
-        assert_eq!(
-            disk.power_cut_image(points[0], 0)
-                .segments()
-                .list()
-                .unwrap(),
-            vec![1, 2]
-        );
-        assert_eq!(
-            disk.power_cut_image(points[1], 0)
-                .segments()
-                .list()
-                .unwrap(),
-            vec![2]
-        );
-        assert_eq!(
-            disk.power_cut_image(1, 0).segments().list().unwrap(),
-            vec![1]
-        );
+        assert_eq!(lists_at(&disk, points[0]), [vec![1, 2]].into());
+        // The remove is not durable yet: segment 1 may come back.
+        assert_eq!(lists_at(&disk, points[2]), [vec![1, 2], vec![2]].into());
+        assert_eq!(lists_at(&disk, points[3]), [vec![2]].into());
+        // Before the first directory sync either creation may be lost.
+        assert_eq!(lists_at(&disk, 2).len(), 4);
+    }
+
+    /// A segment synced but never named durably may vanish with its bytes; a removed one that
+    /// comes back holds what was durable in it.
+    #[test]
+    fn undurable_names_take_their_contents_with_them() {
+        let disk = MemDisk::new();
+        let segs = disk.segments();
+        segs.create(1).unwrap();
+        segs.write_at(1, 0, &[b"synced"]).unwrap();
+        segs.sync_data(1).unwrap();
+        let synced = disk.sync_points()[0];
+        segs.remove(1).unwrap();
+        let removed = disk.op_count();
+        segs.sync_dir().unwrap();
+        assert_eq!(lists_at(&disk, synced), [vec![], vec![1]].into());
+        for seed in 0..32 {
+            let img = disk.power_cut_image(removed, seed);
+            if img.segments().list().unwrap() == [1] {
+                assert_eq!(&img.segments().read(1, 0, 6).unwrap()[..], b"synced");
+            }
+        }
+        assert_eq!(lists_at(&disk, disk.op_count()), [vec![]].into());
     }
 
     #[test]
