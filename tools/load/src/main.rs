@@ -6,6 +6,7 @@
 
 mod client;
 mod data;
+mod latency;
 mod manifest;
 mod pull;
 mod push_chunked;
@@ -83,6 +84,23 @@ enum Command {
         tag: String,
         #[arg(long, default_value = "4KiB", value_parser = parse_size)]
         layer_size: u64,
+    },
+    /// GET blobs and manifests from a targets file with concurrent clients until a duration
+    /// passes or a stop file appears; print p50/p90/p99/max latency per kind.
+    Latency {
+        /// Lines `blob <repo> <digest>` and `manifest <repo> <tag-or-digest>`.
+        #[arg(long)]
+        targets: std::path::PathBuf,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Longest run; the stop file, once it exists, ends it earlier.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        #[arg(long)]
+        stop_file: Option<std::path::PathBuf>,
+        /// Copied into the result lines (e.g. idle, compacting).
+        #[arg(long, default_value = "run")]
+        label: String,
     },
     /// Serve as a stand-in registry that only checks the sha256 of chunked pushes and keeps
     /// nothing: the push rate no digest-verifying registry can beat on this machine.
@@ -174,6 +192,22 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
                 layer_size,
             };
             manifest::run(&reg, &opts).await
+        }
+        Command::Latency {
+            targets,
+            clients,
+            seconds,
+            stop_file,
+            label,
+        } => {
+            let opts = latency::Options {
+                targets,
+                clients,
+                seconds,
+                stop_file,
+                label,
+            };
+            latency::run(&reg, &opts).await
         }
         Command::HashSink { listen } => Ok(tokio::task::block_in_place(|| sink::run(&listen))?),
     }
