@@ -2,26 +2,20 @@
 # Collection benchmarks, in one run, over loopback, release builds:
 #   (a) compaction throughput, unthrottled, in MB/s of live bytes relocated, next to the disk's
 #       durable write bandwidth (dd, 1 GiB, fdatasync) measured in the same run; the store is
-#       SIZE of bulk images (one 8 MiB layer each) with a DELETE fraction of them deleted;
-#   (b) p50/p99 latency of blob GETs (64 KiB) and manifest GETs from CLIENTS clients, idle and
-#       while a collection compacts a second such store at the engine's default throttle.
+#       SIZE of bulk images (one 8 MiB layer each) with a DELETE fraction of them deleted, and
+#       the collection is run by the engine directly (`berth-gc-bench compact`, no server);
+#   (b) p50/p99 latency of blob GETs (64 KiB) and manifest GETs from CLIENTS clients against
+#       `berth serve`, idle and while `POST /admin/gc` collects and compacts a second such store
+#       at the server's default throttle (100 MB/s), or at RATE.
 # Prints a markdown table.
-#
-# This tree has no `POST /admin/gc`: nothing can make a running `berth serve` collect. So (b)
-# serves the store with `berth-gc-bench serve` (tools/load, feature `engine`): berth's own server
-# loop (`berth::server::serve`, the same Registry, limits, server settings and store options as
-# `berth serve` with no flags), with the collection run in the same process when the script asks
-# on its stdin. Idle latency is measured against `berth serve` itself too, to show that the two
-# serve alike. Once the admin endpoint exists, trigger the collection through it against
-# `berth serve` instead, and drop the helper's `serve`.
 #
 # Usage: tools/bench/gc.sh [--keep] [--dir DIR]
 #   --keep       keep the work directory (stores, logs, raw results)
 #   --dir DIR    work directory; it must be on the disk under test (default: /var/tmp/berth-gc.*)
 # Environment: SIZE (bulk bytes per store; default 4GiB), DELETE (fraction deleted; default 0.6),
-#   CLIENTS (default 16), IDLE_SECONDS (each idle latency run; default 15),
-#   RATE (compaction budget in bytes/s for (b); default: the engine's default, which is none).
-# Disk use peaks at about 1.5 x SIZE; run time about 5 min after the build.
+#   CLIENTS (default 16), IDLE_SECONDS (idle latency run; default 15),
+#   RATE (the `rate` of POST /admin/gc for (b), e.g. 50MB or unlimited; default: the server's).
+# Disk use peaks at about 1.5 x SIZE; run time about 3 min after the build.
 set -euo pipefail
 
 SIZE=${SIZE:-4GiB}
@@ -36,7 +30,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --keep) KEEP=1 ;;
     --dir) DIR="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -67,7 +61,6 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 PIDS=()
 cleanup() {
-  exec 3>&- 2>/dev/null || true
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
@@ -152,38 +145,26 @@ latency() { # label seconds [stop-file]
   "$LOAD" "${args[@]}" | tee -a "$DIR/latency.txt" >&2
 }
 
-log "(b) idle, berth serve"
+log "(b) idle"
 settle_page_cache
 "$BERTH" serve --data "$DIR/b" --listen "127.0.0.1:$PORT" >"$DIR/berth.log" 2>&1 &
 BERTH_PID=$!
 PIDS+=("$BERTH_PID")
 wait_http "$URL/v2/"
-ADMIN=$(curl -s -o /dev/null -w '%{http_code}' "$URL/admin/gc" || true)
-latency idle-berth "$IDLE_SECONDS"
+latency idle "$IDLE_SECONDS"
+
+log "(b) while POST /admin/gc${RATE:+?rate=$RATE} collects"
+settle_page_cache
+latency collecting 900 "$DIR/gc-done" &
+LAT_PID=$!
+curl -fsS -X POST "$URL/admin/gc${RATE:+?rate=$RATE}" -o "$DIR/gc.json"
+touch "$DIR/gc-done"
+wait "$LAT_PID"
+# The report as a result line: key=value for each number.
+GC_DONE=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(" ".join(f"{k}={v}" for k,v in r.items() if isinstance(v,(int,float))))' "$DIR/gc.json")
+log "gc report: $GC_DONE"
 kill -TERM "$BERTH_PID"
 wait "$BERTH_PID" || true
-
-log "(b) idle, berth-gc-bench serve"
-mkfifo "$DIR/ctl"
-"$HELPER" serve --dir "$DIR/b" --listen "127.0.0.1:$PORT" <"$DIR/ctl" >"$DIR/helper.log" 2>&1 &
-PIDS+=($!)
-exec 3>"$DIR/ctl"
-wait_http "$URL/v2/"
-latency idle-helper "$IDLE_SECONDS"
-
-log "(b) while compacting"
-settle_page_cache
-echo "gc $RATE" >&3
-wait_line "$DIR/helper.log" '^gc-compacting' 120 >/dev/null
-latency compacting 600 "$DIR/compaction-done" &
-LAT_PID=$!
-GC_DONE=$(wait_line "$DIR/helper.log" '^gc-done' 900)
-touch "$DIR/compaction-done"
-wait "$LAT_PID"
-log "$GC_DONE"
-echo quit >&3
-exec 3>&-
-wait_line "$DIR/helper.log" '^serve stopped' 60 >/dev/null
 
 # ---- table ----------------------------------------------------------------------------------
 row() { # label -> "| blob p50 | blob p99 | manifest p50 | manifest p99 | GETs/s |"
@@ -194,7 +175,8 @@ row() { # label -> "| blob p50 | blob p99 | manifest p50 | manifest p99 | GETs/s
 }
 errors() { field "$(grep "latency-total label=$1 " "$DIR/latency.txt")" errors; }
 RELOC=$(field "$COMPACT" relocated_bytes)
-GC_RELOC=$(field "$GC_DONE" relocated_bytes)
+GC_RELOC=$(field "$GC_DONE" bytes_relocated)
+GC_SECS=$(field "$GC_DONE" compact_seconds)
 echo
 echo "## Collection benchmark, $(date -u +%Y-%m-%d) ($(nproc) CPUs, load at start $LOAD_START)"
 echo
@@ -203,17 +185,16 @@ echo
 echo "| What | Result |"
 echo "|---|---|"
 echo "| disk durable write (dd 1 GiB, fdatasync; median of $DD_RUNS) | $DD MB/s |"
-echo "| (a) compaction, unthrottled: live bytes relocated | $(field "$COMPACT" MB/s) MB/s ($(calc "$RELOC / 1073741824" 2) GiB in $(field "$COMPACT" compact_seconds) s; $(field "$COMPACT" segments_compacted) segments, $(calc "$(field "$COMPACT" reclaimed_bytes) / 1073741824" 2) GiB reclaimed) |"
+echo "| (a) compaction, unthrottled: live bytes relocated | $(field "$COMPACT" MB/s) MB/s ($(calc "$RELOC / 1073741824" 2) GiB in $(calc "$(field "$COMPACT" compact_seconds)") s; $(field "$COMPACT" segments_compacted) segments, $(calc "$(field "$COMPACT" reclaimed_bytes) / 1073741824" 2) GiB reclaimed) |"
 echo "| (a) mark + sweep before it | $(field "$COMPACT" mark_seconds) s + $(field "$COMPACT" sweep_seconds) s |"
-echo "| (b) compaction under the read load (${RATE:-default throttle: none}) | $(field "$GC_DONE" MB/s) MB/s ($(calc "$GC_RELOC / 1073741824" 2) GiB in $(field "$GC_DONE" compact_seconds) s) |"
+echo "| (b) compaction by POST /admin/gc under the read load (rate ${RATE:-default}) | $(calc "$GC_RELOC / $GC_SECS / 1e6") MB/s ($(calc "$GC_RELOC / 1073741824" 2) GiB in $(calc "$GC_SECS") s; mark $(calc "$(field "$GC_DONE" mark_seconds)" 3) s, sweep $(calc "$(field "$GC_DONE" sweep_seconds)" 3) s) |"
 echo
 echo "| $CLIENTS clients, ms | blob GET p50 | blob GET p99 | manifest GET p50 | manifest GET p99 | GETs/s |"
 echo "|---|---|---|---|---|---|"
-echo "| idle, berth serve $(row idle-berth)"
-echo "| idle, berth-gc-bench serve $(row idle-helper)"
-echo "| during compaction, berth-gc-bench serve $(row compacting)"
+echo "| idle $(row idle)"
+echo "| during POST /admin/gc (mark, sweep, compaction) $(row collecting)"
 echo
-echo "Errors: idle $(errors idle-berth)/$(errors idle-helper), during compaction $(errors compacting)." \
+echo "Errors: idle $(errors idle), during the collection $(errors collecting)." \
   "Blob GETs read 64 KiB probe layers spread among the bulk images (relocated by the" \
-  "compaction); manifest GETs are by tag. \`GET /admin/gc\` answered $ADMIN on berth serve."
+  "compaction); manifest GETs are by tag."
 echo "Run time $(( $(date +%s) - STARTED )) s after the build."

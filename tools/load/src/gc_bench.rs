@@ -6,20 +6,17 @@
 //!   `berth-load latency` targets file.
 //! - `compact`: one collection with compaction, unthrottled unless `--rate` is given; prints
 //!   the live bytes relocated per second of compaction.
-//! - `serve`: serves a store with berth's own server loop and settings (what `berth serve`
-//!   runs) and runs a collection in the same process when a line `gc` arrives on stdin: the
-//!   stand-in for `POST /admin/gc`, which this tree does not have yet. `quit` or end of input
-//!   stops it gracefully.
+//!
+//! Both open the store themselves: run them on a store no server has open (a running
+//! `berth serve` is told to collect with `POST /admin/gc` instead).
 //!
 //! Every result is one `name key=value …` line on stdout, like berth-load's.
 
 #[allow(dead_code)]
 mod data;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth::oci::digest::{Algorithm, Digest};
@@ -69,13 +66,6 @@ enum Cmd {
         #[arg(long)]
         rate: Option<u64>,
     },
-    /// Serve a store with berth's server loop; `gc [rate]` on stdin runs a collection.
-    Serve {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:5000")]
-        listen: String,
-    },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -116,7 +106,6 @@ fn main() -> ExitCode {
             seed,
         ),
         Cmd::Compact { dir, rate } => compact(&dir, rate),
-        Cmd::Serve { dir, listen } => serve(&dir, &listen),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -273,14 +262,13 @@ fn report_line(name: &str, r: &berth::storage::GcReport, total: Duration) -> Str
     )
 }
 
-/// Prints a line when the compaction starts, so a script can start measuring then.
+/// Reports on stderr when the compaction starts and how much it has to move.
 fn progress_printer() -> impl FnMut(GcProgress) {
     let mut compacting = false;
     move |p: GcProgress| {
         if p.phase == GcPhase::Compact && !compacting {
             compacting = true;
-            println!("gc-compacting total_bytes={}", p.total);
-            let _ = std::io::stdout().flush();
+            eprintln!("berth-gc-bench: compacting, {} live bytes to move", p.total);
         }
     }
 }
@@ -292,59 +280,4 @@ fn compact(dir: &Path, rate: Option<u64>) -> Result<(), Error> {
     println!("{}", report_line("compact", &r, started.elapsed()));
     store.close()?;
     Ok(())
-}
-
-fn serve(dir: &Path, listen: &str) -> Result<(), Error> {
-    let config = berth::config::Config::with_data(dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let store = {
-            let (dir, opts) = (dir.to_path_buf(), config.store.clone());
-            tokio::task::spawn_blocking(move || Store::open(&dir, opts)).await??
-        };
-        let registry = berth::api::Registry::new(
-            store.clone(),
-            Arc::new(berth::metrics::Metrics::new()),
-            config.limits.clone(),
-        );
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        println!("serve listening={}", listener.local_addr()?);
-        let control = {
-            let store = store.clone();
-            async move {
-                use tokio::io::AsyncBufReadExt;
-                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let words: Vec<&str> = line.split_whitespace().collect();
-                    match words.as_slice() {
-                        ["gc", rest @ ..] => {
-                            let rate = rest.first().and_then(|r| r.parse().ok());
-                            let store = store.clone();
-                            let started = Instant::now();
-                            println!("gc-started");
-                            let r = tokio::task::spawn_blocking(move || {
-                                store.gc(&gc_options(rate), &mut progress_printer())
-                            })
-                            .await;
-                            match r {
-                                Ok(Ok(r)) => {
-                                    println!("{}", report_line("gc-done", &r, started.elapsed()))
-                                }
-                                Ok(Err(e)) => println!("gc-failed error={e}"),
-                                Err(e) => println!("gc-failed error={e}"),
-                            }
-                        }
-                        ["quit"] => break,
-                        _ => eprintln!("berth-gc-bench: unknown command {line:?}"),
-                    }
-                }
-            }
-        };
-        berth::server::serve(listener, control, registry, &config.server, None).await;
-        tokio::task::spawn_blocking(move || store.close()).await??;
-        println!("serve stopped");
-        Ok::<(), Error>(())
-    })
 }
