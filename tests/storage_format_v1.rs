@@ -10,14 +10,20 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/storage-v1/segments"
 );
 
-#[test]
-fn version_1_segments_replay_into_a_fresh_index() {
+/// A data directory holding a copy of the fixture's segments and no index.
+fn fixture_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("segments")).unwrap();
     for f in std::fs::read_dir(FIXTURE).unwrap() {
         let f = f.unwrap();
         std::fs::copy(f.path(), dir.path().join("segments").join(f.file_name())).unwrap();
     }
+    dir
+}
+
+#[test]
+fn version_1_segments_replay_into_a_fresh_index() {
+    let dir = fixture_copy();
     let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
 
     let layer = b"hello berth, format one";
@@ -53,12 +59,7 @@ fn version_1_segments_replay_into_a_fresh_index() {
 /// reaches the same index.
 #[test]
 fn version_1_segments_are_collected_and_compacted() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("segments")).unwrap();
-    for f in std::fs::read_dir(FIXTURE).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.path().join("segments").join(f.file_name())).unwrap();
-    }
+    let dir = fixture_copy();
     let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let open: UploadId = "3693a57d873ab82f5bb62ee4a646a9a2".parse().unwrap();
     // The open session's chunks keep their segment from being compacted: finish it first.

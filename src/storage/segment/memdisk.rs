@@ -421,15 +421,11 @@ impl SegmentIo for MemSegments {
     fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes> {
         let st = self.0.lock();
         let name = seg_name(id);
-        let f = st.files.get(&name).ok_or_else(|| missing(&name))?;
-        let end = (offset as usize).saturating_add(len);
-        if end > f.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end",
-            ));
-        }
-        Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
+        read_range(
+            st.files.get(&name).ok_or_else(|| missing(&name))?,
+            offset,
+            len,
+        )
     }
 
     fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
@@ -532,15 +528,19 @@ impl SegmentPin for MemPin {
             .get(&self.name)
             .or_else(|| st.removed.get(&self.name))
             .ok_or_else(|| missing(&self.name))?;
-        let end = (offset as usize).saturating_add(len);
-        if end > f.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end",
-            ));
-        }
-        Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
+        read_range(f, offset, len)
     }
+}
+
+fn read_range(f: &[u8], offset: u64, len: usize) -> io::Result<Bytes> {
+    let end = (offset as usize).saturating_add(len);
+    if end > f.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "read past end",
+        ));
+    }
+    Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
 }
 
 /// The index file on a [`MemDisk`], for `redb::Builder::create_with_backend`.
