@@ -33,7 +33,8 @@ struct Profile {
     long_len: usize,
     /// The long session grows by up to this much after each commit.
     long_step: u64,
-    /// The child is killed after this many milliseconds, plus up to as many again.
+    /// The child is killed this many milliseconds after it is ready to push (one round in four:
+    /// after it was spawned), plus up to as many again.
     run_ms: u64,
 }
 
@@ -44,7 +45,7 @@ const SMALL_RECORDS: Profile = Profile {
     rounds: 20,
     long_len: 4 << 20,
     long_step: 30_000,
-    run_ms: 200,
+    run_ms: 120,
 };
 
 const DIRECT_RECORDS: Profile = Profile {
@@ -54,7 +55,7 @@ const DIRECT_RECORDS: Profile = Profile {
     rounds: 8,
     long_len: 16 << 20,
     long_step: 512 << 10,
-    run_ms: 600,
+    run_ms: 350,
 };
 
 fn opts(p: Profile) -> StoreOptions {
@@ -73,10 +74,19 @@ fn blob_for(round: u64, n: u64) -> Vec<u8> {
         1 => rng.below(8 * 1024),
         _ => rng.below(200 * 1024),
     };
-    let mut v: Vec<u8> = (0..len.div_ceil(8))
-        .flat_map(|_| rng.next_u64().to_le_bytes())
-        .collect();
+    let mut v = random_bytes(&mut rng, len.div_ceil(8) as usize * 8);
     v.truncate(len as usize);
+    v
+}
+
+/// `len` (a multiple of 8) bytes from `rng`, eight per draw. Written as a plain loop: the
+/// child makes megabytes of these before its first push, and iterator chains are slow in
+/// debug builds.
+fn random_bytes(rng: &mut SplitMix, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for word in v.chunks_exact_mut(8) {
+        word.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
     v
 }
 
@@ -85,9 +95,7 @@ const LONG: u64 = u64::MAX;
 
 fn long_data(round: u64, p: Profile) -> Vec<u8> {
     let mut rng = SplitMix(round << 32 | 0xffff_ffff);
-    (0..p.long_len / 8)
-        .flat_map(|_| rng.next_u64().to_le_bytes())
-        .collect()
+    random_bytes(&mut rng, p.long_len / 8 * 8)
 }
 
 fn content(round: u64, n: u64, p: Profile) -> Vec<u8> {
@@ -99,12 +107,10 @@ fn content(round: u64, n: u64, p: Profile) -> Vec<u8> {
 }
 
 /// The child: push forever, announcing each blob before ("try") and after ("ok") its commit.
-fn child(dir: &Path, round: u64, seed: u64, p: Profile) -> ! {
+fn child(dir: &Path, round: u64, p: Profile) -> ! {
     let store = Store::open(dir, opts(p)).unwrap();
     let mut out = std::io::stdout().lock();
-    // How blobs are pushed (monolithic or in chunks of which sizes) varies with the run's seed;
-    // what they hold depends on the round and their number only, so the parent can check it.
-    let mut rng = SplitMix(seed ^ round ^ 0xc0ffee);
+    let mut rng = SplitMix(round ^ 0xc0ffee);
     let long = store.begin_upload("crash/long").unwrap();
     let long_bytes = long_data(round, p);
     let mut long_off = 0usize;
@@ -155,8 +161,7 @@ fn kill_9_during_direct_record_writes_keeps_committed_blobs() {
 fn run(p: Profile) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         let round = std::env::var("BERTH_CRASH_ROUND").unwrap().parse().unwrap();
-        let seed = std::env::var("BERTH_CRASH_SEED").unwrap().parse().unwrap();
-        child(Path::new(&dir), round, seed, p);
+        child(Path::new(&dir), round, p);
     }
     let dir = tempfile::tempdir().unwrap();
     let seed = test_seed(p.test);
@@ -168,18 +173,31 @@ fn run(p: Profile) {
             .args(["--exact", p.test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .env("BERTH_CRASH_ROUND", round.to_string())
-            .env("BERTH_CRASH_SEED", seed.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (ready, started) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
+            let mut ready = Some(ready);
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("@@long ") {
+                    ready.take().map(|r| r.send(()));
+                }
+                lines.push(line);
+            }
+            lines
         });
+        // Most kills land at a random moment of the child's pushes, counted from when it is
+        // ready: its start-up (opening the store, making the long session's bytes) takes a
+        // good part of a second in debug, longer on a busy machine, where rounds used to end
+        // before any push. One round in four counts from the spawn, so the kill may also
+        // interrupt recovery.
+        if rng.below(4) != 0 {
+            let _ = started.recv_timeout(Duration::from_secs(60));
+        }
         std::thread::sleep(Duration::from_millis(p.run_ms + rng.below(p.run_ms)));
         let mut long: Option<UploadId> = None;
         let mut durable: Option<u64> = None;

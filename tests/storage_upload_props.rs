@@ -127,15 +127,15 @@ proptest! {
                 }
                 Step::Crash(cut) => {
                     drop(store);
-                    // Three cuts: one drawn from the case, one just before the last sync (the
-                    // longest run of unsynced records), and the end of everything.
+                    // Two cuts: one drawn from the case (at or just before a sync point, or the
+                    // end), and one just before the last sync (after the longest run of
+                    // unsynced records, and right after the index sync of a checkpoint).
                     let syncs = disk.sync_points();
                     let mut points: Vec<usize> = syncs.iter().flat_map(|&p| [p - 1, p]).collect();
                     points.push(disk.op_count());
                     let cuts = [
                         points[cut % points.len()],
                         syncs.last().map_or(0, |p| p - 1),
-                        disk.op_count(),
                     ];
                     for (i, point) in cuts.into_iter().enumerate() {
                         let img_seed = (cut as u64).wrapping_add(i as u64) ^ u64::from(seed);
