@@ -339,3 +339,30 @@ fn compaction_moves_live_chunks_and_deletes_emptied_segments() {
     assert_pulls(&store, &late);
     assert_rebuild_matches(&disk, store);
 }
+
+/// Everything a small registry holds sits in the active segment, which only a roll seals: a
+/// collection seals it when it is mostly dead (and big enough to be worth it), so it shrinks.
+#[test]
+fn a_mostly_dead_active_segment_is_sealed_and_compacted() {
+    let disk = memdisk::MemDisk::new();
+    let opts = StoreOptions {
+        chunk_record_bytes: 4096,
+        max_segment_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let store = Store::open_with(disk.segments(), disk.index(), opts).unwrap();
+    let images: Vec<Image> = (0..30)
+        .map(|i| push_image(&store, "small", 500 + i, 2, &[&format!("t{i}")]))
+        .collect();
+    assert_eq!(store.space().segments.len(), 1, "all in the active segment");
+    for img in &images[1..] {
+        store.delete_manifest("small", &img.manifest).unwrap();
+    }
+    let before = store.space().segments.iter().map(|s| s.size).sum::<u64>();
+    let report = store.gc(&GcOptions::default(), &mut no_progress()).unwrap();
+    assert!(report.segments_compacted >= 1, "{report:?}");
+    let after = store.space().segments.iter().map(|s| s.size).sum::<u64>();
+    assert!(after * 4 < before, "{before} -> {after} bytes");
+    assert_pulls(&store, &images[0]);
+    assert!(store.verify().unwrap().is_clean());
+}

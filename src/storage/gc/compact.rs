@@ -138,10 +138,30 @@ fn busy_segments(store: &Store) -> Result<HashSet<u64>, StorageError> {
     Ok(busy)
 }
 
+/// Seals the active log segment when it is below the live threshold and at least an eighth of
+/// the segment size, so that it can be compacted in this run (smaller ones are not worth a roll).
+fn seal_sparse_active(store: &Store, threshold: f64) -> Result<(), StorageError> {
+    let log = &store.inner.log;
+    let (active, end) = log.active();
+    let live = store
+        .inner
+        .space
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&active)
+        .map_or(0, |s| s.0);
+    let min_len = store.inner.opts.max_segment_bytes / 8;
+    if end >= min_len && (live as f64) < threshold * end as f64 {
+        log.seal_active(min_len)?;
+    }
+    Ok(())
+}
+
 /// Sealed segments worth rewriting: below the live threshold, not the newest segment (ids are
 /// never reused), not holding session chunks.
 pub(crate) fn victims(store: &Store, threshold: f64) -> Result<BTreeMap<u64, u64>, StorageError> {
     let log = &store.inner.log;
+    seal_sparse_active(store, threshold)?;
     let (active, _) = log.active();
     let segments = log.segments();
     let newest = segments.last().map(|s| s.0);

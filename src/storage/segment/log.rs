@@ -376,6 +376,21 @@ impl Log {
         })
     }
 
+    /// Seals the active segment now, as a roll does, if it holds at least `min_len` bytes: a
+    /// segment can only be compacted once sealed, and with large segments a small registry's
+    /// dead bytes would otherwise wait for the log to fill one.
+    pub fn seal_active(&self, min_len: u64) -> Result<bool, StorageError> {
+        let mut st = self.lock();
+        if st.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if st.end <= seg::LEN as u64 || st.end < min_len {
+            return Ok(false);
+        }
+        self.roll(&mut st)?;
+        Ok(true)
+    }
+
     /// Seals the active segment (synced, so a later segment implies a complete earlier one)
     /// and starts the next.
     fn roll(&self, st: &mut LogState) -> Result<(), StorageError> {
