@@ -30,6 +30,7 @@ mod segment;
 mod session;
 mod store;
 mod tail;
+mod throttle;
 mod types;
 mod uploads;
 mod verified;

@@ -8,6 +8,7 @@ use super::error::StorageError;
 use super::index::schema::{decode_blob, decode_digest_key, BLOBS};
 use super::segment::record::{decode_segment_header, rec, seg, trailer, RecordHeader};
 use super::store::Store;
+use super::throttle::Throttle;
 use super::types::{CorruptRecord, VerifyReport};
 
 impl Store {
@@ -23,8 +24,7 @@ impl Store {
     /// lock, so no segment is deleted or relocated under the scrub.
     pub(crate) fn verify_at(&self, rate: Option<u64>) -> Result<VerifyReport, StorageError> {
         self.check_open()?;
-        let started = std::time::Instant::now();
-        let mut read = 0u64;
+        let mut throttle = Throttle::new(rate);
         let io = self.inner.log.io().clone();
         let mut report = VerifyReport::default();
         let mut damaged: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
@@ -82,13 +82,7 @@ impl Store {
                 }
                 report.records += 1;
                 report.bytes += total as u64;
-                read += total as u64;
-                if let Some(rate) = rate.filter(|&r| r > 0) {
-                    let due = std::time::Duration::from_secs_f64(read as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
+                throttle.spend(total as u64);
                 pos += total;
             }
         }

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 
@@ -18,6 +17,7 @@ use crate::storage::segment::io::{SegmentIo, SegmentPin};
 use crate::storage::segment::log::{create_segment, Extent};
 use crate::storage::segment::record::{decode_record, rec, seg, trailer, Kind, Stream};
 use crate::storage::store::Store;
+use crate::storage::throttle::Throttle;
 use crate::storage::types::{GcOptions, GcPhase, GcProgress, GcReport};
 
 /// Relocations are committed in batches of about this many copied bytes (or blobs): large
@@ -99,26 +99,6 @@ impl<'a> Writer<'a> {
         self.end = next.end;
         self.writeback_from = next.end;
         Ok(())
-    }
-}
-
-/// Spends at most `rate` bytes per second.
-struct Throttle {
-    rate: Option<u64>,
-    started: Instant,
-    spent: u64,
-}
-
-impl Throttle {
-    fn spend(&mut self, bytes: u64) {
-        self.spent += bytes;
-        if let Some(rate) = self.rate.filter(|&r| r > 0) {
-            let due = Duration::from_secs_f64(self.spent as f64 / rate as f64);
-            let elapsed = self.started.elapsed();
-            if due > elapsed {
-                std::thread::sleep(due - elapsed);
-            }
-        }
     }
 }
 
@@ -223,11 +203,7 @@ pub(crate) fn compact(
         done,
         total,
     });
-    let mut throttle = Throttle {
-        rate: opts.compact_rate,
-        started: Instant::now(),
-        spent: 0,
-    };
+    let mut throttle = Throttle::new(opts.compact_rate);
     let mut pins: BTreeMap<u64, Arc<dyn SegmentPin>> = BTreeMap::new();
     let mut writer: Option<Writer<'_>> = None;
     let mut batch: Vec<Move> = Vec::new();

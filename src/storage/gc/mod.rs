@@ -17,7 +17,7 @@ use super::error::StorageError;
 use super::store::Store;
 use super::types::*;
 use crate::oci::digest::Digest;
-use crate::storage::index::ops::{Op, Out, SweepList};
+use crate::storage::index::ops::{referencing, Op, Out, SweepList};
 use crate::storage::index::schema::*;
 
 /// Sweep ops carry at most this many items, so one batch never holds the leader for long.
@@ -232,16 +232,7 @@ impl Store {
     ) -> Result<Vec<Digest>, StorageError> {
         self.check_open()?;
         let txn = self.inner.db.begin_read()?;
-        let refs = txn.open_table(MANIFEST_REFS)?;
-        let (lo, hi) = prefix_range(repo, b"");
-        let mut out = Vec::new();
-        for r in refs.range(&lo[..]..&hi[..])? {
-            let (k, v) = r?;
-            if decode_digest_keys(v.value())?.contains(digest) {
-                out.push(decode_digest_key(&k.value()[lo.len()..])?.0);
-            }
-        }
-        Ok(out)
+        referencing(&txn.open_table(MANIFEST_REFS)?, repo, digest)
     }
 
     /// Like [`Store::verify`], reading at most `rate` bytes per second (an online scrub that

@@ -413,7 +413,7 @@ pub fn apply(
             unless_referenced,
         } => {
             if *unless_referenced {
-                let by = referencing(t, repo, digest)?;
+                let by = referencing(&t.refs, repo, digest)?;
                 if !by.is_empty() {
                     return Ok(Err(StorageError::BlobReferenced(by)));
                 }
@@ -494,13 +494,13 @@ fn link(t: &mut Tables<'_>, repo: &str, dk: &[u8], at_ms: u64) -> Result<(), Sto
 
 /// Manifests of `repo` that reference `digest` (one pass over the repository's manifests).
 pub(crate) fn referencing(
-    t: &Tables<'_>,
+    refs: &impl ReadableTable<&'static [u8], &'static [u8]>,
     repo: &str,
     digest: &Digest,
 ) -> Result<Vec<Digest>, StorageError> {
     let (lo, hi) = prefix_range(repo, b"");
     let mut out = Vec::new();
-    for r in t.refs.range(&lo[..]..&hi[..])? {
+    for r in refs.range(&lo[..]..&hi[..])? {
         let (k, v) = r?;
         if decode_digest_keys(v.value())?.contains(digest) {
             out.push(decode_digest_key(&k.value()[lo.len()..])?.0);
