@@ -15,7 +15,7 @@ use crate::storage::index::ops::{Move, Op};
 use crate::storage::index::schema::*;
 use crate::storage::segment::io::{SegmentIo, SegmentPin};
 use crate::storage::segment::log::{create_segment, Extent};
-use crate::storage::segment::record::{decode_record, rec, seg, trailer, Kind, Stream};
+use crate::storage::segment::record::{decode_record, rec, seg, Decoded, Kind, Stream};
 use crate::storage::store::Store;
 use crate::storage::throttle::Throttle;
 use crate::storage::types::{GcOptions, GcPhase, GcProgress, GcReport};
@@ -27,6 +27,8 @@ const BATCH_BYTES: u64 = 64 << 20;
 const BATCH_BLOBS: usize = 1024;
 /// Start writeback of copied bytes every this many, so a batch's sync has little left to do.
 const WRITEBACK_STEP: u64 = 8 << 20;
+/// Ask the disk for the live records this far ahead of the copy, so reads overlap the copying.
+const PREFETCH_AHEAD: u64 = 32 << 20;
 
 /// The compaction stream's active segment.
 struct Writer<'a> {
@@ -53,18 +55,18 @@ impl<'a> Writer<'a> {
         })
     }
 
-    /// Appends a copy of a chunk record (its header, re-encoded in this version, payload and
-    /// trailer) and returns where its payload now lives.
-    fn append(&mut self, record: &[u8]) -> Result<Extent, StorageError> {
-        let d = decode_record(record).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    /// Appends a copy of a verified chunk record (its header re-encoded in this version, its
+    /// payload and trailer) and returns where its payload now lives.
+    fn append(&mut self, d: &Decoded<'_>, sum: &[u8]) -> Result<Extent, StorageError> {
         let len = d.header.record_len();
         if self.end > seg::LEN as u64 && self.end + len > self.store.inner.opts.max_segment_bytes {
             self.roll()?;
         }
         let head = d.header.encode();
-        let payload = d.payload;
-        let sum = &record[rec::HEADER_LEN + payload.len()..len as usize];
-        if let Err(e) = self.io.write_at(self.id, self.end, &[&head, payload, sum]) {
+        if let Err(e) = self
+            .io
+            .write_at(self.id, self.end, &[&head, d.payload, sum])
+        {
             // Cut the partial record so the segment still ends in a whole one.
             let _ = self.io.set_len(self.id, self.end);
             return Err(StorageError::from_io(e));
@@ -98,6 +100,73 @@ impl<'a> Writer<'a> {
         self.id = next.id;
         self.end = next.end;
         self.writeback_from = next.end;
+        Ok(())
+    }
+}
+
+/// The victims, held open for reading as the copy reaches them.
+struct Pins<'a> {
+    io: &'a dyn SegmentIo,
+    open: BTreeMap<u64, Arc<dyn SegmentPin>>,
+}
+
+impl<'a> Pins<'a> {
+    fn new(io: &'a dyn SegmentIo) -> Pins<'a> {
+        Pins {
+            io,
+            open: BTreeMap::new(),
+        }
+    }
+
+    fn get(&mut self, segment: u64) -> Result<&Arc<dyn SegmentPin>, StorageError> {
+        if !self.open.contains_key(&segment) {
+            self.open.insert(segment, self.io.pin(segment)?);
+        }
+        Ok(&self.open[&segment])
+    }
+}
+
+/// Keeps the disk reading up to [`PREFETCH_AHEAD`] bytes of live records ahead of the copy
+/// (only the live ones: reading dead bytes would spend the bandwidth compaction saves).
+struct Prefetch {
+    /// The victims' live extents, in copy order.
+    extents: Vec<Extent>,
+    /// `starts[i]`: payload bytes of the extents before `extents[i]`.
+    starts: Vec<u64>,
+    /// The first extent not yet asked for.
+    next: usize,
+}
+
+impl Prefetch {
+    fn new(extents: Vec<Extent>) -> Prefetch {
+        let starts = extents
+            .iter()
+            .scan(0u64, |at, e| {
+                let start = *at;
+                *at += u64::from(e.len);
+                Some(start)
+            })
+            .collect();
+        Prefetch {
+            extents,
+            starts,
+            next: 0,
+        }
+    }
+
+    /// Called before the copy reads `extents[at]`.
+    fn ahead(&mut self, pins: &mut Pins<'_>, at: usize) -> Result<(), StorageError> {
+        let Some(&from) = self.starts.get(at) else {
+            return Ok(());
+        };
+        self.next = self.next.max(at);
+        while self.next < self.extents.len() && self.starts[self.next] < from + PREFETCH_AHEAD {
+            let e = self.extents[self.next];
+            let start = e.offset - rec::HEADER_LEN as u64;
+            pins.get(e.segment)?
+                .prefetch(start, rec::OVERHEAD as u64 + u64::from(e.len));
+            self.next += 1;
+        }
         Ok(())
     }
 }
@@ -203,8 +272,25 @@ pub(crate) fn compact(
         done,
         total,
     });
+    // Copy in the victims' order, so each segment is read front to back.
+    let first_victim_extent = |extents: &[Extent]| {
+        extents
+            .iter()
+            .filter(|e| victims.contains_key(&e.segment))
+            .map(|e| (e.segment, e.offset))
+            .min()
+    };
+    moving.sort_by_cached_key(|(_, extents)| first_victim_extent(extents));
+    let is_victim = |e: &&Extent| victims.contains_key(&e.segment);
+    let mut prefetch = Prefetch::new(
+        moving
+            .iter()
+            .flat_map(|(_, extents)| extents.iter().filter(is_victim))
+            .copied()
+            .collect(),
+    );
+    let mut pins = Pins::new(io.as_ref());
     let mut throttle = Throttle::new(opts.compact_rate);
-    let mut pins: BTreeMap<u64, Arc<dyn SegmentPin>> = BTreeMap::new();
     let mut writer: Option<Writer<'_>> = None;
     let mut batch: Vec<Move> = Vec::new();
     let mut batch_bytes = 0u64;
@@ -221,40 +307,38 @@ pub(crate) fn compact(
         })?;
         Ok(())
     };
+    // The index, in copy order, of the next victim extent read.
+    let mut read_index = 0usize;
     'blobs: for (digest, from) in moving {
+        let next_blob = read_index + from.iter().filter(is_victim).count();
         let mut to = Vec::with_capacity(from.len());
         for e in &from {
             if !victims.contains_key(&e.segment) {
                 to.push(*e);
                 continue;
             }
-            let pin = match pins.get(&e.segment) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = io.pin(e.segment)?;
-                    pins.insert(e.segment, p.clone());
-                    p
-                }
-            };
-            let at = e.offset - rec::HEADER_LEN as u64;
-            let record = pin.read(at, rec::OVERHEAD + e.len as usize)?;
-            let ok = decode_record(&record).is_ok_and(|d| {
-                d.header.kind == Kind::Chunk
-                    && d.header.payload_len == e.len
-                    && trailer(d.payload)[..] == record[record.len() - rec::TRAILER_LEN..]
-            });
-            if !ok {
+            prefetch.ahead(&mut pins, read_index)?;
+            read_index += 1;
+            let record = pins.get(e.segment)?.read(
+                e.offset - rec::HEADER_LEN as u64,
+                rec::OVERHEAD + e.len as usize,
+            )?;
+            let decoded = decode_record(&record)
+                .ok()
+                .filter(|d| d.header.kind == Kind::Chunk && d.header.payload_len == e.len);
+            let Some(decoded) = decoded else {
                 // Never copy damage forward; the scrub reports the blob, and its segment stays.
                 tracing::error!(%digest, segment = e.segment, offset = e.offset,
                     "damaged chunk found while compacting; blob left in place");
                 damaged.insert(e.segment);
+                read_index = next_blob;
                 continue 'blobs;
-            }
+            };
             let w = match writer.as_mut() {
                 Some(w) => w,
                 None => writer.insert(Writer::new(store)?),
             };
-            to.push(w.append(&record)?);
+            to.push(w.append(&decoded, &record[record.len() - rec::TRAILER_LEN..])?);
             done += u64::from(e.len);
             batch_bytes += u64::from(e.len);
             throttle.spend(u64::from(e.len));

@@ -79,6 +79,8 @@ pub trait SegmentIo: Send + Sync + 'static {
 /// A segment held open for reading (see [`SegmentIo::pin`]).
 pub trait SegmentPin: Send + Sync + std::fmt::Debug {
     fn read(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+    /// Hint: this range will be read soon, so start reading it from the disk now.
+    fn prefetch(&self, _offset: u64, _len: u64) {}
 }
 
 /// Most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
@@ -308,6 +310,18 @@ impl SegmentPin for SegFile {
             start: offset as usize,
             end: end as usize,
         }))
+    }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        // SAFETY: plain syscall on an open descriptor; failure only loses the hint.
+        unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset as libc::off_t,
+                len as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
     }
 }
 
