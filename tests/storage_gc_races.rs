@@ -314,3 +314,40 @@ fn a_push_committing_during_compaction_keeps_its_segments() {
     let report = store.verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// Retention keeps the newest tag only; the older tag is set again (to the same manifest) after
+/// the mark listed it for removal. The client just tagged it: the sweep must leave it.
+#[test]
+fn a_tag_set_again_during_the_mark_survives_retention() {
+    let (store, _stall) = open(StoreOptions::default());
+    let old = manifest(b"{\"image\":\"old\"}", vec![], &["v1"]);
+    let new = manifest(b"{\"image\":\"new\"}", vec![], &["v2"]);
+    store.put_manifest("app", &old).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    store.put_manifest("app", &new).unwrap();
+    let opts = GcOptions {
+        retention: vec![RetentionRule {
+            repositories: "app".into(),
+            delete_untagged_after: None,
+            keep_newest_tags: Some(1),
+            protect_tags: vec![],
+        }],
+        ..GcOptions::default()
+    };
+    let mut retagged = false;
+    let report = store
+        .gc(&opts, &mut |p: GcProgress| {
+            if p.phase == GcPhase::Mark && !retagged {
+                retagged = true;
+                store.put_manifest("app", &old).expect("re-tag v1");
+            }
+        })
+        .unwrap();
+    assert!(retagged, "the mark reported no progress");
+    assert!(report.tags_deleted.is_empty(), "{report:?}");
+    let got = store
+        .get_manifest("app", &Reference::Tag("v1".into()))
+        .unwrap()
+        .expect("tag v1 set during the collection");
+    assert_eq!(got.digest, old.digest);
+}

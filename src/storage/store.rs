@@ -571,9 +571,12 @@ fn claim_sweeps(m: &Marking, ops: Vec<Op>) -> (Vec<Op>, Vec<Digest>) {
         .into_iter()
         .map(|op| match op {
             Op::Sweep(mut list) => {
+                // A tag whose manifest was touched (say, tagged again) since the mark stays.
+                list.tags = m.claim(list.tags, |x| &x.digest).0;
                 list.manifests = m.claim(list.manifests, |x| &x.digest).0;
                 list.links = m.claim(list.links, |x| &x.digest).0;
                 list.blobs = m.claim(list.blobs, |x| x).0;
+                claimed.extend(list.tags.iter().map(|x| x.digest.clone()));
                 claimed.extend(list.manifests.iter().map(|x| x.digest.clone()));
                 claimed.extend(list.links.iter().map(|x| x.digest.clone()));
                 claimed.extend(list.blobs.iter().cloned());

@@ -235,7 +235,10 @@ impl Store {
         if actual != *expected {
             // The session is gone either way; failing to account its bytes as dead only leaves
             // them uncounted until a reopen replays the log.
+            // Its write floor is held until the discard is applied: until then no batch may
+            // have noted its chunks, and compaction must not delete a segment holding them.
             drop(announced);
+            let floor = s.floor.take();
             self.retire(id, &mut s);
             let extents = std::mem::take(&mut s.extents);
             if let Err(e) = self.submit(Op::Discard {
@@ -244,6 +247,7 @@ impl Store {
             }) {
                 tracing::warn!(error = %e, "could not record a mismatched upload as dead");
             }
+            drop(floor);
             return Err(StorageError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
