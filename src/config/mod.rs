@@ -2,10 +2,12 @@
 //! optional TOML file, resolved in that order of precedence over the embedded defaults.
 //!
 //! The file's top-level keys are spelled like the flags; the `[gc]`, `[scrub]` (module `gc`)
-//! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags.
+//! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags;
+//! `[auth]` and `[audit]` (module `auth`) those of `--auth-*` and `--audit-*`.
 //! `commands` holds the flags of `berth gc` and `berth verify`, `units` parses durations and
 //! rates.
 
+pub mod auth;
 pub mod commands;
 pub mod gc;
 pub mod units;
@@ -18,6 +20,7 @@ use serde::Deserialize;
 
 use crate::api::{AdminAccess, Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
+pub use auth::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
 pub use commands::{GcCommand, VerifyCommand};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 
@@ -112,6 +115,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(default)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    #[serde(default)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    #[serde(default)]
+    pub audit: AuditArgs,
 }
 
 /// `[admin]`: flags `--admin-*`, variables `BERTH_ADMIN_*`.
@@ -154,6 +163,8 @@ impl ServeArgs {
             admin: AdminArgs {
                 allow: self.admin.allow.or(other.admin.allow),
             },
+            auth: self.auth.or(other.auth),
+            audit: self.audit.or(other.audit),
         }
     }
 }
@@ -216,6 +227,7 @@ pub struct Config {
     pub policy: Policy,
     pub gc: GcSettings,
     pub scrub: ScrubSettings,
+    pub auth: AuthSettings,
 }
 
 impl Config {
@@ -238,6 +250,7 @@ impl Config {
             policy: Policy::default(),
             gc: GcSettings::default(),
             scrub: ScrubSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 
@@ -300,6 +313,7 @@ impl Config {
         }
         config.gc = GcSettings::resolve(&args.gc)?;
         config.scrub = ScrubSettings::resolve(&args.scrub);
+        config.auth = AuthSettings::resolve(&args.auth, &args.audit)?;
         Ok(config)
     }
 }

@@ -11,7 +11,8 @@
 //!   `tail` and `session` (an upload session's state), `verified` (chunks already checked).
 //! - `recovery` (opening after a crash) and `store` (the `Store` handle and its batches).
 //! - The operations users see, each an `impl Store` block: `uploads` + `chunking`, `blobs`,
-//!   `manifests`, `read`, `verify`, and `gc/` (mark, sweep, compaction, retention).
+//!   `manifests`, `read`, `verify`, `usage` (bytes per group of repositories, for quotas), and
+//!   `gc/` (mark, sweep, compaction, retention).
 //!
 //! The on-disk format is in storage-format.md.
 
@@ -33,6 +34,7 @@ mod tail;
 mod throttle;
 mod types;
 mod uploads;
+mod usage;
 mod verified;
 mod verify;
 
@@ -42,3 +44,4 @@ pub use recovery::KEPT_TAIL_FILES;
 pub use segment::{io, memdisk, record};
 pub use store::Store;
 pub use types::*;
+pub use usage::RepoGroup;

@@ -1,0 +1,66 @@
+//! Bytes a group of repositories holds, each blob counted once: a project's quota counts a
+//! layer shared by two of its repositories once, as Harbor does (and a layer shared with
+//! another project in both).
+
+use std::collections::HashSet;
+
+use redb::ReadableTable;
+
+use crate::storage::error::StorageError;
+use crate::storage::index::schema::{decode_blob, BLOBS, REPO_BLOBS};
+use crate::storage::store::Store;
+
+/// Repositories counted together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoGroup<'a> {
+    /// Every repository whose name starts with `<project>/`.
+    Under(&'a str),
+    /// Every repository whose name has no `/`.
+    TopLevel,
+}
+
+impl Store {
+    /// Bytes of the distinct blobs (layers, configs and manifests) linked into any repository
+    /// of `groups`.
+    pub fn linked_bytes(&self, groups: &[RepoGroup<'_>]) -> Result<u64, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let links = txn.open_table(REPO_BLOBS)?;
+        let mut digests: HashSet<Vec<u8>> = HashSet::new();
+        let mut add = |key: &[u8]| {
+            if let Some(sep) = key.iter().position(|b| *b == 0) {
+                digests.insert(key[sep + 1..].to_vec());
+            }
+        };
+        for group in groups {
+            match group {
+                RepoGroup::Under(project) => {
+                    let start = format!("{project}/");
+                    // '0' follows '/': the range holds exactly the names starting with `start`.
+                    let end = format!("{project}0");
+                    for row in links.range(start.as_bytes()..end.as_bytes())? {
+                        add(row?.0.value());
+                    }
+                }
+                RepoGroup::TopLevel => {
+                    for row in links.iter()? {
+                        let (k, _) = row?;
+                        let key = k.value();
+                        let repo_end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
+                        if !key[..repo_end].contains(&b'/') {
+                            add(key);
+                        }
+                    }
+                }
+            }
+        }
+        let blobs = txn.open_table(BLOBS)?;
+        let mut total = 0u64;
+        for d in &digests {
+            if let Some(v) = blobs.get(&d[..])? {
+                total += decode_blob(v.value())?.0;
+            }
+        }
+        Ok(total)
+    }
+}
