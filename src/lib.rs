@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`oci`]: OCI vocabulary with no I/O (digests, names and tags, manifest facts).
 //! - [`storage`]: the blob and metadata store (segments + redb index); no HTTP.
+//! - [`auth`]: token access control: signing keys, JWT checks, scopes, the verified-token cache.
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
 //! - [`cli`]: the one-off commands `berth gc` and `berth verify`.
@@ -11,6 +12,7 @@
 //! - [`metrics`]: Prometheus counters for `/metrics`.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod maintenance;
