@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`oci`]: OCI vocabulary with no I/O (digests, names and tags, manifest facts).
 //! - [`storage`]: the blob and metadata store (segments + redb index); no HTTP.
-//! - [`auth`]: token access control: signing keys, JWT checks, scopes, the verified-token cache.
+//! - [`auth`]: access control with no HTTP in it: Harbor's model (users, projects, members,
+//!   robots, immutable tags, quotas, audit) in `auth.redb`, logins, tokens (JWT keys, checks,
+//!   scopes, the verified-token cache) and the verdicts the API enforces.
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
-//! - [`cli`]: the one-off commands `berth gc` and `berth verify`.
+//! - [`cli`]: the one-off commands `berth gc`, `berth verify` and the access model's commands.
 //! - [`config`]: command line, environment and TOML settings.
 //! - [`maintenance`]: garbage collection and scrubs of a serving registry, one at a time.
 //! - [`metrics`]: Prometheus counters for `/metrics`.

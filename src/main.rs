@@ -1,8 +1,10 @@
 //! `berth` command line: `serve` parses settings, sets up logging, binds and serves until
-//! SIGTERM/SIGINT; `gc` and `verify` run one job (see `berth::cli`).
+//! SIGTERM/SIGINT; `gc` and `verify` run one job, `user`, `project`, `member`, `robot`,
+//! `immutable` and `audit` change or show the access model (see `berth::cli`).
 
 use std::process::ExitCode;
 
+use berth::config::auth::AuthCommand;
 use berth::config::{Cli, Command, Config, LogFormat, ServeArgs};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -18,7 +20,18 @@ fn main() -> ExitCode {
             init_command_logging();
             berth::cli::verify(&cmd)
         }
+        Command::User(c) => auth_main(AuthCommand::User(c)),
+        Command::Project(c) => auth_main(AuthCommand::Project(c)),
+        Command::Member(c) => auth_main(AuthCommand::Member(c)),
+        Command::Robot(c) => auth_main(AuthCommand::Robot(c)),
+        Command::Immutable(c) => auth_main(AuthCommand::Immutable(c)),
+        Command::Audit(c) => auth_main(AuthCommand::Audit(c)),
     }
+}
+
+fn auth_main(cmd: AuthCommand) -> ExitCode {
+    init_command_logging();
+    berth::cli::auth::run(cmd)
 }
 
 fn serve_main(args: ServeArgs) -> ExitCode {

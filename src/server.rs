@@ -27,6 +27,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::{ApiError, ErrorCode, Peer, Registry};
+use crate::auth::access::AccessControl;
+use crate::config::AuthMode;
 use crate::config::{Config, ServerSettings};
 use crate::maintenance::schedule::{self, Schedule};
 use crate::maintenance::Maintenance;
@@ -49,6 +51,8 @@ pub enum ServerError {
     Storage(#[from] StorageError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("access control: {0}")]
+    Auth(String),
     #[error("task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -66,13 +70,16 @@ where
         tokio::task::spawn_blocking(move || Store::open(&data, options).map_err(ServerError::from))
             .await??;
     let maintenance = Maintenance::new(store.clone(), config.gc.options.clone(), config.scrub.rate);
+    let access = open_access(&config).await?;
     let registry = Registry::assemble(
         store.clone(),
         Arc::new(Metrics::new()),
         config.limits.clone(),
         config.policy,
         maintenance.clone(),
-    );
+    )
+    .with_access(access.clone(), tls.is_some());
+    let robots = access.map(|a| tokio::spawn(warn_of_expiring_robots(a)));
     let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
     let scheduled = tokio::spawn(schedule::run(
         maintenance.clone(),
@@ -84,6 +91,9 @@ where
     serve(listener, shutdown, registry, &config.server, tls).await;
     reaper.abort();
     scheduled.abort();
+    if let Some(r) = robots {
+        r.abort();
+    }
     if let Some(job) = maintenance.running() {
         // Closing makes the job's next store call fail, which ends it.
         tracing::warn!(
@@ -95,6 +105,42 @@ where
     tracing::info!("store closed");
     Ok(())
 }
+
+/// Access control for auth modes `basic` and `token` (`None` for `none`). On the first start
+/// the system admin is created; a generated password is shown here, once.
+async fn open_access(config: &Config) -> Result<Option<Arc<AccessControl>>, ServerError> {
+    if config.auth.mode == AuthMode::None {
+        return Ok(None);
+    }
+    let (data, settings) = (config.data.clone(), config.auth.clone());
+    let (access, first_password) =
+        tokio::task::spawn_blocking(move || AccessControl::open(&data, &settings))
+            .await?
+            .map_err(|e| ServerError::Auth(e.to_string()))?;
+    if let Some(password) = first_password {
+        // Straight to the terminal, never through the log.
+        eprintln!(
+            "berth: created the system administrator \"admin\" with password: {password}\n\
+             berth: it is shown only now; change it with `berth user passwd admin`"
+        );
+    }
+    tracing::info!(mode = ?config.auth.mode, service = %config.auth.service, "access control on");
+    Ok(Some(Arc::new(access)))
+}
+
+/// Robots that expire silently break CI: say so in the log a few days ahead, once a day.
+async fn warn_of_expiring_robots(access: Arc<AccessControl>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+    loop {
+        tick.tick().await;
+        for (name, expires_ms) in access.db().expiring_within(ROBOT_WARNING_DAYS) {
+            tracing::warn!(robot = %name, expires_at_ms = expires_ms, "robot account expires soon");
+        }
+    }
+}
+
+/// How many days before a robot account expires the log starts saying so.
+const ROBOT_WARNING_DAYS: u64 = 7;
 
 async fn reclaim_idle_uploads(store: Store) {
     let mut tick = tokio::time::interval(RECLAIM_EVERY);

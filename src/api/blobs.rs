@@ -3,9 +3,12 @@
 use http::header::{ACCEPT_RANGES, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE};
 use http::{HeaderMap, StatusCode};
 
+use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::reply::{Reply, CONTENT_DIGEST};
 use crate::api::Registry;
+use crate::auth::access::Caller;
+use crate::auth::audit::AuditAction;
 use crate::oci::digest::Digest;
 use crate::storage::StorageError;
 
@@ -88,7 +91,12 @@ const NAMED_REFERRERS: usize = 10;
 /// it: that manifest would become unpullable. The refusal is 403 `DENIED` rather than 405
 /// `UNSUPPORTED`, which berth keeps for a registry with deletes disabled: this blob cannot go
 /// yet, others can, and it can once the manifests named in the message are deleted.
-pub async fn delete(reg: &Registry, name: String, digest: Digest) -> ApiResult<Reply> {
+pub async fn delete(
+    reg: &Registry,
+    name: String,
+    digest: Digest,
+    caller: Option<&Caller>,
+) -> ApiResult<Reply> {
     let d = digest.clone();
     let repo = name.clone();
     let outcome = reg
@@ -98,7 +106,10 @@ pub async fn delete(reg: &Registry, name: String, digest: Digest) -> ApiResult<R
         })
         .await?;
     match outcome {
-        Ok(true) => Ok(Reply::new(StatusCode::ACCEPTED)),
+        Ok(true) => {
+            enforce::audit(reg, caller, AuditAction::Delete, &name, Some(&digest), None);
+            Ok(Reply::new(StatusCode::ACCEPTED))
+        }
         Ok(false) => {
             Err(ApiError::not_found(ErrorCode::BlobUnknown).with_detail(digest.to_string()))
         }

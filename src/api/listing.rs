@@ -8,6 +8,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::{encode, Query};
 use crate::api::reply::Reply;
 use crate::api::Registry;
+use crate::auth::access::Caller;
 
 /// `n` and `last` of a listing request. `n` is capped at the configured page size, which is
 /// also the page size when the client gives none.
@@ -75,15 +76,29 @@ pub async fn tags(reg: &Registry, name: String, query: &Query) -> ApiResult<Repl
     })
 }
 
-pub async fn catalog(reg: &Registry, query: &Query) -> ApiResult<Reply> {
+pub async fn catalog(reg: &Registry, query: &Query, caller: Option<&Caller>) -> ApiResult<Reply> {
     let page = Page::from_query(query, reg.limits().max_page)?;
-    let (n, last) = (page.n, page.last.clone());
-    let mut repos = if n == 0 {
-        Vec::new()
-    } else {
-        reg.blocking(move |s| s.list_repositories(last.as_deref(), n + 1))
-            .await?
-    };
+    let access = reg.access().zip(caller);
+    let mut repos: Vec<String> = Vec::new();
+    let mut after = page.last.clone();
+    // With access control, read on past the repositories this caller may not see until the
+    // page (plus one, to know whether another follows) is full or the catalog ends.
+    while page.n > 0 && repos.len() <= page.n {
+        let want = (page.n + 1).max(256);
+        let from = after.clone();
+        let batch = reg
+            .blocking(move |s| s.list_repositories(from.as_deref(), want))
+            .await?;
+        let exhausted = batch.len() < want;
+        after = batch.last().cloned();
+        repos.extend(match access {
+            Some((access, caller)) => access.visible(caller, batch),
+            None => batch,
+        });
+        if exhausted || after.is_none() {
+            break;
+        }
+    }
     let link = page.finish(&mut repos, "/v2/_catalog");
     let body = serde_json::to_vec(&json!({ "repositories": repos })).map_err(ApiError::internal)?;
     let reply = Reply::new(StatusCode::OK).json(body);

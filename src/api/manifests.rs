@@ -5,11 +5,14 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{HeaderMap, Request, StatusCode};
 use hyper::body::Incoming;
 
+use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
+use crate::auth::access::Caller;
+use crate::auth::audit::AuditAction;
 use crate::oci::digest::{Algorithm, Digest};
 use crate::oci::manifest;
 use crate::oci::name::{is_valid_tag, ManifestRef};
@@ -70,6 +73,7 @@ pub async fn put(
     reference: ManifestRef,
     query: &Query,
     req: Request<Incoming>,
+    caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
     let limit = reg.limits().max_manifest_bytes;
     let (tags, algorithm, tagged_by_param, content_type) =
@@ -92,6 +96,9 @@ pub async fn put(
         }
     }
     let parsed = manifest::parse(&body, content_type.as_deref())?;
+    enforce::project_for_push(reg, caller, &name)?;
+    enforce::tags_may_move(reg, caller, &name, &tags, &digest).await?;
+    enforce::quota(reg, caller, &name, Some(&digest), body.len() as u64).await?;
     let subject = parsed.subject.clone();
     // The spec asks for an `OCI-Tag` header naming every tag a `?tag=` push created; clients
     // that see none fall back to one PUT per tag, which cannot carry a non-sha256 digest.
@@ -107,7 +114,21 @@ pub async fn put(
         annotations: parsed.annotations,
     };
     let n = name.clone();
+    let audit_tags = put.tags.clone();
     reg.blocking(move |s| s.put_manifest(&n, &put)).await?;
+    if audit_tags.is_empty() {
+        enforce::audit(reg, caller, AuditAction::Push, &name, Some(&digest), None);
+    }
+    for tag in &audit_tags {
+        enforce::audit(
+            reg,
+            caller,
+            AuditAction::Push,
+            &name,
+            Some(&digest),
+            Some(tag),
+        );
+    }
     let mut reply = Reply::new(StatusCode::CREATED)
         .location(format!("/v2/{name}/manifests/{digest}"))
         .header(CONTENT_DIGEST, &digest);
@@ -125,12 +146,28 @@ pub async fn get(
     name: String,
     reference: ManifestRef,
     head: bool,
+    caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
+    let tag = match &reference {
+        ManifestRef::Tag(t) => Some(t.clone()),
+        ManifestRef::Digest(_) => None,
+    };
     let r = to_store_ref(reference);
+    let n = name.clone();
     let stored = reg
-        .blocking(move |s| s.get_manifest(&name, &r))
+        .blocking(move |s| s.get_manifest(&n, &r))
         .await?
         .ok_or_else(|| ApiError::not_found(ErrorCode::ManifestUnknown))?;
+    if !head {
+        enforce::audit(
+            reg,
+            caller,
+            AuditAction::Pull,
+            &name,
+            Some(&stored.digest),
+            tag.as_deref(),
+        );
+    }
     let reply = Reply::new(StatusCode::OK)
         .header(CONTENT_TYPE, &stored.media_type)
         .header(CONTENT_DIGEST, &stored.digest)
@@ -139,12 +176,31 @@ pub async fn get(
     Ok(if head { reply } else { reply.body(stored.body) })
 }
 
-pub async fn delete(reg: &Registry, name: String, reference: ManifestRef) -> ApiResult<Reply> {
+pub async fn delete(
+    reg: &Registry,
+    name: String,
+    reference: ManifestRef,
+    caller: Option<&Caller>,
+) -> ApiResult<Reply> {
+    let (digest, tag) = match &reference {
+        ManifestRef::Digest(d) => (Some(d.clone()), None),
+        ManifestRef::Tag(t) => (None, Some(t.clone())),
+    };
+    enforce::may_delete(reg, caller, &name, tag.as_deref(), digest.as_ref()).await?;
+    let n = name.clone();
     let deleted = match reference {
-        ManifestRef::Digest(d) => reg.blocking(move |s| s.delete_manifest(&name, &d)).await?,
-        ManifestRef::Tag(t) => reg.blocking(move |s| s.delete_tag(&name, &t)).await?,
+        ManifestRef::Digest(d) => reg.blocking(move |s| s.delete_manifest(&n, &d)).await?,
+        ManifestRef::Tag(t) => reg.blocking(move |s| s.delete_tag(&n, &t)).await?,
     };
     if deleted {
+        enforce::audit(
+            reg,
+            caller,
+            AuditAction::Delete,
+            &name,
+            digest.as_ref(),
+            tag.as_deref(),
+        );
         Ok(Reply::new(StatusCode::ACCEPTED))
     } else {
         Err(ApiError::not_found(ErrorCode::ManifestUnknown))

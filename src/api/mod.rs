@@ -11,14 +11,18 @@ pub mod admin;
 mod appender;
 mod blobs;
 pub mod body;
+pub mod enforce;
 pub mod error;
+pub mod guard;
 mod listing;
+mod manage;
 mod manifests;
 pub mod query;
 mod referrers;
 mod reply;
 pub mod route;
 mod stream;
+mod token;
 mod uploads;
 
 use std::net::SocketAddr;
@@ -28,6 +32,7 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::auth::access::{AccessControl, Caller};
 use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
 use crate::storage::{GcOptions, StorageError, Store};
@@ -113,6 +118,10 @@ struct Inner {
     limits: Limits,
     policy: Policy,
     maintenance: Maintenance,
+    /// `None`: auth mode `none`, everyone may do everything.
+    access: Option<Arc<AccessControl>>,
+    /// `https` when the server terminates TLS (the default scheme of the token realm).
+    scheme: &'static str,
 }
 
 impl Registry {
@@ -138,8 +147,28 @@ impl Registry {
                 limits,
                 policy,
                 maintenance,
+                access: None,
+                scheme: "http",
             }),
         }
+    }
+
+    /// This registry with access control in front of every route; `tls` when the server
+    /// terminates TLS itself.
+    pub fn with_access(self, access: Option<Arc<AccessControl>>, tls: bool) -> Registry {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_access is called while the registry is being built"));
+        Registry {
+            inner: Arc::new(Inner {
+                access,
+                scheme: if tls { "https" } else { "http" },
+                ..inner
+            }),
+        }
+    }
+
+    pub fn access(&self) -> Option<&Arc<AccessControl>> {
+        self.inner.access.as_ref()
     }
 
     pub fn store(&self) -> &Store {
@@ -188,7 +217,11 @@ impl Registry {
         let (kind, result) = match Route::parse(&path) {
             Ok(Some(route)) => {
                 let kind = route.kind();
-                (kind, self.dispatch(route, req).await)
+                let result = match self.authorize(&route, &req) {
+                    Ok(caller) => self.dispatch(route, req, caller).await,
+                    Err(e) => Err(e),
+                };
+                (kind, result)
             }
             Ok(None) => ("unknown", Err(ApiError::not_found(ErrorCode::Unsupported))),
             Err(e) => ("invalid", Err(e)),
@@ -244,7 +277,24 @@ impl Registry {
         response
     }
 
-    async fn dispatch(&self, route: Route, req: Request<Incoming>) -> ApiResult<Reply> {
+    /// Who is asking and whether they may: `Ok(None)` in auth mode `none`.
+    fn authorize(&self, route: &Route, req: &Request<Incoming>) -> ApiResult<Option<Caller>> {
+        let Some(access) = &self.inner.access else {
+            return Ok(None);
+        };
+        let client = peer_ip(req);
+        let caller = guard::caller(access, req.headers(), client, self.inner.scheme)?;
+        let need = guard::need(route, req.method());
+        guard::check(access, &caller, need, req.headers(), self.inner.scheme)?;
+        Ok(Some(caller))
+    }
+
+    async fn dispatch(
+        &self,
+        route: Route,
+        req: Request<Incoming>,
+        caller: Option<Caller>,
+    ) -> ApiResult<Reply> {
         let query = Query::parse(req.uri().query());
         let method = req.method().clone();
         if method == Method::DELETE
@@ -272,19 +322,19 @@ impl Registry {
                     )
                     .body(text.into_bytes()))
             }
-            (Route::Catalog, Method::GET) => listing::catalog(self, &query).await,
+            (Route::Catalog, Method::GET) => listing::catalog(self, &query, caller.as_ref()).await,
             (Route::Tags { name }, Method::GET) => listing::tags(self, name, &query).await,
             (Route::Manifest { name, reference }, Method::GET) => {
-                manifests::get(self, name, reference, false).await
+                manifests::get(self, name, reference, false, caller.as_ref()).await
             }
             (Route::Manifest { name, reference }, Method::HEAD) => {
-                manifests::get(self, name, reference, true).await
+                manifests::get(self, name, reference, true, caller.as_ref()).await
             }
             (Route::Manifest { name, reference }, Method::PUT) => {
-                manifests::put(self, name, reference, &query, req).await
+                manifests::put(self, name, reference, &query, req, caller.as_ref()).await
             }
             (Route::Manifest { name, reference }, Method::DELETE) => {
-                manifests::delete(self, name, reference).await
+                manifests::delete(self, name, reference, caller.as_ref()).await
             }
             (Route::Blob { name, digest }, Method::GET) => {
                 blobs::get(self, name, digest, req.headers(), false).await
@@ -293,17 +343,17 @@ impl Registry {
                 blobs::get(self, name, digest, req.headers(), true).await
             }
             (Route::Blob { name, digest }, Method::DELETE) => {
-                blobs::delete(self, name, digest).await
+                blobs::delete(self, name, digest, caller.as_ref()).await
             }
             (Route::UploadStart { name }, Method::POST) => {
-                uploads::start(self, name, &query, req).await
+                uploads::start(self, name, &query, req, caller.as_ref()).await
             }
             (Route::Upload { name, id }, Method::GET) => uploads::status(self, name, id).await,
             (Route::Upload { name, id }, Method::PATCH) => {
                 uploads::patch(self, name, id, req).await
             }
             (Route::Upload { name, id }, Method::PUT) => {
-                uploads::finish(self, name, id, &query, req).await
+                uploads::finish(self, name, id, &query, req, caller.as_ref()).await
             }
             (Route::Upload { name, id }, Method::DELETE) => uploads::cancel(self, name, id).await,
             (Route::Referrers { name, digest }, Method::GET) => {
@@ -312,10 +362,34 @@ impl Registry {
             (route @ (Route::AdminGc | Route::AdminVerify), _) => {
                 admin::handle(self, route, &query, req).await
             }
+            (Route::Token, _) => match &self.inner.access {
+                Some(access) => {
+                    let client = peer_ip(&req);
+                    token::handle(self, access, &query, req, client, self.inner.scheme).await
+                }
+                None => Err(ApiError::not_found(ErrorCode::Unsupported)
+                    .with_detail("access control is off (auth mode none)")),
+            },
+            (Route::TokenKeys, Method::GET) => match &self.inner.access {
+                Some(access) => token::keys(access),
+                None => Err(ApiError::not_found(ErrorCode::Unsupported)),
+            },
+            (Route::Manage { path }, _) => match &self.inner.access {
+                Some(access) => manage::handle(self, access, &path, &query, req, caller).await,
+                None => Err(ApiError::not_found(ErrorCode::Unsupported)
+                    .with_detail("access control is off (auth mode none)")),
+            },
             (_, _) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::Unsupported,
             )),
         }
     }
+}
+
+/// The client's address (unspecified when the server loop did not say, as in unit tests).
+fn peer_ip(req: &Request<Incoming>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<Peer>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
 }

@@ -36,6 +36,12 @@ pub enum Route {
     AdminGc,
     /// `/admin/verify`: run a scrub (POST).
     AdminVerify,
+    /// `/token`: the docker token endpoint (GET with Basic or anonymous, POST OAuth2 grants).
+    Token,
+    /// `/token/jwks.json`: the public keys tokens are signed with.
+    TokenKeys,
+    /// `/api/v1/<path>`: users, projects, members, robots, immutable rules and the audit log.
+    Manage { path: String },
 }
 
 impl Route {
@@ -49,7 +55,14 @@ impl Route {
             "/metrics" => return Ok(Some(Route::Metrics)),
             "/admin/gc" => return Ok(Some(Route::AdminGc)),
             "/admin/verify" => return Ok(Some(Route::AdminVerify)),
+            "/token" => return Ok(Some(Route::Token)),
+            "/token/jwks.json" => return Ok(Some(Route::TokenKeys)),
             _ => {}
+        }
+        if let Some(rest) = path.strip_prefix("/api/v1/") {
+            return Ok(Some(Route::Manage {
+                path: rest.trim_end_matches('/').to_owned(),
+            }));
         }
         let Some(rest) = path.strip_prefix("/v2/") else {
             return Ok(None);
@@ -122,6 +135,9 @@ impl Route {
             Route::Referrers { .. } => "referrers",
             Route::AdminGc => "admin_gc",
             Route::AdminVerify => "admin_verify",
+            Route::Token => "token",
+            Route::TokenKeys => "token_keys",
+            Route::Manage { .. } => "manage",
         }
     }
 }

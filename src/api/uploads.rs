@@ -11,11 +11,13 @@ use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::api::appender::{batch_len, Appender};
+use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_CHUNK_MIN_LENGTH, UPLOAD_UUID};
 use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
+use crate::auth::access::Caller;
 use crate::oci::digest::Digest;
 use crate::oci::name::{is_valid_name, parse_digest};
 use crate::storage::{UploadId, UploadStatus};
@@ -26,10 +28,14 @@ pub async fn start(
     name: String,
     query: &Query,
     req: Request<Incoming>,
+    caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
-    match plan_start(reg, &name, query).await {
+    if let Err(e) = enforce::project_for_push(reg, caller, &name) {
+        return Err(refuse(reg, req, e).await);
+    }
+    match plan_start(reg, &name, query, caller).await {
         Ok(Start::Mounted(digest)) => Ok(blob_created(&name, &digest)),
-        Ok(Start::Monolithic(digest)) => monolithic(reg, name, digest, req).await,
+        Ok(Start::Monolithic(digest)) => monolithic(reg, name, digest, req, caller).await,
         Ok(Start::Session) => {
             let n = name.clone();
             let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
@@ -55,7 +61,12 @@ enum Start {
     Session,
 }
 
-async fn plan_start(reg: &Registry, name: &str, query: &Query) -> ApiResult<Start> {
+async fn plan_start(
+    reg: &Registry,
+    name: &str,
+    query: &Query,
+    caller: Option<&Caller>,
+) -> ApiResult<Start> {
     // `?digest-algorithm=` names the hash the client will commit with; one we cannot verify
     // is refused before a session exists (end-4c: 400).
     if let Some(alg) = query.get("digest-algorithm") {
@@ -75,6 +86,22 @@ async fn plan_start(reg: &Registry, name: &str, query: &Query) -> ApiResult<Star
                     ErrorCode::NameInvalid,
                     "invalid from",
                 ));
+            }
+        }
+        // A mount links only what the caller may pull; otherwise the client uploads (202).
+        if !enforce::may_mount_from(reg, caller, from.as_deref()) {
+            return Ok(Start::Session);
+        }
+        let size = reg.blocking({
+            let d = digest.clone();
+            move |s| s.stat(&d)
+        });
+        if let Some(info) = size.await? {
+            if enforce::quota(reg, caller, name, Some(&digest), info.size)
+                .await
+                .is_err()
+            {
+                return Ok(Start::Session);
             }
         }
         let (n, d) = (name.to_owned(), digest.clone());
@@ -103,6 +130,7 @@ async fn monolithic(
     name: String,
     digest: Digest,
     req: Request<Incoming>,
+    caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
     let limits = reg.limits();
     let mut reader = BodyReader::new(
@@ -119,6 +147,7 @@ async fn monolithic(
         None
     };
     let Some(second) = second else {
+        enforce::quota(reg, caller, &name, Some(&digest), first.len() as u64).await?;
         let (n, d) = (name.clone(), digest.clone());
         reg.blocking(move |s| s.put_blob(&n, &d, &first)).await?;
         return Ok(blob_created(&name, &digest));
@@ -138,8 +167,14 @@ async fn monolithic(
     let finished = pipe.finish().await;
     let result = match (streamed, finished) {
         (Ok(()), Ok(_)) => {
-            let d = digest.clone();
-            reg.blocking(move |s| s.commit(&id, &d)).await
+            let size = reg.blocking(move |s| s.status(&id)).await?.offset;
+            match enforce::quota(reg, caller, &name, Some(&digest), size).await {
+                Ok(()) => {
+                    let d = digest.clone();
+                    reg.blocking(move |s| s.commit(&id, &d)).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            }
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
@@ -192,6 +227,7 @@ pub async fn finish(
     id_text: String,
     query: &Query,
     req: Request<Incoming>,
+    caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
     let target = async {
         let digest = match query.get("digest") {
@@ -212,6 +248,12 @@ pub async fn finish(
         Err(e) => return Err(refuse(reg, req, e).await),
     };
     stream_chunk(reg, &id, offset, declared, req).await?;
+    let size = reg.blocking(move |s| s.status(&id)).await?.offset;
+    if let Err(e) = enforce::quota(reg, caller, &name, Some(&digest), size).await {
+        // Refused whole: the session's bytes go, and nothing of the blob becomes visible.
+        reg.blocking(move |s| s.abort(&id)).await?;
+        return Err(e);
+    }
     let d = digest.clone();
     reg.blocking(move |s| s.commit(&id, &d)).await?;
     Ok(blob_created(&name, &digest))

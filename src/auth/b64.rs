@@ -1,5 +1,5 @@
-//! Base64 for tokens and PEM: unpadded base64url (RFC 4648 §5) both ways, padded standard
-//! base64 for encoding only.
+//! Base64 for tokens, PEM and Basic credentials: unpadded base64url (RFC 4648 §5) both ways,
+//! padded standard base64 both ways.
 //!
 //! Decoding is strict: exactly one spelling of each byte string is accepted (no padding, no
 //! whitespace, zero trailing bits), so a token cannot be re-spelled into a different string that
@@ -55,6 +55,19 @@ fn url_value(c: u8) -> Option<u32> {
     Some(u32::from(v))
 }
 
+/// Decodes padded standard base64 (HTTP Basic credentials): mapped onto the URL alphabet,
+/// padding dropped, then decoded as strictly as a token part.
+pub fn decode_std(text: &str) -> Result<Vec<u8>, NotBase64Url> {
+    let unpadded = text
+        .strip_suffix("==")
+        .or_else(|| text.strip_suffix('='))
+        .unwrap_or(text);
+    if unpadded.contains(['-', '_', '=']) {
+        return Err(NotBase64Url);
+    }
+    decode_url(&unpadded.replace('+', "-").replace('/', "_"))
+}
+
 /// Decodes canonical unpadded base64url; anything else is refused.
 pub fn decode_url(text: &str) -> Result<Vec<u8>, NotBase64Url> {
     let bytes = text.as_bytes();
@@ -85,6 +98,15 @@ pub fn decode_url(text: &str) -> Result<Vec<u8>, NotBase64Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        assert_eq!(decode_std("YWxpY2U6cHc=").unwrap(), b"alice:pw");
+        assert_eq!(decode_std("Zm9vYmFy").unwrap(), b"foobar");
+        assert_eq!(decode_std("/+8=").unwrap(), [0xff, 0xef]);
+        assert!(decode_std("_-8=").is_err());
+        assert!(decode_std("Zm9v=Zm9v").is_err());
+    }
 
     #[test]
     fn rfc4648_vectors_round_trip() {

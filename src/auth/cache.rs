@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::claims::Claims;
-use super::error::TokenError;
 use super::jwt::{TokenKind, Verifier};
+use super::token_error::TokenError;
 
 const SHARDS: usize = 16;
 

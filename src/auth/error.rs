@@ -1,115 +1,76 @@
-//! The auth layer's error enums: one for key material, one for tokens, one for scopes.
-//!
-//! No message carries a token, a signature, key bytes or any other secret, and none repeats
-//! attacker-chosen header values: a message names only what was wrong.
+//! The one error type of the access model's storage and administration.
 
 use std::path::PathBuf;
 
-use super::der::BadDer;
-use super::jwt::TokenKind;
-use super::public::Alg;
-
-/// Loading, creating or parsing keys failed.
-#[non_exhaustive]
+/// What a read or write of `auth.redb`, or an administrative change, can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("token key file {path}: {source}")]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error(
+        "{} is in use by a running registry (auth.redb is locked); stop it first",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    #[error("auth.redb has format version {found}, newer than this build's {supported}")]
+    Newer { found: u64, supported: u64 },
+    /// Boxed: redb's error is large and would make every `Result` of this layer large.
+    #[error("auth database: {0}")]
+    Db(Box<redb::Error>),
+    #[error("auth database: a row of table {table} does not decode: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{kind} {name} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} already exists")]
+    Exists { kind: &'static str, name: String },
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("I/O on {}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The private key file is readable or writable by group or others (mode shown in octal).
-    #[error("token key file {path} has mode {mode:o}; it must be accessible to its owner only (chmod 600)")]
-    InsecurePermissions { path: PathBuf, mode: u32 },
-    #[error("token key file {path} holds no PKCS#8 private key")]
-    NotAPrivateKey { path: PathBuf },
-    /// The key file holds a key of another type than the configured algorithm signs with.
-    #[error("token key file {path} holds a {found} key but {configured} is configured")]
-    AlgorithmMismatch {
-        path: PathBuf,
-        configured: Alg,
-        found: &'static str,
-    },
-    #[error("{0} cannot sign tokens; berth signs with EdDSA or ES256")]
-    CannotSign(Alg),
-    #[error("unsupported key: {0}")]
-    UnsupportedKey(&'static str),
-    #[error("malformed key encoding: {0}")]
-    BadDer(&'static str),
-    #[error("malformed PEM: {0}")]
-    BadPem(String),
-    #[error("malformed JWKS: {0}")]
-    BadJwks(String),
-    #[error("malformed JWK member {0}")]
-    BadJwk(&'static str),
-    #[error("no usable verification key found")]
-    NoKeys,
-    /// Two configured keys answer to the same `kid`, so a token could not name one of them.
-    #[error("two verification keys share a key id")]
-    DuplicateKid,
-    #[error("key generation failed")]
-    Generate,
-    #[error("signing failed")]
-    Sign,
 }
 
-impl From<BadDer> for KeyError {
-    fn from(e: BadDer) -> KeyError {
-        KeyError::BadDer(e.0)
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AuthError {
+            fn from(e: $t) -> AuthError {
+                AuthError::Db(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl AuthError {
+    pub(crate) fn invalid(what: &'static str, value: &str, reason: &'static str) -> AuthError {
+        AuthError::Invalid {
+            what,
+            value: value.to_owned(),
+            reason,
+        }
     }
-}
 
-/// A token was refused, or could not be made.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("token too large")]
-    TooLarge,
-    /// Not three canonical base64url parts holding JSON of the expected shape.
-    #[error("malformed token {0}")]
-    Malformed(&'static str),
-    /// `none` and the HMAC family: berth holds no shared secrets, so these are never valid.
-    #[error("token algorithm not allowed")]
-    ForbiddenAlgorithm,
-    /// The `alg` header differs from the one algorithm of the selected key.
-    #[error("token algorithm does not match its key")]
-    AlgorithmMismatch,
-    #[error("token signed by an unknown key")]
-    UnknownKey,
-    #[error("token names no key and several are configured")]
-    AmbiguousKey,
-    /// `jwk`, `jku` or `x5u`: a token may not bring or point at its own key.
-    #[error("token carries its own key")]
-    EmbeddedKey,
-    #[error("token has critical header extensions")]
-    CriticalHeader,
-    #[error("not a valid {expected} token")]
-    WrongKind { expected: TokenKind },
-    #[error("token signature invalid")]
-    BadSignature,
-    #[error("token issuer not trusted")]
-    WrongIssuer,
-    #[error("token not meant for this service")]
-    WrongAudience,
-    #[error("token has no expiry")]
-    MissingExpiry,
-    #[error("token expired")]
-    Expired,
-    #[error("token not valid yet")]
-    NotYetValid,
-    #[error("token issued in the future")]
-    IssuedInFuture,
-    #[error("token signing failed")]
-    Signing,
-}
-
-/// A `scope` parameter of a token request could not be read.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScopeError {
-    /// The 1-based position among all requested scopes, and what is wrong with it.
-    #[error("scope {index} is malformed: {reason}")]
-    Malformed { index: usize, reason: &'static str },
-    #[error("too many scopes requested")]
-    TooMany,
+    pub(crate) fn not_found(kind: &'static str, name: impl ToString) -> AuthError {
+        AuthError::NotFound {
+            kind,
+            name: name.to_string(),
+        }
+    }
 }

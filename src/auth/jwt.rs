@@ -8,8 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::b64;
 use super::claims::{Claims, WireClaims};
-use super::error::TokenError;
 use super::keys::SigningKey;
+use super::token_error::TokenError;
 use super::verifying::{KeyOrigin, VerifyingKeys};
 
 /// Tokens longer than this are refused before any decoding. Large `access` lists fit easily.

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::error::KeyError;
+use super::token_error::KeyError;
 
 /// Bits that must be clear in the key file's mode.
 const GROUP_OR_OTHER: u32 = 0o077;

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use super::b64;
 use super::der::{self, OID_EC, OID_ED25519, OID_P256};
-use super::error::KeyError;
 use super::keyfile::{self, Created};
 use super::public::{Alg, PublicKey};
+use super::token_error::KeyError;
 
 /// The private key's file name inside the configured directory.
 pub const KEY_FILE: &str = "token-key.pem";

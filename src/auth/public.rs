@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::b64;
 use super::der::{self, OID_EC, OID_ED25519, OID_P256, OID_P384, OID_RSA};
-use super::error::KeyError;
+use super::token_error::KeyError;
 
 /// A JWS algorithm berth can verify. Only [`Alg::EdDSA`] and [`Alg::ES256`] can sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,7 +2,7 @@
 //! `WWW-Authenticate: Bearer` challenge that asks a client for them.
 
 use super::claims::ResourceActions;
-use super::error::ScopeError;
+use super::token_error::ScopeError;
 
 /// More scopes than any client asks for at once; bounds the work one request can cause.
 pub const MAX_SCOPES: usize = 64;

@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::der;
-use super::error::{KeyError, TokenError};
 use super::keys::SigningKey;
 use super::public::{libtrust_kid, PublicKey};
+use super::token_error::{KeyError, TokenError};
 
 /// Where a key came from. Only berth's own keys may vouch for refresh tokens, which only berth
 /// issues: an external issuer is trusted for access grants, not to mint berth sessions.

@@ -1,5 +1,7 @@
 //! `berth gc` and `berth verify`: run a collection or a scrub on a stopped data directory, or
 //! ask a running registry to run one, and print the report (text, or JSON with `--json`).
+//! `auth` runs the access model's commands (`berth user`, `project`, `member`, `robot`,
+//! `immutable`, `audit`) on a stopped data directory.
 //!
 //! Exit codes: 0 done (and, for verify, nothing damaged), 1 verify found damage, 2 bad flags
 //! or settings, 3 the job could not run or failed (a locked directory, an I/O error, a
@@ -8,6 +10,8 @@
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
 //! (bar or lines on stderr), `render` (text reports).
 
+pub mod auth;
+mod auth_render;
 mod local;
 pub mod progress;
 pub mod remote;
@@ -48,6 +52,8 @@ pub enum CliError {
     NotAStore(PathBuf),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Auth(crate::auth::error::AuthError),
     #[error("{0}")]
     Remote(String),
     #[error("I/O: {0}")]

@@ -3,10 +3,11 @@
 //!
 //! The file's top-level keys are spelled like the flags; the `[gc]`, `[scrub]` (module `gc`)
 //! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags;
-//! `[auth]` and `[audit]` (module `auth`) those of `--auth-*` and `--audit-*`.
-//! `commands` holds the flags of `berth gc` and `berth verify`, `units` parses durations and
-//! rates.
+//! `[auth]` and `[audit]` (module `access`) those of `--auth-*` and `--audit-*`.
+//! `commands` holds the flags of `berth gc` and `berth verify`, `auth` those of the access
+//! model's commands (`berth user`, `project`, …), `units` parses durations and rates.
 
+pub mod access;
 pub mod auth;
 pub mod commands;
 pub mod gc;
@@ -20,7 +21,7 @@ use serde::Deserialize;
 
 use crate::api::{AdminAccess, Limits, Policy};
 use crate::storage::{ReadVerification, StoreOptions};
-pub use auth::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
+pub use access::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
 pub use commands::{GcCommand, VerifyCommand};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 
@@ -39,6 +40,23 @@ pub enum Command {
     Gc(GcCommand),
     /// Check every record of the store and take damaged blobs out of service.
     Verify(VerifyCommand),
+    /// Manage users (system administrators and project members).
+    #[command(subcommand)]
+    User(auth::UserCommand),
+    /// Manage projects: visibility and quota.
+    #[command(subcommand)]
+    Project(auth::ProjectCommand),
+    /// Manage the members of a project and their roles.
+    #[command(subcommand)]
+    Member(auth::MemberCommand),
+    /// Manage robot accounts (robot$<project>+<name>).
+    #[command(subcommand)]
+    Robot(auth::RobotCommand),
+    /// Manage immutable tag rules.
+    #[command(subcommand)]
+    Immutable(auth::ImmutableCommand),
+    /// Show the audit trail.
+    Audit(auth::AuditCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -171,6 +171,26 @@ impl Store {
         Ok(Some(out))
     }
 
+    /// The tags of `repo` that name the manifest `digest`.
+    pub fn tags_of(&self, repo: &str, digest: &Digest) -> Result<Vec<String>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let tags = txn.open_table(TAGS)?;
+        let (lo, hi) = prefix_range(repo, b"");
+        let want = digest_key(digest);
+        let mut out = Vec::new();
+        for r in tags.range(&lo[..]..&hi[..])? {
+            let (k, v) = r?;
+            if decode_tag(v.value())?.0 == &want[..] {
+                out.push(
+                    String::from_utf8(k.value()[lo.len()..].to_vec())
+                        .map_err(|_| StorageError::Corrupt("tag not utf-8".into()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
     pub fn list_repositories(
         &self,
         last: Option<&str>,

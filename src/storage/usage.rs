@@ -6,8 +6,9 @@ use std::collections::HashSet;
 
 use redb::ReadableTable;
 
+use crate::oci::digest::Digest;
 use crate::storage::error::StorageError;
-use crate::storage::index::schema::{decode_blob, BLOBS, REPO_BLOBS};
+use crate::storage::index::schema::{decode_blob, digest_key, repo_key, BLOBS, REPOS, REPO_BLOBS};
 use crate::storage::store::Store;
 
 /// Repositories counted together.
@@ -20,6 +21,43 @@ pub enum RepoGroup<'a> {
 }
 
 impl Store {
+    /// Whether any repository of `groups` links `digest` (one lookup per repository).
+    pub fn project_holds(
+        &self,
+        groups: &[RepoGroup<'_>],
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        let repos = txn.open_table(REPOS)?;
+        let links = txn.open_table(REPO_BLOBS)?;
+        let dk = digest_key(digest);
+        let links_it = |repo: &str| -> Result<bool, StorageError> {
+            Ok(links.get(&repo_key(repo, &dk)[..])?.is_some())
+        };
+        for group in groups {
+            match group {
+                RepoGroup::Under(project) => {
+                    let (start, end) = (format!("{project}/"), format!("{project}0"));
+                    for row in repos.range(start.as_str()..end.as_str())? {
+                        if links_it(row?.0.value())? {
+                            return Ok(true);
+                        }
+                    }
+                }
+                RepoGroup::TopLevel => {
+                    for row in repos.iter()? {
+                        let (name, _) = row?;
+                        if !name.value().contains('/') && links_it(name.value())? {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Bytes of the distinct blobs (layers, configs and manifests) linked into any repository
     /// of `groups`.
     pub fn linked_bytes(&self, groups: &[RepoGroup<'_>]) -> Result<u64, StorageError> {

@@ -3,6 +3,8 @@
 //! length or chunked without one.
 #![allow(dead_code)]
 
+pub mod auth;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;

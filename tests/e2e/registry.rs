@@ -37,6 +37,8 @@ pub struct Registry {
     child: Option<Child>,
     log: PathBuf,
     dir: tempfile::TempDir,
+    /// More `berth serve` flags (access control, for one).
+    extra: Vec<String>,
 }
 
 impl Registry {
@@ -48,6 +50,41 @@ impl Registry {
     /// A registry terminating TLS itself with the given server certificate.
     pub fn start_tls(certs: &Certs) -> Registry {
         Self::launch(Some(certs))
+    }
+
+    /// berth with more `serve` flags, over a data directory `prepare` fills first (for
+    /// example with users, through `berth user add --data`).
+    pub fn start_berth_with(
+        certs: Option<&Certs>,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap();
+        prepare(&dir.path().join("data"));
+        let mut reg = Registry {
+            host: String::new(),
+            kind: Kind::Berth,
+            ca: certs.map(|c| c.ca_crt.clone()),
+            tls: certs.map(|c| (c.server_chain.clone(), c.server_key.clone())),
+            child: None,
+            log: dir.path().join("server.log"),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for _ in 0..5 {
+            if reg.spawn_on(&format!("127.0.0.1:{}", free_port()), false) {
+                return reg;
+            }
+        }
+        panic!("the registry could not bind a free port in 5 attempts");
+    }
+
+    /// The data directory of a berth this test started.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     fn launch(certs: Option<&Certs>) -> Registry {
@@ -73,6 +110,7 @@ impl Registry {
             child: None,
             log,
             dir,
+            extra: Vec::new(),
         };
         if external.is_some() {
             assert!(
@@ -98,7 +136,11 @@ impl Registry {
         let data = self.dir.path().join("data");
         let tls = self.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
         let mut command = match self.kind {
-            Kind::Berth => berth_command(host, &data, tls),
+            Kind::Berth => {
+                let mut c = berth_command(host, &data, tls);
+                c.args(&self.extra);
+                c
+            }
             Kind::Distribution => distribution_command(self.dir.path(), host, &data, tls),
             Kind::External => unreachable!("an external registry is not started by the tests"),
         };
