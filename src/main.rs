@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => serve_main(args),
+        Command::Serve(args) => serve_main(*args),
         Command::Gc(cmd) => {
             init_command_logging();
             berth::cli::gc(&cmd)

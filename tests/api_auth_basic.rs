@@ -167,7 +167,7 @@ async fn roles_projects_and_the_catalog() {
     assert_eq!(r.status, StatusCode::OK);
 
     // Pushing into a project that does not exist needs the right to create it (admins).
-    let (r, _) = push_image(&server, "newproj/app", &alice, "v1", "n").await;
+    let r = push_blob(&server, "newproj/app", &alice, b"layer").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
     let admin = basic("admin", ADMIN_PW);
     let (r, _) = push_image(&server, "newproj/app", &admin, "v1", "n").await;

@@ -47,6 +47,7 @@ impl Default for AuditLimits {
 
 /// Which events to list, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditFilter {
     pub since_ms: Option<u64>,
     pub user: Option<String>,

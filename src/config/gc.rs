@@ -299,7 +299,7 @@ allow = "any"
     fn serve_flags(flags: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from(["berth", "serve"].iter().chain(flags)).unwrap();
         match cli.command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("{other:?}"),
         }
     }

@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the registry.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Collect garbage once: in a stopped data directory, or through a running registry.
     Gc(GcCommand),
     /// Check every record of the store and take damaged blobs out of service.
@@ -436,7 +436,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        let c = Config::resolve(args).unwrap();
+        let c = Config::resolve(*args).unwrap();
         assert_eq!(c.store.read_verification, ReadVerification::Always);
         assert!(Cli::try_parse_from(["berth", "serve", "--read-verification", "x"]).is_err());
     }
@@ -448,7 +448,7 @@ mod tests {
             let Command::Serve(args) = cli.command else {
                 panic!("not serve")
             };
-            Config::resolve(args).unwrap().policy.deletes
+            Config::resolve(*args).unwrap().policy.deletes
         };
         assert!(resolve(&[]));
         assert!(!resolve(&["--no-delete"]));
