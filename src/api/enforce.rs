@@ -91,10 +91,11 @@ pub async fn tags_may_move(
             .blocking(move |s| s.get_manifest(&r, &Reference::Tag(t)))
             .await?;
         if current.is_some_and(|m| m.digest != *digest) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied)
-                .with_detail(format!(
+            return Err(
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied).with_detail(format!(
                 "tag {tag} of {repository} is immutable; it cannot be moved to another manifest"
-            )));
+            )),
+            );
         }
     }
     Ok(())
