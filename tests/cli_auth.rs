@@ -210,10 +210,12 @@ fn mistakes_are_refused() {
     // A password is not an argument.
     let out = berth(&["user", "add", "bob", "--password", "pw", "--data", d]);
     assert_eq!(out.status.code(), Some(2));
-    // A directory that does not exist, or holds something else.
-    let missing = dir.path().join("nope");
-    let out = berth(&["project", "list", "--data", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
+    // A directory that does not exist yet is made (a first command before the first start);
+    // one that holds something else is refused.
+    let fresh = dir.path().join("fresh");
+    let out = berth(&["project", "list", "--data", fresh.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(fresh.join("auth.redb").is_file());
     let foreign = dir.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "x").unwrap();

@@ -6,12 +6,13 @@
 use http::StatusCode;
 
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::manage::project_groups;
 use crate::api::Registry;
 use crate::auth::access::{Caller, Verdict};
 use crate::auth::audit::{Actor, AuditAction, AuditEvent, Repository, Tag};
 use crate::auth::model::{Action, ProjectName};
 use crate::oci::digest::Digest;
-use crate::storage::{Reference, RepoGroup};
+use crate::storage::Reference;
 
 fn denied(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied).with_detail(detail)
@@ -47,14 +48,11 @@ pub async fn quota(
         return Ok(());
     };
     let project = access.policy().project_of(repository).to_owned();
-    let top_level = project == access.settings().default_project;
+    let default = access.settings().default_project.clone();
     let (p, d) = (project.clone(), digest.cloned());
     let (used, present) = reg
         .blocking(move |s| {
-            let mut groups = vec![RepoGroup::Under(&p)];
-            if top_level {
-                groups.push(RepoGroup::TopLevel);
-            }
+            let groups = project_groups(&p, &default);
             let used = s.linked_bytes(&groups)?;
             let present = match &d {
                 Some(d) => s.project_holds(&groups, d)?,

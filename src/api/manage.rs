@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use serde_json::Value;
 
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
@@ -17,6 +16,7 @@ use crate::api::Registry;
 use crate::auth::access::{AccessControl, Caller};
 use crate::auth::audit::Actor;
 use crate::auth::error::AuthError;
+use crate::auth::model::Project;
 use crate::auth::ops::{self, AdminOp, AdminReply};
 use crate::storage::RepoGroup;
 
@@ -64,47 +64,45 @@ pub async fn handle(
     .await
     .map_err(ApiError::internal)?
     .map_err(auth_error)?;
-    let mut value = serde_json::to_value(&reply).map_err(ApiError::internal)?;
-    if let AdminReply::Projects(projects) = &reply {
-        add_usage(
-            reg,
-            &mut value,
-            projects
-                .iter()
-                .map(|p| p.name.as_str().to_owned())
-                .collect(),
-        )
-        .await?;
-    }
-    Ok(Reply::new(StatusCode::OK).json(serde_json::to_vec(&value).map_err(ApiError::internal)?))
+    let reply = match reply {
+        AdminReply::Projects(projects) => AdminReply::Projects(with_usage(reg, projects).await?),
+        other => other,
+    };
+    Ok(Reply::new(StatusCode::OK).json(serde_json::to_vec(&reply).map_err(ApiError::internal)?))
 }
 
-/// Adds `used_bytes` to each project of a project list (the store knows it, not `auth.redb`).
-async fn add_usage(reg: &Registry, value: &mut Value, names: Vec<String>) -> ApiResult<()> {
+/// Fills in what each project's repositories hold (the store knows it, not `auth.redb`).
+pub async fn with_usage(reg: &Registry, mut projects: Vec<Project>) -> ApiResult<Vec<Project>> {
     let default = reg
         .access()
         .map(|a| a.settings().default_project.clone())
         .unwrap_or_default();
+    let names: Vec<String> = projects
+        .iter()
+        .map(|p| p.name.as_str().to_owned())
+        .collect();
     let used = reg
         .blocking(move |s| {
             names
                 .iter()
-                .map(|p| {
-                    let mut groups = vec![RepoGroup::Under(p)];
-                    if *p == default {
-                        groups.push(RepoGroup::TopLevel);
-                    }
-                    s.linked_bytes(&groups)
-                })
+                .map(|p| s.linked_bytes(&project_groups(p, &default)))
                 .collect::<Result<Vec<u64>, _>>()
         })
         .await?;
-    if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
-        for (item, used) in items.iter_mut().zip(used) {
-            item["used_bytes"] = Value::from(used);
-        }
+    for (p, used) in projects.iter_mut().zip(used) {
+        p.used_bytes = Some(used);
     }
-    Ok(())
+    Ok(projects)
+}
+
+/// The repositories a project holds: `<project>/…`, and for the default project also every
+/// single-component name.
+pub fn project_groups<'a>(project: &'a str, default: &str) -> Vec<RepoGroup<'a>> {
+    let mut groups = vec![RepoGroup::Under(project)];
+    if project == default {
+        groups.push(RepoGroup::TopLevel);
+    }
+    groups
 }
 
 /// An administrative failure in the OCI error format.

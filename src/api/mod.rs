@@ -15,7 +15,7 @@ pub mod enforce;
 pub mod error;
 pub mod guard;
 mod listing;
-mod manage;
+pub mod manage;
 mod manifests;
 pub mod query;
 mod referrers;

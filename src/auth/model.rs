@@ -190,6 +190,10 @@ pub struct Project {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_bytes: Option<u64>,
     pub created_at_ms: u64,
+    /// Bytes the project's repositories hold, each blob once: filled in for listings by
+    /// whoever has the store at hand, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
 }
 
 /// A row of `members`.

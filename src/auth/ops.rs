@@ -100,7 +100,7 @@ pub enum AdminOp {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "items", rename_all = "kebab-case")]
 pub enum AdminReply {
     Done,

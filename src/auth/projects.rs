@@ -19,6 +19,7 @@ impl AuthDb {
             public,
             quota_bytes,
             created_at_ms: self.now_ms(),
+            used_bytes: None,
         };
         self.write(|txn| insert_project(txn, &project))?;
         Ok(project)
@@ -37,6 +38,7 @@ impl AuthDb {
             public: false,
             quota_bytes: None,
             created_at_ms: now,
+            used_bytes: None,
         };
         let member = Member {
             project: name.clone(),

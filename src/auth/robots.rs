@@ -13,7 +13,7 @@ use crate::auth::projects::require_project;
 use crate::auth::robot::{Expiry, Robot, RobotInfo, RobotName};
 
 /// A robot just created, with the only copy of its secret.
-#[derive(Clone, serde::Serialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewRobot {
     #[serde(flatten)]
     pub robot: RobotInfo,

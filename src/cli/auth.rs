@@ -2,8 +2,8 @@
 //! each command becomes one `AdminOp`, applied to `auth.redb` as the operator and recorded in
 //! the audit trail; the reply is printed as text or, with `--json`, as JSON.
 //!
-//! The data directory must exist and either be empty or already hold a registry (`segments/`
-//! or `auth.redb`), so a mistyped path neither creates a directory nor litters another one.
+//! The data directory is created if missing; an existing one must be empty or already hold a
+//! registry (`segments/` or `auth.redb`), so a mistyped path does not litter another directory.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -11,19 +11,24 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::manage::project_groups;
 use crate::auth::audit::{Actor, AuditFilter, AuditLimits, AuditLog};
 use crate::auth::db::{AuthDb, FILE_NAME};
 use crate::auth::error::AuthError;
+use crate::auth::model::Project;
 use crate::auth::model::{ProjectName, TagPattern, UserName};
 use crate::auth::ops::{apply, AdminOp, AdminReply, Caller, Secret};
 use crate::auth::password::first_line;
 use crate::auth::robot::RobotName;
 use crate::cli::auth_render::render;
+use crate::cli::remote::{self, Endpoint};
 use crate::cli::CliError;
 use crate::config::auth::{
     AuthCommand, AuthTarget, ImmutableCommand, MemberCommand, PasswordInput, ProjectCommand,
     RobotCommand, UserCommand,
 };
+use crate::config::AuthSettings;
+use crate::storage::{Store, StoreOptions};
 
 /// Runs one administrative command.
 pub fn run(cmd: AuthCommand) -> ExitCode {
@@ -38,13 +43,11 @@ pub fn run(cmd: AuthCommand) -> ExitCode {
 
 fn execute(cmd: AuthCommand) -> Result<(), CliError> {
     let (target, op, json) = to_op(cmd)?;
-    let db = Arc::new(open(&target.data)?);
-    let audit = AuditLog::open(db.clone(), AuditLimits::default())?;
-    let caller = Caller {
-        actor: Actor::Operator,
-        client: None,
+    let reply = match (&target.data, &target.url) {
+        (Some(dir), _) => local(dir, op)?,
+        (None, Some(url)) => remote(url, &target, &op)?,
+        (None, None) => return Err(CliError::Usage("give --data DIR or --url URL".into())),
     };
-    let reply = apply(&db, Some(&audit), &caller, op)?;
     let out = if json {
         let value = match &reply {
             AdminReply::Done => serde_json::json!({"ok": true}),
@@ -55,10 +58,83 @@ fn execute(cmd: AuthCommand) -> Result<(), CliError> {
         s.push('\n');
         s
     } else {
-        render(&reply, db.now_ms())
+        render(&reply, now_ms())
     };
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(())
+}
+
+/// Applies `op` to the data directory's `auth.redb` as the operator; a project listing also
+/// shows what each project holds when the directory has a store.
+fn local(dir: &Path, op: AdminOp) -> Result<AdminReply, CliError> {
+    let db = Arc::new(open(dir)?);
+    let audit = AuditLog::open(db.clone(), AuditLimits::default())?;
+    let caller = Caller {
+        actor: Actor::Operator,
+        client: None,
+    };
+    match apply(&db, Some(&audit), &caller, op)? {
+        AdminReply::Projects(projects) if dir.join("segments").is_dir() => {
+            Ok(AdminReply::Projects(with_usage(dir, projects)?))
+        }
+        other => Ok(other),
+    }
+}
+
+fn with_usage(dir: &Path, mut projects: Vec<Project>) -> Result<Vec<Project>, CliError> {
+    let store = Store::open(dir, StoreOptions::default())?;
+    let default = AuthSettings::default().default_project;
+    for p in &mut projects {
+        p.used_bytes = Some(store.linked_bytes(&project_groups(p.name.as_str(), &default))?);
+    }
+    store.close()?;
+    Ok(projects)
+}
+
+/// Sends `op` to a running registry's admin API.
+fn remote(url: &str, target: &AuthTarget, op: &AdminOp) -> Result<AdminReply, CliError> {
+    let endpoint = Endpoint::parse(url)?;
+    let login = target.login.as_deref().unwrap_or("admin");
+    let password = match &target.login_password_file {
+        Some(path) => first_line(&std::fs::read_to_string(path)?).to_owned(),
+        None => std::env::var("BERTH_LOGIN_PASSWORD").map_err(|_| {
+            CliError::Usage(
+                "--url needs the administrator's password: BERTH_LOGIN_PASSWORD or \
+                 --login-password-file FILE"
+                    .into(),
+            )
+        })?,
+    };
+    let authorization = format!(
+        "Basic {}",
+        crate::auth::b64::encode_std(format!("{login}:{password}").as_bytes())
+    );
+    let body = serde_json::to_vec(op).map_err(|e| CliError::Usage(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(remote::post_as(
+        &endpoint,
+        target.ca_cert.as_deref(),
+        "/api/v1/ops",
+        body,
+        Some(&authorization),
+    ))?;
+    if !answer.status.is_success() {
+        return Err(CliError::Remote(format!(
+            "the registry answered {}: {}",
+            answer.status,
+            answer.error_text()
+        )));
+    }
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| CliError::Remote(format!("unreadable answer from the registry: {e}")))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The JSON of a reply's payload alone (a list, or the new robot), as scripts want it.
@@ -68,6 +144,10 @@ fn reply_items(reply: &AdminReply) -> serde_json::Value {
 }
 
 fn open(dir: &Path) -> Result<AuthDb, CliError> {
+    if !dir.exists() {
+        // A first command before the first start, as `berth serve` would create it.
+        std::fs::create_dir_all(dir)?;
+    }
     if !dir.is_dir() {
         return Err(CliError::Usage(format!(
             "{} is not a directory",

@@ -18,15 +18,17 @@ pub fn render(reply: &AdminReply, now_ms: u64) -> String {
                 .collect(),
         ),
         AdminReply::Projects(projects) => table(
-            &["NAME", "ACCESS", "QUOTA", "CREATED"],
+            &["NAME", "ACCESS", "USED", "QUOTA", "CREATED"],
             projects
                 .iter()
                 .map(|p| {
                     let access = if p.public { "public" } else { "private" };
                     let quota = p.quota_bytes.map_or("none".into(), format_bytes);
+                    let used = p.used_bytes.map_or("-".into(), format_bytes);
                     vec![
                         p.name.to_string(),
                         access.into(),
+                        used,
                         quota,
                         date(p.created_at_ms),
                     ]

@@ -87,16 +87,31 @@ pub async fn post(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Answer, CliError> {
+    post_as(endpoint, ca_cert, path, body, None).await
+}
+
+/// Like [`post`], with an `Authorization` header.
+pub async fn post_as(
+    endpoint: &Endpoint,
+    ca_cert: Option<&Path>,
+    path: &str,
+    body: Vec<u8>,
+    authorization: Option<&str>,
+) -> Result<Answer, CliError> {
     let addr = endpoint.authority();
     let connector = endpoint.tls.then(|| tls_connector(ca_cert)).transpose()?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
         .await
         .map_err(|_| CliError::Remote(format!("connecting to {addr}: timed out")))?
         .map_err(|e| CliError::Remote(format!("connecting to {addr}: {e}")))?;
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(format!("{}{path}", endpoint.prefix))
-        .header(http::header::HOST, &addr)
+        .header(http::header::HOST, &addr);
+    if let Some(a) = authorization {
+        request = request.header(http::header::AUTHORIZATION, a);
+    }
+    let request = request
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::CONTENT_LENGTH, body.len())
         .body(Full::new(Bytes::from(body)))

@@ -1,7 +1,7 @@
 //! Flags of `berth user`, `project`, `member`, `robot`, `immutable` and `audit`: the access
-//! model's administration on a stopped registry's data directory (`--data DIR`). Every
-//! command turns into one `auth::ops::AdminOp`, so a `--url URL` target can later send the
-//! same operation to a running registry instead.
+//! model's administration on a stopped registry's data directory (`--data DIR`) or a running
+//! registry (`--url URL`). Every command turns into one `auth::ops::AdminOp`, applied locally
+//! or sent to the registry's admin API.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -12,12 +12,32 @@ use crate::auth::model::{ActionSet, Role};
 use crate::auth::robot::Expiry;
 use crate::config::units::{ByteRate, HumanDuration};
 
-/// Where the command works.
+/// Where the command works: a stopped registry's data directory, or a running registry.
 #[derive(Debug, Clone, Args)]
 pub struct AuthTarget {
     /// Data directory of a stopped registry (its auth.redb is created if missing).
-    #[arg(long, value_name = "DIR", env = "BERTH_DATA")]
-    pub data: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "BERTH_DATA",
+        required_unless_present = "url",
+        conflicts_with = "url"
+    )]
+    pub data: Option<PathBuf>,
+    /// A running registry (`http://host:port`): the command goes to its admin API,
+    /// `POST /api/v1/ops`, as the administrator given by --login.
+    #[arg(long, value_name = "URL", env = "BERTH_URL")]
+    pub url: Option<String>,
+    /// CA certificate to trust for an https:// --url.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub ca_cert: Option<PathBuf>,
+    /// Administrator to log in as with --url; the password comes from --login-password-file
+    /// or the variable BERTH_LOGIN_PASSWORD [default: admin].
+    #[arg(long, value_name = "USER", requires = "url")]
+    pub login: Option<String>,
+    /// File whose first line is the --login password.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub login_password_file: Option<PathBuf>,
 }
 
 /// Where a new password comes from; never a command-line argument, which other users of the
