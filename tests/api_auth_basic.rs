@@ -474,3 +474,35 @@ async fn admin_api_manages_projects_and_reads_the_audit_log() {
     }
     server.stop().await;
 }
+
+/// Basic auth sends the password with every request; a registry that hashed it each time
+/// (argon2id costs tens of milliseconds) would collapse under load. One hash per credential.
+#[tokio::test]
+async fn a_password_is_hashed_once_not_per_request() {
+    let server = auth::start(AuthMode::Basic, |_| {}).await;
+    let admin = basic("admin", ADMIN_PW);
+    let alice = basic("alice", ALICE_PW);
+    let hashes = |text: String| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("berth_auth_password_hashes_total "))
+            .expect("no berth_auth_password_hashes_total in /metrics")
+            .parse()
+            .unwrap()
+    };
+    let r = send(&server, Method::GET, "/metrics", Some(&admin), Body::Empty).await;
+    let before = hashes(r.text());
+    for _ in 0..50 {
+        let r = send(
+            &server,
+            Method::GET,
+            "/v2/team/app/tags/list",
+            Some(&alice),
+            Body::Empty,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    }
+    let r = send(&server, Method::GET, "/metrics", Some(&admin), Body::Empty).await;
+    assert_eq!(hashes(r.text()) - before, 1, "alice's 50 requests");
+    server.stop().await;
+}

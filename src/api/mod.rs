@@ -314,7 +314,10 @@ impl Registry {
                 .header(http::header::CONTENT_TYPE, "text/plain")
                 .body(b"ok\n".to_vec())),
             (Route::Metrics, Method::GET) => {
-                let text = self.inner.metrics.render(&self.inner.store);
+                let mut text = self.inner.metrics.render(&self.inner.store);
+                if let Some(access) = &self.inner.access {
+                    text.push_str(&access.metrics());
+                }
                 Ok(Reply::new(StatusCode::OK)
                     .header(
                         http::header::CONTENT_TYPE,

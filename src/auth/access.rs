@@ -230,6 +230,39 @@ impl AccessControl {
         &self.authenticator
     }
 
+    /// Access-control lines for `/metrics` (Prometheus text format).
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, kind: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        };
+        gauge(
+            "berth_auth_password_hashes_total",
+            "Password and secret hashes computed for logins (cached logins compute none).",
+            "counter",
+            self.authenticator.slow_verifications().to_string(),
+        );
+        gauge(
+            "berth_auth_token_cache_entries",
+            "Verified tokens held until they expire.",
+            "gauge",
+            self.cache.len().to_string(),
+        );
+        // Silently expired robots break CI; this lets an alert fire days ahead.
+        if let Some((_, expires_ms)) = self.db.soonest_expiry() {
+            let left = expires_ms.saturating_sub(self.db.now_ms()) / 1000;
+            gauge(
+                "berth_robot_soonest_expiry_seconds",
+                "Seconds until the next robot account expires.",
+                "gauge",
+                left.to_string(),
+            );
+        }
+        out
+    }
+
     /// The public keys tokens are signed with, as a JWKS document.
     pub fn jwks(&self) -> Option<serde_json::Value> {
         self.signing.as_ref().map(SigningKey::jwks)
