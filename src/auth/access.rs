@@ -154,11 +154,15 @@ impl AccessControl {
             Some(path) => Some(HtpasswdFile::load(path)?),
             None => None,
         };
+        // htpasswd users keep what CNCF distribution gave them: everything.
         let authenticator = Authenticator::new(
             db.clone(),
             htpasswd,
             Some(audit.clone()),
-            AuthenticatorSettings::default(),
+            AuthenticatorSettings {
+                htpasswd_admin: true,
+                ..AuthenticatorSettings::default()
+            },
         );
         let (signing, own) = if settings.mode == AuthMode::Token {
             let alg = match settings.key_algorithm {
