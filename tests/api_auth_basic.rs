@@ -506,3 +506,24 @@ async fn a_password_is_hashed_once_not_per_request() {
     assert_eq!(hashes(r.text()) - before, 1, "alice's 50 requests");
     server.stop().await;
 }
+
+/// A CNCF distribution htpasswd file (bcrypt) keeps working: its users log in and may do
+/// what they could there; other entries and wrong passwords are refused.
+#[tokio::test]
+async fn htpasswd_users_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("legacy-pw", 4).unwrap();
+    std::fs::write(&htpasswd, format!("legacy:{hash}\nplain:{{SHA}}abc\n")).unwrap();
+    let server = auth::start(AuthMode::Basic, |c| c.auth.htpasswd = Some(htpasswd)).await;
+    let legacy = basic("legacy", "legacy-pw");
+    let (r, _) = push_image(&server, "old/app", &legacy, "v1", "legacy").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = send(&server, Method::GET, "/v2/old/app/manifests/v1", Some(&legacy), Body::Empty).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(&server, Method::GET, "/v2/", Some(&basic("legacy", "nope")), Body::Empty).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = send(&server, Method::GET, "/v2/", Some(&basic("plain", "abc")), Body::Empty).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
