@@ -519,11 +519,32 @@ async fn htpasswd_users_migrate() {
     let legacy = basic("legacy", "legacy-pw");
     let (r, _) = push_image(&server, "old/app", &legacy, "v1", "legacy").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let r = send(&server, Method::GET, "/v2/old/app/manifests/v1", Some(&legacy), Body::Empty).await;
+    let r = send(
+        &server,
+        Method::GET,
+        "/v2/old/app/manifests/v1",
+        Some(&legacy),
+        Body::Empty,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = send(&server, Method::GET, "/v2/", Some(&basic("legacy", "nope")), Body::Empty).await;
+    let r = send(
+        &server,
+        Method::GET,
+        "/v2/",
+        Some(&basic("legacy", "nope")),
+        Body::Empty,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = send(&server, Method::GET, "/v2/", Some(&basic("plain", "abc")), Body::Empty).await;
+    let r = send(
+        &server,
+        Method::GET,
+        "/v2/",
+        Some(&basic("plain", "abc")),
+        Body::Empty,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }

@@ -341,3 +341,46 @@ async fn every_token_attack_is_refused() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+/// Tokens of an external token service (a Harbor, GitLab or Keycloak in front of berth):
+/// verified against the configured certificate, issuer and service; their grants alone decide.
+#[tokio::test]
+async fn tokens_of_an_external_issuer() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/auth");
+    // The external service's private key, loaded as a signing key from a directory of its own.
+    let keydir = tempfile::tempdir().unwrap();
+    let keyfile = keydir.path().join(berth::auth::keys::KEY_FILE);
+    std::fs::copy(fixtures.join("ec-p256-key.pem"), &keyfile).unwrap();
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let external = SigningKey::load_or_create(keydir.path(), Alg::ES256).unwrap();
+    let cert = fixtures.join("ec-p256-cert.pem");
+    let server = auth::start(AuthMode::Token, |c| {
+        c.auth.external = Some(("harbor-token-issuer".into(), cert));
+    })
+    .await;
+
+    let mut c = claims(300);
+    c.iss = "harbor-token-issuer".into();
+    c.sub = "someone-from-harbor".into();
+    let good = sign(&external, &c, TokenKind::Access).unwrap();
+    let r = get(&server, "/v2/team/app/tags/list", Some(&bearer(&good))).await;
+    assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_ne!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    // Its grants bound it: nothing on another repository.
+    let r = get(&server, "/v2/ops/app/tags/list", Some(&bearer(&good))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The same key under berth's issuer name, or for another service, is refused.
+    let mut c = claims(300);
+    c.iss = "berth".into();
+    let wrong_iss = sign(&external, &c, TokenKind::Access).unwrap();
+    let mut c = claims(300);
+    c.iss = "harbor-token-issuer".into();
+    c.aud = vec!["other".into()];
+    let wrong_aud = sign(&external, &c, TokenKind::Access).unwrap();
+    for token in [wrong_iss, wrong_aud] {
+        let r = get(&server, "/v2/team/app/tags/list", Some(&bearer(&token))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    }
+    server.stop().await;
+}

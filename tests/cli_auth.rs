@@ -122,10 +122,13 @@ fn a_setup_script_configures_access() {
     assert_eq!(rules[0]["pattern"], "v*");
 
     ok(&["project", "set-private", "team"], &data);
-    let audit = json(&["audit", "--project", "team"], &data);
+    // The audit trail's --json is JSON lines, one event each.
+    let lines = ok(&["audit", "--project", "team", "--json"], &data);
+    let audit: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let actions: Vec<&str> = audit
-        .as_array()
-        .unwrap()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();

@@ -173,9 +173,7 @@ pub fn audit(
     if let Some(t) = tag.and_then(|t| Tag::parse(t).ok()) {
         event = event.tag(t);
     }
-    if let Err(e) = access.audit().record(&event) {
-        tracing::warn!(error = %e, "could not record an audit event");
-    }
+    access.record(event);
 }
 
 fn actor(caller: &Caller) -> Actor {

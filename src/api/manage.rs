@@ -59,6 +59,9 @@ pub async fn handle(
     };
     let access = access.clone();
     let reply = tokio::task::spawn_blocking(move || {
+        if matches!(op, AdminOp::Audit { .. }) {
+            access.flush_audit();
+        }
         ops::apply(access.db(), Some(access.audit()), &who, op)
     })
     .await

@@ -20,6 +20,7 @@ use crate::auth::audit::{Actor, AuditAction, AuditEvent};
 use crate::auth::login::LoginError;
 use crate::auth::policy::Principal;
 use crate::auth::scope::parse_scopes;
+use crate::config::AuthMode;
 
 /// A token request's form body is a few hundred bytes.
 const MAX_FORM_BYTES: usize = 16 << 10;
@@ -32,6 +33,10 @@ pub async fn handle(
     client: std::net::IpAddr,
     scheme: &str,
 ) -> ApiResult<Reply> {
+    if access.settings().mode != AuthMode::Token {
+        return Err(ApiError::not_found(ErrorCode::Unsupported)
+            .with_detail("this registry takes Basic credentials, not tokens (auth mode basic)"));
+    }
     let headers = req.headers().clone();
     match *req.method() {
         Method::GET => {
@@ -110,9 +115,7 @@ fn respond<'a>(
             AuditAction::Login,
         )
         .client(caller.client);
-        if let Err(e) = access.audit().record(&event) {
-            tracing::warn!(error = %e, "could not record a login in the audit log");
-        }
+        access.record(event);
     }
     Ok(Reply::new(StatusCode::OK)
         .header(header::CACHE_CONTROL, "no-store")

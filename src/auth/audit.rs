@@ -113,20 +113,33 @@ impl AuditLog {
 
     /// Adds `event`, pruning the oldest rows in the same commit when a bound is passed.
     pub fn record(&self, event: &AuditEvent) -> Result<(), AuthError> {
+        self.record_all(std::slice::from_ref(event))
+    }
+
+    /// Adds `events` in one commit, pruning the oldest rows when a bound is passed.
+    pub fn record_all(&self, events: &[AuditEvent]) -> Result<(), AuthError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.db.now_ms();
-        let value = db::to_json(event);
+        let values: Vec<Vec<u8>> = events.iter().map(db::to_json).collect();
         let mut txn = self.db.raw().begin_write()?;
         txn.set_durability(Durability::Eventual);
         let (rows, oldest) = {
             let mut t = txn.open_table(AUDIT)?;
-            let mut seq = st.next_seq;
-            while t.get((event.at_ms, seq))?.is_some() {
-                seq += 1;
+            let mut rows = st.rows;
+            let mut oldest = st.oldest_ms;
+            for (event, value) in events.iter().zip(&values) {
+                let mut seq = st.next_seq;
+                while t.get((event.at_ms, seq))?.is_some() {
+                    seq += 1;
+                }
+                st.next_seq = seq + 1;
+                t.insert((event.at_ms, seq), value.as_slice())?;
+                rows += 1;
+                oldest = Some(oldest.map_or(event.at_ms, |o| o.min(event.at_ms)));
             }
-            st.next_seq = seq + 1;
-            t.insert((event.at_ms, seq), value.as_slice())?;
-            let mut rows = st.rows + 1;
             let batch = self.limits.prune_batch.max(1);
             if rows > self.limits.max_rows {
                 let target = self.limits.max_rows.saturating_sub(batch - 1);
@@ -136,9 +149,11 @@ impl AuditLog {
                 .limits
                 .max_age
                 .map(|age| now.saturating_sub(age.as_millis() as u64));
-            let oldest = st.oldest_ms.map_or(event.at_ms, |o| o.min(event.at_ms));
-            if let Some(cutoff) = cutoff.filter(|c| oldest < *c) {
-                rows -= remove_oldest(&mut t, batch, |at| at < cutoff)?;
+            if let (Some(cutoff), Some(o)) = (cutoff, oldest) {
+                if o < cutoff {
+                    rows -=
+                        remove_oldest(&mut t, batch.max(events.len() as u64), |at| at < cutoff)?;
+                }
             }
             let first = t.first()?.map(|(k, _)| k.value().0);
             (rows, first)
@@ -147,9 +162,12 @@ impl AuditLog {
         st.rows = rows;
         st.oldest_ms = oldest;
         if let Some(f) = &mut st.jsonl {
-            let mut line = value;
-            line.push(b'\n');
-            if let Err(e) = f.write_all(&line) {
+            let mut lines = Vec::new();
+            for v in values {
+                lines.extend_from_slice(&v);
+                lines.push(b'\n');
+            }
+            if let Err(e) = f.write_all(&lines) {
                 tracing::warn!(error = %e, "appending to the audit JSON-lines file failed");
             }
         }

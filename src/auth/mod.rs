@@ -21,6 +21,7 @@
 pub mod access;
 pub mod audit;
 pub mod audit_event;
+pub mod audit_queue;
 pub mod b64;
 pub mod cache;
 pub mod claims;

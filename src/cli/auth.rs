@@ -48,7 +48,15 @@ fn execute(cmd: AuthCommand) -> Result<(), CliError> {
         (None, Some(url)) => remote(url, &target, &op)?,
         (None, None) => return Err(CliError::Usage("give --data DIR or --url URL".into())),
     };
-    let out = if json {
+    let out = if let (true, AdminReply::Events(events)) = (json, &reply) {
+        // The audit trail as JSON lines, one event each, for log shippers and `jq`.
+        let mut s = String::new();
+        for e in events {
+            s.push_str(&serde_json::to_string(e).map_err(|e| CliError::Usage(e.to_string()))?);
+            s.push('\n');
+        }
+        s
+    } else if json {
         let value = match &reply {
             AdminReply::Done => serde_json::json!({"ok": true}),
             other => reply_items(other),

@@ -241,6 +241,7 @@ pub struct AuditCommand {
     /// At most this many events, newest first.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
+    /// JSON lines: one event per line.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
