@@ -20,6 +20,7 @@ use crate::auth::audit::{Actor, AuditAction, AuditEvent};
 use crate::auth::login::LoginError;
 use crate::auth::policy::Principal;
 use crate::auth::scope::parse_scopes;
+use crate::config::units::civil_from_days;
 use crate::config::AuthMode;
 
 /// A token request's form body is a few hundred bytes.
@@ -168,19 +169,10 @@ fn invalid_request(detail: impl Into<String>) -> ApiError {
     ApiError::bad_request(ErrorCode::Unsupported, detail)
 }
 
-/// `2026-11-28T06:00:00Z` from seconds since the epoch (civil-from-days, proleptic Gregorian).
+/// `2026-11-28T06:00:00Z` from seconds since the epoch.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
