@@ -65,6 +65,12 @@ pub fn caller(
     let (kind, rest) = value.split_once(' ').unwrap_or((value, ""));
     let result = if kind.eq_ignore_ascii_case("basic") {
         match basic_credentials(rest) {
+            // containers/image (podman, skopeo, buildah) answers a Basic challenge with an empty
+            // user and password when it has no credentials: that is an anonymous request, not a
+            // failed login, or no such client could pull from a public project.
+            Some((user, password)) if user.is_empty() && password.is_empty() => {
+                return Ok(Caller::anonymous(client));
+            }
             Some((user, password)) => access.basic(&user, &password, client),
             None => Err(CredentialError::Login(LoginError::Invalid)),
         }

@@ -1,7 +1,7 @@
 //! Running the real client binaries: a missing client fails the test (never skips it), a failing
 //! command fails it with the full command line and output, and a hung command is killed.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -29,12 +29,29 @@ pub fn tool(tool: &str) -> Command {
 
 /// Runs `cmd` to completion (killing it if it hangs) and returns its output whatever the status.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    output_with_input(cmd, None)
+}
+
+/// [`output`], with `input` written to the command's stdin (a password, say) instead of none.
+pub fn output_with_input(cmd: &mut Command, input: Option<&[u8]>) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", describe(cmd)));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // A command that exits without reading its stdin is not an error here.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -67,6 +84,15 @@ pub fn output(cmd: &mut Command) -> Output {
 /// Runs `cmd` and panics with its output unless it succeeds; returns stdout as text.
 pub fn run(cmd: &mut Command) -> String {
     let out = output(cmd);
+    if !out.status.success() {
+        panic!("{} failed ({})\n{}", describe(cmd), out.status, show(&out));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`run`] with `input` on the command's stdin.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> String {
+    let out = output_with_input(cmd, Some(input.as_bytes()));
     if !out.status.success() {
         panic!("{} failed ({})\n{}", describe(cmd), out.status, show(&out));
     }

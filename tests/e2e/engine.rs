@@ -15,7 +15,15 @@ impl Engine {
         for sub in ["root", "run", "tmp"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
+        // A private credentials file: `podman login` in one scenario never logs another in,
+        // and nothing is left in the machine's default auth file. It must exist to be read.
+        std::fs::write(root.join("auth.json"), "{\"auths\": {}}\n").unwrap();
         Engine { root }
+    }
+
+    /// The credentials file `podman login` writes and podman and buildah read.
+    pub fn auth_file(&self) -> PathBuf {
+        self.root.join("auth.json")
     }
 
     pub fn podman(&self) -> Command {
@@ -28,7 +36,8 @@ impl Engine {
             .arg(self.root.join("tmp"))
             .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
             .args(["--events-backend", "none", "--runtime", "runc"]);
-        c.env("TMPDIR", self.root.join("tmp"));
+        c.env("TMPDIR", self.root.join("tmp"))
+            .env("REGISTRY_AUTH_FILE", self.auth_file());
         c
     }
 
@@ -39,7 +48,8 @@ impl Engine {
             .arg("--runroot")
             .arg(self.root.join("run"))
             .args(["--storage-driver", "vfs"]);
-        c.env("TMPDIR", self.root.join("tmp"));
+        c.env("TMPDIR", self.root.join("tmp"))
+            .env("REGISTRY_AUTH_FILE", self.auth_file());
         c
     }
 

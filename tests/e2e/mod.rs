@@ -3,6 +3,7 @@
 // Each scenario file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod cmd;
 pub mod containerd;
 pub mod engine;

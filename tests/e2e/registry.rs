@@ -398,12 +398,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn berth_command(host: &str, data: &Path, tls: Option<(&Path, &Path)>) -> Command {
+/// The berth binary under test.
+pub fn berth_bin() -> PathBuf {
     // BERTH_E2E_BIN (development only) runs another build of the server under these tests.
-    let bin = std::env::var_os("BERTH_E2E_BIN")
+    std::env::var_os("BERTH_E2E_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")));
-    let mut c = Command::new(bin);
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")))
+}
+
+fn berth_command(host: &str, data: &Path, tls: Option<(&Path, &Path)>) -> Command {
+    let mut c = Command::new(berth_bin());
     c.arg("serve")
         .arg("--listen")
         .arg(host)

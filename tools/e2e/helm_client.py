@@ -4,11 +4,15 @@ end-to-end tests. Needs Python >= 3.12. Helm keeps its cache and registry config
 point HOME (or HELM_*_HOME) at a scratch directory.
 
   helm_client.py package CHART_DIR DEST_DIR          prints the .tgz path
+  helm_client.py [TLS] login HOST --username USER --password-stdin
+  helm_client.py logout HOST
   helm_client.py [TLS] push CHART_TGZ oci://HOST/REPO
   helm_client.py [TLS] show-chart oci://HOST/REPO/NAME[:TAG|@DIGEST] OUT_FILE
   helm_client.py [TLS] show-values oci://HOST/REPO/NAME[:TAG|@DIGEST] OUT_FILE
 
-Helm's Go code prints progress on stdout itself, so shown content goes to OUT_FILE. Without a
+login is Helm's `registry login`: it checks the credentials against the registry (following a
+Basic or Bearer challenge) and stores them in Helm's registry config, where push and show find
+them. Helm's Go code prints progress on stdout itself, so shown content goes to OUT_FILE. Without a
 tag Helm lists the repository's tags and takes the highest chart version.
 
 TLS is --plain-http, or --ca-file FILE to trust a private CA over HTTPS.
@@ -16,8 +20,9 @@ TLS is --plain-http, or --ca-file FILE to trust a private CA over HTTPS.
 
 import argparse
 import asyncio
+import sys
 
-from helm_sdkpy import Configuration, Package, Push, Show
+from helm_sdkpy import Configuration, Package, Push, RegistryLogin, RegistryLogout, Show
 
 
 def main():
@@ -28,6 +33,12 @@ def main():
     p = sub.add_parser("package")
     p.add_argument("chart_dir")
     p.add_argument("dest_dir")
+    p = sub.add_parser("login")
+    p.add_argument("host")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password-stdin", action="store_true", required=True)
+    p = sub.add_parser("logout")
+    p.add_argument("host")
     p = sub.add_parser("push")
     p.add_argument("chart_tgz")
     p.add_argument("remote")
@@ -40,6 +51,19 @@ def main():
     config = Configuration(plain_http=args.plain_http)
     if args.command == "package":
         print(asyncio.run(Package(config).run(args.chart_dir, dest_dir=args.dest_dir)))
+    elif args.command == "login":
+        password = sys.stdin.readline().rstrip("\n")
+        asyncio.run(
+            RegistryLogin(config).run(
+                hostname=args.host,
+                username=args.username,
+                password=password,
+                ca_file=args.ca_file,
+                plain_http=args.plain_http,
+            )
+        )
+    elif args.command == "logout":
+        asyncio.run(RegistryLogout(config).run(hostname=args.host))
     elif args.command == "push":
         asyncio.run(
             Push(config).run(

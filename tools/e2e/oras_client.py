@@ -3,6 +3,11 @@
 
 Every command prints one JSON object on stdout; errors exit non-zero with the registry's answer.
 
+  oras_client.py [...] --auth-config FILE login HOST --username USER --password-stdin
+      oras-py's login(): stores the credentials in the Docker-style FILE (oras-py checks nothing
+      against the registry at login time). push-files and pull given the same --auth-config read
+      them back and follow the registry's 401 challenge (Bearer realm or Basic) with them.
+
   oras_client.py [--insecure | --ca FILE] push-files REF FILE...
       oras-py's own push(): a plain artifact whose layers carry the file names.
   oras_client.py [...] push-artifact REF --artifact-type TYPE [--subject-ref REF]
@@ -36,11 +41,21 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 TITLE = "org.opencontainers.image.title"
 
 
-def registry(args, ref):
+def registry(args, ref, stored_login=True):
     host = ref.split("/", 1)[0]
     if args.ca:
-        return oras.provider.Registry(hostname=host, insecure=False, tls_verify=args.ca)
-    return oras.provider.Registry(hostname=host, insecure=args.insecure)
+        reg = oras.provider.Registry(
+            hostname=host, insecure=False, tls_verify=args.ca, auth_backend=args.auth_backend
+        )
+    else:
+        reg = oras.provider.Registry(
+            hostname=host, insecure=args.insecure, auth_backend=args.auth_backend
+        )
+    if stored_login and args.auth_config:
+        # push() and pull() load it again themselves; the calls made here directly
+        # (upload_blob, do_request) only see credentials loaded beforehand.
+        reg.auth.load_configs(reg.get_container(ref), configs=[args.auth_config])
+    return reg
 
 
 def check(response, what):
@@ -73,13 +88,32 @@ def fetch_manifest(reg, ref):
     return response.content, response.headers
 
 
+def cmd_login(args):
+    if not args.auth_config:
+        sys.exit("login needs --auth-config FILE")
+    password = sys.stdin.readline().rstrip("\n")
+    reg = registry(args, args.host, stored_login=False)
+    result = reg.login(
+        username=args.username,
+        password=password,
+        tls_verify=bool(args.ca),
+        hostname=args.host,
+        config_path=args.auth_config,
+    )
+    print(json.dumps(result))
+
+
 def cmd_push_files(args):
     reg = registry(args, args.ref)
     cwd = os.getcwd()
     # oras-py names layers after the paths it is given: push from the files' directory.
     os.chdir(os.path.dirname(os.path.abspath(args.files[0])))
     try:
-        response = reg.push(target=args.ref, files=[os.path.basename(f) for f in args.files])
+        response = reg.push(
+            target=args.ref,
+            files=[os.path.basename(f) for f in args.files],
+            config_path=args.auth_config,
+        )
     finally:
         os.chdir(cwd)
     check(response, "push")
@@ -148,7 +182,7 @@ def cmd_delete_tag(args):
 
 def cmd_pull(args):
     reg = registry(args, args.ref)
-    files = reg.pull(target=args.ref, outdir=args.outdir)
+    files = reg.pull(target=args.ref, outdir=args.outdir, config_path=args.auth_config)
     print(json.dumps({"files": sorted(files)}))
 
 
@@ -172,7 +206,15 @@ def main():
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument("--insecure", action="store_true", help="plain HTTP")
     tls.add_argument("--ca", help="CA bundle to trust for HTTPS")
+    parser.add_argument("--auth-config", help="Docker-style credentials file (see login)")
+    parser.add_argument("--auth-backend", choices=["token", "basic"], default="token")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("login")
+    p.add_argument("host")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password-stdin", action="store_true", required=True)
+    p.set_defaults(func=cmd_login)
 
     p = sub.add_parser("push-files")
     p.add_argument("ref")
