@@ -370,6 +370,23 @@ async fn tokens_of_an_external_issuer() {
     // Its grants bound it: nothing on another repository.
     let r = get(&server, "/v2/ops/app/tags/list", Some(&bearer(&good))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // An external subject named like a local administrator is not one: the token, verified
+    // once by the external keys, never comes back as one of berth's own.
+    let mut c = claims(300);
+    c.iss = "harbor-token-issuer".into();
+    c.sub = "admin".into();
+    let named_admin = sign(&external, &c, TokenKind::Access).unwrap();
+    for _ in 0..2 {
+        let r = get(
+            &server,
+            "/v2/team/app/tags/list",
+            Some(&bearer(&named_admin)),
+        )
+        .await;
+        assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        let r = get(&server, "/metrics", Some(&bearer(&named_admin))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    }
     // The same key under berth's issuer name, or for another service, is refused.
     let mut c = claims(300);
     c.iss = "berth".into();

@@ -111,7 +111,10 @@ pub struct AccessControl {
     signing: Option<SigningKey>,
     own: Option<Verifier>,
     external: Option<Verifier>,
-    cache: TokenCache,
+    /// Verified tokens, one cache per verifier: a token verified by the external issuer's keys
+    /// must never come back as one of berth's own.
+    own_cache: TokenCache,
+    external_cache: TokenCache,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -212,7 +215,8 @@ impl AccessControl {
                 signing,
                 own,
                 external,
-                cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
+                own_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
+                external_cache: TokenCache::new(TOKEN_CACHE_ENTRIES),
             },
             first_password,
         ))
@@ -266,7 +270,7 @@ impl AccessControl {
             "berth_auth_token_cache_entries",
             "Verified tokens held until they expire.",
             "gauge",
-            self.cache.len().to_string(),
+            (self.own_cache.len() + self.external_cache.len()).to_string(),
         );
         gauge(
             "berth_audit_events_dropped_total",
@@ -314,7 +318,7 @@ impl AccessControl {
     pub fn bearer(&self, token: &str, client: IpAddr) -> Result<Caller, CredentialError> {
         let now = SystemTime::now();
         if let Some(own) = &self.own {
-            match self.cache.verify(own, token, now) {
+            match self.own_cache.verify(own, token, now) {
                 Ok(claims) => {
                     let principal = self.principal_of(&claims.sub);
                     return Ok(Caller {
@@ -330,7 +334,7 @@ impl AccessControl {
         }
         match &self.external {
             Some(ext) => {
-                let claims = self.cache.verify(ext, token, now)?;
+                let claims = self.external_cache.verify(ext, token, now)?;
                 Ok(Caller {
                     principal: Principal::Anonymous,
                     client,
