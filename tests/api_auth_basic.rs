@@ -548,3 +548,25 @@ async fn htpasswd_users_migrate() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+/// A first start over an empty data directory: the administrator from BERTH_ADMIN_PASSWORD,
+/// and Harbor's public `library` project for single-component names.
+#[tokio::test]
+async fn first_start_creates_admin_and_a_public_library() {
+    // Each nextest test is a process of its own, so the variable reaches only this server.
+    std::env::set_var("BERTH_ADMIN_PASSWORD", "first-start-pw");
+    let server = Server::start_with(|c| c.auth.mode = AuthMode::Basic).await;
+    let admin = basic("admin", "first-start-pw");
+    let (r, _) = push_image(&server, "app", &admin, "v1", "library").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = send(
+        &server,
+        Method::GET,
+        "/v2/app/manifests/v1",
+        None,
+        Body::Empty,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    server.stop().await;
+}

@@ -37,11 +37,13 @@ use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
 use crate::storage::{GcOptions, StorageError, Store};
 pub use admin::AdminAccess;
+pub use blobs::parse_range;
 pub use body::ResponseBody;
 pub use error::{ApiError, ApiResult, ErrorCode};
 use query::Query;
 use reply::Reply;
 use route::Route;
+pub use uploads::parse_content_range;
 
 /// Largest manifest accepted, as distribution and containers/image agree.
 pub const DEFAULT_MAX_MANIFEST_BYTES: usize = 4 << 20;

@@ -340,7 +340,7 @@ fn chunk_range(headers: &HeaderMap, offset: u64, name: &str, id: &str) -> ApiRes
 }
 
 /// `<start>-<end>` (inclusive), optionally as `bytes <start>-<end>/<total>` or `bytes=…`.
-fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
     let v = value.trim();
     let v = v
         .strip_prefix("bytes=")

@@ -136,7 +136,16 @@ impl AccessControl {
         settings: &AuthSettings,
     ) -> Result<(AccessControl, Option<String>), SetupError> {
         let db = Arc::new(AuthDb::open(data_dir)?);
+        let first_start = db.snapshot().users.is_empty() && db.snapshot().projects.is_empty();
         let first_password = db.ensure_admin(&crate::auth::password::PasswordSource::from_env())?;
+        if first_start {
+            // Harbor's first start: a public `library` for single-component names.
+            let library = ProjectName::parse(&settings.default_project)?;
+            match db.add_project(&library, true, None) {
+                Ok(_) | Err(AuthError::Exists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let policy = Policy::new(
             db.clone(),
             PolicySettings {
