@@ -102,6 +102,12 @@ pub struct ServeArgs {
     /// Largest request head in bytes [default: 65536].
     #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
+    /// Connections open at once; more are refused [default: 4096].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Concurrent HTTP/2 streams (requests) per connection [default: 64].
+    #[arg(long, env = "BERTH_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
     /// Upload sessions open at once [default: 1024].
     #[arg(long, env = "BERTH_MAX_UPLOADS")]
     pub max_uploads: Option<usize>,
@@ -177,6 +183,10 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.or(other.idle_timeout),
             grace_period: self.grace_period.or(other.grace_period),
             max_header_bytes: self.max_header_bytes.or(other.max_header_bytes),
+            max_connections: self.max_connections.or(other.max_connections),
+            max_streams_per_connection: self
+                .max_streams_per_connection
+                .or(other.max_streams_per_connection),
             max_uploads: self.max_uploads.or(other.max_uploads),
             max_upload_buffer_bytes: self
                 .max_upload_buffer_bytes
@@ -230,6 +240,10 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub grace_period: Duration,
     pub max_header_bytes: usize,
+    /// Connections open at once; more are answered 503 (plain HTTP) or closed (TLS).
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams: u32,
 }
 
 impl Default for ServerSettings {
@@ -239,6 +253,8 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(120),
             grace_period: Duration::from_secs(30),
             max_header_bytes: 64 << 10,
+            max_connections: 4096,
+            max_streams: 64,
         }
     }
 }
@@ -315,6 +331,12 @@ impl Config {
         }
         if let Some(v) = args.max_header_bytes {
             s.max_header_bytes = v.max(8192);
+        }
+        if let Some(v) = args.max_connections {
+            s.max_connections = v.max(1);
+        }
+        if let Some(v) = args.max_streams_per_connection {
+            s.max_streams = v.max(1);
         }
         if let Some(v) = args.max_uploads {
             config.store.max_open_uploads = v;
