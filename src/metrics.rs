@@ -131,6 +131,12 @@ impl Metrics {
         )?;
         gauge(
             out,
+            "berth_upload_tail_bytes",
+            "Bytes upload sessions hold in memory, not yet written as chunk records.",
+            store.upload_tail_bytes() as u64,
+        )?;
+        gauge(
+            out,
             "berth_store_live_bytes",
             "Bytes of segment data still referenced.",
             space.live_bytes,

@@ -3,7 +3,14 @@
 //!
 //! Timeouts: request heads must arrive within the header-read timeout; a connection with no
 //! request in flight and no bytes moving for the idle timeout is closed; a request body is
-//! never capped in duration, only in silence (see `api::stream`).
+//! never capped in duration, only in silence (see `api::stream`). HTTP/2 has no head-read
+//! timer in hyper, and pings or window updates keep its bytes moving without a request: an
+//! HTTP/2 connection must open its first stream within the header-read timeout, and with no
+//! stream open (response bodies included) it is closed after the idle timeout, bytes or not.
+//!
+//! Open connections are capped (`admission`); HTTP/2 streams per connection are capped and
+//! their flow-control windows fixed, so one connection can make the server buffer at most
+//! `max_streams` times the request body credit of `api::appender`.
 //!
 //! Each request carries its connection's peer address (for the admin endpoint's access rule).
 //! Beside the connections run two background tasks: the reaper of abandoned upload sessions
@@ -12,7 +19,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +42,20 @@ use crate::metrics::Metrics;
 use crate::storage::{StorageError, Store};
 
 mod activity;
+mod admission;
+mod requests;
 pub mod tls;
 
 use activity::{Activity, Clock};
+use admission::Admission;
+use requests::{Requests, Tracked};
+
+/// HTTP/2 flow-control windows: how much request body a client may send ahead of what the
+/// server has read, per stream and per connection. Fixed (not adaptive, which grows them up
+/// to many MiB) so that memory per connection stays bounded; 1 MiB per stream still fills a
+/// gigabit link at a few milliseconds of round trip.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 4 << 20;
 
 /// How often abandoned upload sessions are looked for.
 const RECLAIM_EVERY: Duration = Duration::from_secs(600);
@@ -169,6 +186,7 @@ pub async fn serve<F>(
     F: Future<Output = ()>,
 {
     let (closing_tx, closing_rx) = watch::channel(false);
+    let admission = Admission::new(settings.max_connections);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -178,9 +196,15 @@ pub async fn serve<F>(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
+                    let Some(slot) = admission.admit() else {
+                        tracing::debug!(%peer, "connection refused: too many open");
+                        admission.refuse(tcp, tls.is_some());
+                        continue;
+                    };
                     let (registry, settings) = (registry.clone(), settings.clone());
                     let (tls, closing) = (tls.clone(), closing_rx.clone());
                     connections.spawn(async move {
+                        let _slot = slot;
                         match tls {
                             None => connection(tcp, peer, registry, settings, closing, false).await,
                             Some(acceptor) => {
@@ -236,14 +260,14 @@ async fn connection<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let clock = Clock::new();
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let requests = Requests::default();
     let io = TokioIo::new(Activity::new(io, clock.clone()));
-    let counter = in_flight.clone();
+    let counter = requests.clone();
     let max_head = settings.max_header_bytes;
     let service = service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(Peer(peer));
         let registry = registry.clone();
-        let guard = InFlight::enter(counter.clone());
+        let (guard, open) = counter.start();
         async move {
             let response = if head_size(&req) > max_head {
                 let err = ApiError::new(
@@ -256,17 +280,27 @@ async fn connection<IO>(
                 registry.handle(req).await
             };
             drop(guard);
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, open)))
         }
     });
     let idle = settings.idle_timeout;
+    let first_request = settings.header_read_timeout;
     let watchdog = async {
         loop {
             let quiet = clock.quiet_for();
-            if quiet >= idle && in_flight.load(Ordering::Acquire) == 0 {
+            if quiet >= idle && requests.handling() == 0 {
                 return;
             }
-            tokio::time::sleep(idle.saturating_sub(quiet).max(Duration::from_millis(100))).await;
+            let mut wait = idle.saturating_sub(quiet);
+            if h2 && requests.open() == 0 {
+                let limit = if requests.seen() { idle } else { first_request };
+                let unused = requests.quiet_for();
+                if unused >= limit {
+                    return;
+                }
+                wait = wait.min(limit - unused);
+            }
+            tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
         }
     };
     tokio::pin!(watchdog);
@@ -275,10 +309,11 @@ async fn connection<IO>(
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(parser_head_cap(max_head)).unwrap_or(u32::MAX))
-            // Large layer pushes over h2 would crawl with the 64 KiB default window.
-            .adaptive_window(true)
-            .max_concurrent_streams(256);
-        // No keep-alive pings: their traffic would hide an idle connection from the watchdog.
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_concurrent_streams(settings.max_streams);
+        // No keep-alive pings: their answers would keep a stalled download's bytes moving,
+        // hiding it from the watchdog (a dead peer is found by its silence instead).
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         drive(conn.as_mut(), &mut closing, watchdog, |c| {
@@ -353,21 +388,5 @@ async fn drive<C, W, G>(
                 return;
             }
         }
-    }
-}
-
-/// Counts a request as in flight for as long as it lives.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn enter(counter: Arc<AtomicUsize>) -> InFlight {
-        counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

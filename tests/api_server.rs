@@ -335,3 +335,101 @@ fn quiet_uploads_hold_no_blocking_threads() {
         s.stop().await;
     });
 }
+
+/// An HTTP/1.1 connection that has answered one request, kept open for more.
+async fn open_connection(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(get_on(&mut sender, addr).await, StatusCode::OK);
+    sender
+}
+
+async fn get_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    addr: std::net::SocketAddr,
+) -> StatusCode {
+    let req = Request::get("/v2/")
+        .header("host", addr.to_string())
+        .body(Empty::new())
+        .unwrap();
+    sender.send_request(req).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_refused_and_a_freed_slot_is_used_again() {
+    let s = Server::start_with(|c| c.server.max_connections = 2).await;
+    let mut first = open_connection(s.addr).await;
+    let second = open_connection(s.addr).await;
+
+    // A third connection gets a registry error, not a hang.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+        .await
+        .expect("a refused connection is closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains(r#""code":"toomanyrequests""#), "{text}");
+
+    // The connections already open keep working.
+    assert_eq!(get_on(&mut first, s.addr).await, StatusCode::OK);
+    drop(second);
+    // Once the server has seen the close, its slot takes a new connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = Server::client_only(s.addr)
+            .send(Method::GET, "/v2/", &[], Body::full(Bytes::new()))
+            .await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get_on(&mut first, s.addr).await, StatusCode::OK);
+    s.stop().await;
+}
+
+/// HTTP/2 has no head-read timer in hyper, and a client's pings keep bytes moving: a
+/// connection that never opens a stream is still closed after the header-read timeout.
+#[tokio::test]
+async fn an_h2_connection_that_only_pings_is_closed() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = make_cert(certs.path());
+    let s = Server::start_with(|c| {
+        c.tls = Some(berth::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+        c.server.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let tls = tls_client(s.addr, &cert, &[b"h2"], &[&rustls::version::TLS13]).await;
+    let (_sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(100))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the server kept a connection without requests"
+    );
+    s.stop().await;
+}

@@ -1,13 +1,18 @@
 //! The response body: a queue of `Bytes` handed to hyper one frame at a time. Blob extents
 //! are slices of the segment maps, so a blob is sent without being copied or concatenated,
 //! and each is pulled from the store's reader (which checks it) only when hyper wants it.
+//!
+//! Pulling an extent may hash a whole chunk record and fault its pages in from the disk, so
+//! it runs on a blocking thread, never on the async threads that serve other requests.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::task::JoinHandle;
 
 use crate::storage::{BlobReader, StorageError};
 
@@ -15,12 +20,17 @@ use crate::storage::{BlobReader, StorageError};
 /// more than this many mapped pages in the socket's send path.
 const MAX_FRAME: usize = 4 << 20;
 
+/// Where the reader is while its next extent is pulled on a blocking thread.
+type Pull = JoinHandle<(BlobReader, Option<Result<Bytes, StorageError>>)>;
+
 #[derive(Debug, Default)]
 pub struct ResponseBody {
     chunks: VecDeque<Bytes>,
     remaining: u64,
     /// The rest of a blob, read (and checked) extent by extent once `chunks` runs dry.
     blob: Option<BlobReader>,
+    /// The next extent being pulled (the reader is in there meanwhile).
+    pulling: Option<Pull>,
 }
 
 impl ResponseBody {
@@ -35,6 +45,7 @@ impl ResponseBody {
             chunks,
             remaining,
             blob: None,
+            pulling: None,
         }
     }
 
@@ -45,6 +56,7 @@ impl ResponseBody {
             chunks: VecDeque::new(),
             remaining: reader.remaining(),
             blob: Some(reader),
+            pulling: None,
         }
     }
 
@@ -55,6 +67,56 @@ impl ResponseBody {
     pub fn is_empty(&self) -> bool {
         self.remaining == 0
     }
+}
+
+impl ResponseBody {
+    /// The blob's next extent, pulled on a blocking thread (inline outside a runtime).
+    fn poll_pull(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, StorageError>>> {
+        if self.pulling.is_none() {
+            let Some(mut reader) = self.blob.take() else {
+                return Poll::Ready(None);
+            };
+            if tokio::runtime::Handle::try_current().is_err() {
+                let next = reader.next();
+                self.blob = Some(reader);
+                return Poll::Ready(next);
+            }
+            self.pulling = Some(tokio::task::spawn_blocking(move || {
+                let next = reader.next().map(|r| r.map(fault_in));
+                (reader, next)
+            }));
+        }
+        let Some(pull) = self.pulling.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let joined = match Pin::new(pull).poll(cx) {
+            Poll::Ready(joined) => joined,
+            Poll::Pending => return Poll::Pending,
+        };
+        self.pulling = None;
+        Poll::Ready(match joined {
+            Ok((reader, next)) => {
+                self.blob = Some(reader);
+                next
+            }
+            Err(e) => Some(Err(StorageError::Io(std::io::Error::other(e.to_string())))),
+        })
+    }
+}
+
+/// Touches every page of mapped bytes, so that the disk reads happen here (on a blocking
+/// thread) rather than inside the socket write on an async thread. Pages already checked or
+/// hashed are resident and cost nothing.
+fn fault_in(bytes: Bytes) -> Bytes {
+    let mut x = 0u8;
+    for i in (0..bytes.len()).step_by(4096) {
+        x ^= bytes[i];
+    }
+    std::hint::black_box(x);
+    bytes
 }
 
 impl From<Bytes> for ResponseBody {
@@ -75,11 +137,14 @@ impl Body for ResponseBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StorageError>>> {
         while self.chunks.is_empty() {
-            // Checking a chunk hashes at most one record (1 MiB by default) on this thread.
-            match self.blob.as_mut().and_then(Iterator::next) {
+            let next = match self.as_mut().poll_pull(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => return Poll::Pending,
+            };
+            match next {
                 Some(Ok(part)) => {
                     if !part.is_empty() {
                         self.chunks.push_back(part);

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP layer, and the only place where storage failures become OCI
 //! error codes and HTTP statuses.
 
+use http::header::RETRY_AFTER;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 
@@ -153,6 +154,11 @@ impl From<StorageError> for ApiError {
             StorageError::TooManyUploads => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
                     .with_detail("too many upload sessions open")
+            }
+            StorageError::UploadMemory => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooManyRequests)
+                    .with_detail("upload buffers full; retry shortly")
+                    .with_header(RETRY_AFTER, HeaderValue::from_static("1"))
             }
             StorageError::DiskFull => {
                 tracing::error!("data disk is full");

@@ -208,7 +208,7 @@ pub async fn patch(
     req: Request<Incoming>,
 ) -> ApiResult<Reply> {
     let target = async {
-        let (id, offset) = session_end(reg, &name, &id_text)?;
+        let (id, offset) = session_end(reg, &name, &id_text).await?;
         let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
         Ok::<_, ApiError>((id, offset, declared))
     };
@@ -239,7 +239,7 @@ pub async fn finish(
                 ))
             }
         };
-        let (id, offset) = session_end(reg, &name, &id_text)?;
+        let (id, offset) = session_end(reg, &name, &id_text).await?;
         let declared = chunk_range(req.headers(), offset, &name, &id_text)?;
         Ok((digest, id, offset, declared))
     };
@@ -275,10 +275,12 @@ async fn session(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u
 }
 
 /// Like `session` for a request that appends: the length counts the records in flight (a
-/// failed one is reported by the append), so it answers at once, from memory.
-fn session_end(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u64)> {
+/// failed one is reported by the append), so it needs no disk. It still takes the session's
+/// mutex, which an append of the same session holds while it waits for the disk: hence off
+/// the async threads too.
+async fn session_end(reg: &Registry, name: &str, id: &str) -> ApiResult<(UploadId, u64)> {
     let id = parse_session_id(id)?;
-    let status = reg.store().status_now(&id)?;
+    let status = reg.blocking(move |s| s.status_now(&id)).await?;
     owned_by(name, id, status)
 }
 

@@ -102,9 +102,22 @@ pub struct ServeArgs {
     /// Largest request head in bytes [default: 65536].
     #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
+    /// Connections open at once; more are refused [default: 4096].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Concurrent HTTP/2 streams (requests) per connection [default: 64].
+    #[arg(long, env = "BERTH_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
     /// Upload sessions open at once [default: 1024].
     #[arg(long, env = "BERTH_MAX_UPLOADS")]
     pub max_uploads: Option<usize>,
+    /// Bytes all upload sessions together may buffer in memory before the least recently
+    /// used buffers are written out early; at least one chunk record [default: 67108864].
+    #[arg(long, env = "BERTH_MAX_UPLOAD_BUFFER_BYTES")]
+    pub max_upload_buffer_bytes: Option<usize>,
+    /// Seconds an upload session may sit idle before it is discarded [default: 3600].
+    #[arg(long, env = "BERTH_UPLOAD_IDLE_TIMEOUT")]
+    pub upload_idle_timeout: Option<u64>,
     /// Largest manifest in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
@@ -170,7 +183,15 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout.or(other.idle_timeout),
             grace_period: self.grace_period.or(other.grace_period),
             max_header_bytes: self.max_header_bytes.or(other.max_header_bytes),
+            max_connections: self.max_connections.or(other.max_connections),
+            max_streams_per_connection: self
+                .max_streams_per_connection
+                .or(other.max_streams_per_connection),
             max_uploads: self.max_uploads.or(other.max_uploads),
+            max_upload_buffer_bytes: self
+                .max_upload_buffer_bytes
+                .or(other.max_upload_buffer_bytes),
+            upload_idle_timeout: self.upload_idle_timeout.or(other.upload_idle_timeout),
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
             verify_reads: self.verify_reads.or(other.verify_reads),
             read_verification: self.read_verification.or(other.read_verification),
@@ -219,6 +240,10 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub grace_period: Duration,
     pub max_header_bytes: usize,
+    /// Connections open at once; more are answered 503 (plain HTTP) or closed (TLS).
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams: u32,
 }
 
 impl Default for ServerSettings {
@@ -228,6 +253,8 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(120),
             grace_period: Duration::from_secs(30),
             max_header_bytes: 64 << 10,
+            max_connections: 4096,
+            max_streams: 64,
         }
     }
 }
@@ -305,8 +332,21 @@ impl Config {
         if let Some(v) = args.max_header_bytes {
             s.max_header_bytes = v.max(8192);
         }
+        if let Some(v) = args.max_connections {
+            s.max_connections = v.max(1);
+        }
+        if let Some(v) = args.max_streams_per_connection {
+            s.max_streams = v.max(1);
+        }
         if let Some(v) = args.max_uploads {
             config.store.max_open_uploads = v;
+        }
+        if let Some(v) = args.max_upload_buffer_bytes {
+            // Less than one record would refuse every append that does not fill one.
+            config.store.max_upload_buffer_bytes = v.max(config.store.chunk_record_bytes);
+        }
+        if let Some(v) = args.upload_idle_timeout {
+            config.store.upload_max_idle = Duration::from_secs(v.max(60));
         }
         if let Some(v) = args.max_manifest_bytes {
             config.limits.max_manifest_bytes = v;
@@ -380,7 +420,7 @@ mod tests {
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nverify-reads = false\n",
+            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nverify-reads = false\nmax-upload-buffer-bytes = 134217728\nupload-idle-timeout = 600\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -394,6 +434,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.store.max_open_uploads, 7);
         assert_eq!(c.store.read_verification, ReadVerification::Off);
+        assert_eq!(c.store.max_upload_buffer_bytes, 128 << 20);
+        assert_eq!(c.store.upload_max_idle, Duration::from_secs(600));
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub struct Clock {
     last_ms: Arc<AtomicU64>,
 }
 
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
 impl Clock {
     pub fn new() -> Clock {
         Clock {
@@ -24,7 +30,7 @@ impl Clock {
         }
     }
 
-    fn touch(&self) {
+    pub fn touch(&self) {
         let now = self.start.elapsed().as_millis() as u64;
         self.last_ms.store(now, Ordering::Relaxed);
     }

@@ -38,7 +38,7 @@ impl Store {
     ) -> Result<u64, StorageError> {
         let cap = self.inner.opts.chunk_record_bytes.max(1);
         if data.len() < cap {
-            return self.take_in(id, s, |s| {
+            return self.take_in(id, s, data.len(), |s| {
                 hash(s, data);
                 s.tail.push_slice(data);
             });
@@ -60,7 +60,7 @@ impl Store {
         // Piece by piece, so each record goes to a writer as soon as it is complete.
         let mut len = s.len;
         for piece in pieces {
-            len = self.take_in(id, s, |s| {
+            len = self.take_in(id, s, piece.len(), |s| {
                 hash(s, &piece);
                 s.tail.push(piece);
             })?;
@@ -68,12 +68,13 @@ impl Store {
         Ok(len)
     }
 
-    /// Lets `feed` hash new bytes and add them to the tail, then hands every full record the
-    /// tail holds to a writer thread.
+    /// Lets `feed` hash `n` new bytes and add them to the tail, then hands every full record
+    /// the tail holds to a writer thread.
     fn take_in(
         &self,
         id: &UploadId,
         s: &mut Session,
+        n: usize,
         feed: impl FnOnce(&mut Session),
     ) -> Result<u64, StorageError> {
         // A write that failed since the last call cuts the session back before anything new
@@ -86,6 +87,7 @@ impl Store {
             self.settle_oldest(s)?;
         }
         self.ensure_hasher(s)?;
+        let room = self.reserve_tail(id, s, n)?;
         s.touched = SystemTime::now();
         let before = s.tail.len();
         feed(s);
@@ -99,6 +101,7 @@ impl Store {
             let record = s.tail.split_to(cap);
             self.hand_off(id, s, at, record)?;
         }
+        drop(room);
         Ok(s.len)
     }
 
@@ -220,6 +223,9 @@ impl Store {
         data: &[u8],
         cap: usize,
     ) -> Result<u64, StorageError> {
+        // Taken before anything is written, so a refusal changes nothing (making room may
+        // write this session's tail, hence before `head`).
+        let room = self.reserve_tail(id, s, data.len())?;
         // Records completed here: `tail + data[..head]` (when the tail holds anything), then
         // whole records of `data`; `data[records_end..]` is the new tail.
         let head = if s.tail.is_empty() {
@@ -262,6 +268,7 @@ impl Store {
         let rest = &data[records_end..];
         s.tail.push_slice(rest);
         s.len += rest.len() as u64;
+        drop(room);
         Ok(s.len)
     }
 

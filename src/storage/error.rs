@@ -23,6 +23,9 @@ pub enum StorageError {
     BlobReferenced(Vec<Digest>),
     #[error("too many open uploads")]
     TooManyUploads,
+    /// The upload write buffers are full with sessions busy right now; retry shortly.
+    #[error("upload buffers full")]
+    UploadMemory,
     #[error("disk full")]
     DiskFull,
     #[error("corrupt store: {0}")]
@@ -94,6 +97,7 @@ impl StorageError {
             StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
             StorageError::UnsupportedFormat(s) => StorageError::UnsupportedFormat(s.clone()),
             StorageError::BlobReferenced(m) => StorageError::BlobReferenced(m.clone()),
+            StorageError::UploadMemory => StorageError::UploadMemory,
             other => StorageError::Index(other.to_string()),
         }
     }

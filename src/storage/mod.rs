@@ -8,7 +8,8 @@
 //! - `index/`: the redb tables (`schema`), the logged ops that change them (`ops`, applied by
 //!   group commit and replayed by recovery alike), base images of the index (`base`), `db`.
 //! - `group` (group commit), `gate` and `floor` (what clients and writers tell a collection),
-//!   `tail` and `session` (an upload session's state), `verified` (chunks already checked).
+//!   `tail` and `session` (an upload session's state), `budget` (the memory all tails share),
+//!   `verified` (chunks already checked).
 //! - `recovery` (opening after a crash) and `store` (the `Store` handle and its batches).
 //! - The operations users see, each an `impl Store` block: `uploads` + `chunking`, `blobs`,
 //!   `manifests`, `read`, `verify`, `usage` (bytes per group of repositories, for quotas), and
@@ -17,6 +18,7 @@
 //! The on-disk format is in storage-format.md.
 
 mod blobs;
+mod budget;
 mod chunking;
 mod error;
 mod floor;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use redb::Durability;
 
+use super::budget::TailBudget;
 use super::error::StorageError;
 use super::floor::Floors;
 use super::gate::{Gate, Marking};
@@ -20,6 +21,7 @@ use super::segment::log::{Extent, Log};
 use super::segment::record::{rec, seg, Kind, RecordHeader};
 use super::segment::writers::Writers;
 use super::session::Session;
+use super::tail::Tail;
 use super::types::GcStats;
 use super::types::*;
 use super::verified::VerifiedSet;
@@ -92,6 +94,8 @@ pub(crate) struct Inner {
     pub db: IndexDb,
     pub group: Group<Op, Out>,
     pub sessions: RwLock<HashMap<UploadId, Arc<Mutex<Session>>>>,
+    /// What the sessions' tails hold in memory together (see `budget`).
+    pub tails: Arc<TailBudget>,
     /// Segment id -> (live, dead) bytes, mirrored from the `segments` table.
     pub space: Mutex<BTreeMap<u64, (u64, u64)>>,
     pub closed: AtomicBool,
@@ -241,12 +245,14 @@ impl Store {
         let log = Arc::new(Log::open(io, opts.max_segment_bytes, &rec.segments)?);
         let floors = Arc::new(Floors::default());
         let active = log.active().0;
+        let tails = Arc::new(TailBudget::new(opts.max_upload_buffer_bytes));
         let sessions = rec
             .sessions
             .into_iter()
             .map(|(id, mut s)| {
                 let lowest = s.extents.iter().map(|e| e.segment).min().unwrap_or(active);
                 s.floor = Some(floors.hold(lowest));
+                s.tail = Tail::new(tails.clone());
                 (id, Arc::new(Mutex::new(s)))
             })
             .collect();
@@ -259,6 +265,7 @@ impl Store {
             db,
             group: Group::new(),
             sessions: RwLock::new(sessions),
+            tails,
             space: Mutex::new(rec.space),
             closed: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),

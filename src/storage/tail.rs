@@ -1,7 +1,12 @@
 //! The bytes of an upload session not yet handed to the log (less than one chunk record), kept
-//! as the pieces they arrived in so owned request frames are written without a copy.
+//! as the pieces they arrived in so owned request frames are written without a copy. Every
+//! tail counts its bytes in the store's shared [`TailBudget`].
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+
+use super::budget::TailBudget;
 
 /// Pieces shorter than this are copied together instead of kept one by one, so a record is a
 /// bounded number of slices and tiny request frames do not each pin a buffer of their own.
@@ -9,14 +14,38 @@ const SMALL_PIECE: usize = 8 << 10;
 
 /// A session's bytes not yet handed to the log: fewer than one record, kept as the pieces they
 /// arrived in (small ones gathered in `fill`, which logically follows `parts`).
-#[derive(Default)]
 pub(crate) struct Tail {
     parts: Vec<Bytes>,
     fill: BytesMut,
     len: usize,
+    /// Where `len` is counted for all sessions together.
+    budget: Arc<TailBudget>,
+}
+
+/// A tail counted in a budget of its own, without a limit (tests, and sessions restored by
+/// recovery until the store gives them its budget).
+impl Default for Tail {
+    fn default() -> Tail {
+        Tail::new(Arc::new(TailBudget::new(usize::MAX)))
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.budget.sub(self.len);
+    }
 }
 
 impl Tail {
+    pub fn new(budget: Arc<TailBudget>) -> Tail {
+        Tail {
+            parts: Vec::new(),
+            fill: BytesMut::new(),
+            len: 0,
+            budget,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -32,6 +61,7 @@ impl Tail {
         } else {
             self.seal();
             self.len += bytes.len();
+            self.budget.add(bytes.len());
             self.parts.push(bytes);
         }
     }
@@ -47,6 +77,7 @@ impl Tail {
         }
         self.fill.extend_from_slice(data);
         self.len += data.len();
+        self.budget.add(data.len());
     }
 
     /// Moves the fill buffer's bytes to the end of `parts`.
@@ -61,9 +92,11 @@ impl Tail {
         self.parts.iter().map(|b| &b[..]).chain(fill)
     }
 
+    /// Empties the tail and lets go of its buffers (an idle session keeps no allocation).
     pub fn clear(&mut self) {
-        self.parts.clear();
-        self.fill.clear();
+        self.parts = Vec::new();
+        self.fill = BytesMut::new();
+        self.budget.sub(self.len);
         self.len = 0;
     }
 
@@ -77,7 +110,9 @@ impl Tail {
             left -= keep;
             keep > 0
         });
-        self.len = n.min(self.len);
+        let kept = n.min(self.len);
+        self.budget.sub(self.len - kept);
+        self.len = kept;
     }
 
     /// Splits off the first `n` bytes (at most `len`), slicing a piece where the cut falls.
@@ -86,6 +121,7 @@ impl Tail {
         let mut out = Vec::new();
         let mut left = n.min(self.len);
         self.len -= left;
+        self.budget.sub(left);
         let mut taken = 0;
         for p in &mut self.parts {
             if left == 0 {
@@ -164,6 +200,22 @@ mod tests {
         assert_eq!(record.len(), 3);
         assert_eq!(&record[2][..], b"cde");
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn the_budget_counts_what_every_tail_holds() {
+        let budget = std::sync::Arc::new(super::TailBudget::new(usize::MAX));
+        let mut a = super::Tail::new(budget.clone());
+        let mut b = super::Tail::new(budget.clone());
+        a.push_slice(b"abcdef");
+        b.push(Bytes::from(vec![0u8; super::SMALL_PIECE]));
+        assert_eq!(budget.held(), 6 + super::SMALL_PIECE);
+        a.truncate(2);
+        let _ = b.split_to(10);
+        assert_eq!(budget.held(), 2 + super::SMALL_PIECE - 10);
+        a.clear();
+        drop(b);
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]

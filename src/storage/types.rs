@@ -23,12 +23,19 @@ pub(crate) fn now_ms() -> u64 {
 pub struct StoreOptions {
     /// Roll the active segment once it grows past this size.
     pub max_segment_bytes: u64,
-    /// Upload sessions idle for longer than this are reclaimed.
+    /// Upload sessions idle for longer than this are reclaimed. An open session keeps every
+    /// segment written since it began from being compacted and takes one of
+    /// `max_open_uploads`, so abandoned ones should not linger; clients resume a push within
+    /// minutes, or start it over.
     pub upload_max_idle: Duration,
     /// `begin_upload` refuses new sessions past this many.
     pub max_open_uploads: usize,
     /// Maximum payload of one chunk record; also the per-session write buffer.
     pub chunk_record_bytes: usize,
+    /// Memory the write buffers (tails) of all upload sessions may hold together. Past it,
+    /// the tails of the least recently touched sessions are written to the log early; an
+    /// append is refused only if the buffers of sessions busy at that moment fill it.
+    pub max_upload_buffer_bytes: usize,
     /// When a chunk's blake3 trailer is checked before its bytes are handed out.
     pub read_verification: ReadVerification,
     /// With [`ReadVerification::Once`]: how many verified chunk records are remembered (about
@@ -82,9 +89,10 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_segment_bytes: 1 << 30,
-            upload_max_idle: Duration::from_secs(24 * 3600),
+            upload_max_idle: Duration::from_secs(3600),
             max_open_uploads: 1024,
             chunk_record_bytes: 1 << 20,
+            max_upload_buffer_bytes: 64 << 20,
             read_verification: ReadVerification::Once,
             verified_cache_entries: 1 << 16,
             checkpoint_interval: Duration::from_secs(1),

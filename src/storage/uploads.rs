@@ -2,7 +2,7 @@
 //!
 //! A session holds at most five chunk records of bytes in memory (up to four queued for or
 //! being written by the writer threads, one filling up); everything else is already in the
-//! shared active segment. The index learns a session's chunks at the next group commit (or
+//! shared active segment. What all sessions' tails hold together is bounded (see `budget`). The index learns a session's chunks at the next group commit (or
 //! from the recovery scan), which is what `status()` reports after a restart.
 
 use std::collections::VecDeque;
@@ -68,7 +68,7 @@ impl Store {
             len: 0,
             extents: Vec::new(),
             in_flight: VecDeque::new(),
-            tail: Tail::default(),
+            tail: Tail::new(self.inner.tails.clone()),
             hasher: Some(Hasher::new(Algorithm::Sha256)),
             gone: false,
             floor: Some(floor),

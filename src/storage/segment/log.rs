@@ -81,6 +81,8 @@ pub struct Log {
     io: Arc<dyn SegmentIo>,
     max_segment_bytes: u64,
     state: Mutex<LogState>,
+    /// A copy of `LogState::ends`, see `ends()`.
+    ends_view: Mutex<BTreeMap<u64, u64>>,
 }
 
 /// What a group commit must make durable before it publishes index changes.
@@ -134,6 +136,7 @@ impl Log {
         Ok(Log {
             io,
             max_segment_bytes,
+            ends_view: Mutex::new(ends.clone()),
             state: Mutex::new(LogState {
                 active,
                 end,
@@ -160,7 +163,7 @@ impl Log {
     /// `ends()`; such segments are written outside the log's mutex.
     pub fn note_segment(&self, id: u64, end: u64, stream: Stream) {
         let mut st = self.lock();
-        st.ends.insert(id, end);
+        self.set_end(&mut st.ends, id, end);
         st.streams.insert(id, stream);
     }
 
@@ -190,6 +193,7 @@ impl Log {
                 )));
             }
             st.ends.remove(&id);
+            self.view().remove(&id);
             st.streams.remove(&id);
         }
         self.io
@@ -312,7 +316,7 @@ impl Log {
                     st.poisoned = true;
                 }
                 st.end = start;
-                st.ends.insert(id, start);
+                self.set_end(&mut st.ends, id, start);
                 return Err(e);
             }
         }
@@ -362,7 +366,7 @@ impl Log {
         }
         st.end = at + header.record_len();
         let end = st.end;
-        st.ends.insert(id, end);
+        self.set_end(&mut st.ends, id, end);
         st.dirty.insert(id);
         if st.end - st.writeback_from >= WRITEBACK_STEP {
             self.io
@@ -408,7 +412,7 @@ impl Log {
         st.streams.insert(next, Stream::Log);
         st.end = seg::LEN as u64;
         st.writeback_from = st.end;
-        st.ends.insert(next, st.end);
+        self.set_end(&mut st.ends, next, st.end);
         st.dirty.insert(next);
         Ok(())
     }
@@ -450,8 +454,21 @@ impl Log {
     }
 
     /// Segment id -> end of complete records, for scrubbing and space reports.
+    /// Read from a copy kept beside the log's state, whose mutex is held across writes and
+    /// the `fdatasync` of a roll: space reports (`/metrics`) must not wait for the disk.
     pub fn ends(&self) -> BTreeMap<u64, u64> {
-        self.lock().ends.clone()
+        self.view().clone()
+    }
+
+    /// Records where a segment ends, in the state and in the copy `ends()` reads (always
+    /// taken after the state's mutex, and never held across I/O).
+    fn set_end(&self, ends: &mut BTreeMap<u64, u64>, id: u64, end: u64) {
+        ends.insert(id, end);
+        self.view().insert(id, end);
+    }
+
+    fn view(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
+        self.ends_view.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -1,0 +1,193 @@
+//! A disk whose sync stalls must not stall requests that need no sync: while a push is stuck
+//! in an `fdatasync` (the one that seals a segment as the log rolls, taken under the log's
+//! mutex, and the group commit's after it), a manifest GET and `/metrics` still answer.
+
+mod common;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use berth::api::{Limits, Registry};
+use berth::config::ServerSettings;
+use berth::metrics::Metrics;
+use berth::storage::io::{LockGuard, SegmentIo, SegmentPin};
+use berth::storage::memdisk::MemDisk;
+use berth::storage::{Store, StoreOptions};
+use bytes::Bytes;
+use common::*;
+use http::{Method, StatusCode};
+
+/// How long a held sync waits to be released; the answers must come far sooner.
+const HOLD: Duration = Duration::from_secs(10);
+const BOUND: Duration = Duration::from_secs(2);
+
+/// Syncs that wait (up to [`HOLD`]) while the gate is armed.
+#[derive(Default)]
+struct Gate {
+    armed: Mutex<bool>,
+    cv: Condvar,
+    holding: AtomicBool,
+}
+
+impl Gate {
+    fn set(&self, armed: bool) {
+        *self.armed.lock().unwrap() = armed;
+        self.cv.notify_all();
+    }
+
+    fn pass(&self) {
+        let armed = self.armed.lock().unwrap();
+        if *armed {
+            self.holding.store(true, Ordering::SeqCst);
+            let _ = self.cv.wait_timeout_while(armed, HOLD, |a| *a).unwrap();
+        }
+    }
+}
+
+/// The in-memory disk, with syncs the gate can hold.
+struct SlowSync {
+    inner: Arc<dyn SegmentIo>,
+    gate: Arc<Gate>,
+}
+
+impl SegmentIo for SlowSync {
+    fn lock(&self) -> io::Result<LockGuard> {
+        self.inner.lock()
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
+    }
+    fn list(&self) -> io::Result<Vec<u64>> {
+        self.inner.list()
+    }
+    fn create(&self, id: u64) -> io::Result<()> {
+        self.inner.create(id)
+    }
+    fn remove(&self, id: u64) -> io::Result<()> {
+        self.inner.remove(id)
+    }
+    fn len(&self, id: u64) -> io::Result<u64> {
+        self.inner.len(id)
+    }
+    fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        self.inner.write_at(id, offset, bufs)
+    }
+    fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.inner.read(id, offset, len)
+    }
+    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
+        self.inner.pin(id)
+    }
+    fn sync_data(&self, id: u64) -> io::Result<()> {
+        self.gate.pass();
+        self.inner.sync_data(id)
+    }
+    fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
+        self.inner.set_len(id, len)
+    }
+    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
+        self.inner.keep_aside(id, tag, data)
+    }
+    fn list_aside(&self) -> io::Result<Vec<String>> {
+        self.inner.list_aside()
+    }
+    fn remove_aside(&self, name: &str) -> io::Result<()> {
+        self.inner.remove_aside(name)
+    }
+    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.read_aside(name)
+    }
+}
+
+async fn timed(client: &Client, path: &str, headers: &[(&str, &str)]) -> (Resp, Duration) {
+    let started = Instant::now();
+    let r = client.send(Method::GET, path, headers, Body::Empty).await;
+    (r, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_metrics_answer_while_a_sync_is_stuck() {
+    let disk = MemDisk::new();
+    let gate = Arc::new(Gate::default());
+    let io = Arc::new(SlowSync {
+        inner: disk.segments(),
+        gate: gate.clone(),
+    });
+    let opts = StoreOptions {
+        max_segment_bytes: 2 << 20,
+        ..Default::default()
+    };
+    let store = Store::open_with(io, disk.index(), opts).unwrap();
+    let registry = Registry::new(store, Arc::new(Metrics::new()), Limits::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = Server::client_only(listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        berth::server::serve(
+            listener,
+            shutdown,
+            registry,
+            &ServerSettings::default(),
+            None,
+        )
+        .await;
+    });
+
+    let push = |name: &'static str, data: Vec<u8>| {
+        let digest = sha256(&data);
+        async move {
+            let path = format!("/v2/{name}/blobs/uploads/?digest={digest}");
+            let r = client
+                .send(Method::POST, &path, &[], Body::full(data))
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+            digest
+        }
+    };
+    let config = push("app", b"{}".to_vec()).await;
+    let layer = push("app", b"a layer".to_vec()).await;
+    let manifest = image_manifest(&config, 2, &[(&layer, 7)], "");
+    let path = "/v2/app/manifests/v1";
+    let r = client
+        .send(
+            Method::PUT,
+            path,
+            &[("content-type", OCI_MANIFEST)],
+            Body::full(manifest.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+
+    // A push of several records rolls the log; the roll's sync is held.
+    gate.set(true);
+    let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let stuck = tokio::spawn(push("big", big));
+    let deadline = Instant::now() + HOLD;
+    while !gate.holding.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the push never reached a sync");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let (r, took) = timed(&client, path, &[("accept", OCI_MANIFEST)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], &manifest[..]);
+    assert!(
+        took < BOUND,
+        "manifest GET took {took:?} during a held sync"
+    );
+    let (r, took) = timed(&client, "/metrics", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(took < BOUND, "/metrics took {took:?} during a held sync");
+    assert!(!stuck.is_finished(), "the sync was not held");
+
+    gate.set(false);
+    stuck.await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap();
+}
