@@ -6,8 +6,8 @@
 //! never capped in duration, only in silence (see `api::stream`).
 //!
 //! Each request carries its connection's peer address (for the admin endpoint's access rule).
-//! Beside the connections run two background tasks: the reaper of abandoned upload sessions
-//! and the maintenance schedule (collections and scrubs, see `maintenance::schedule`).
+//! Beside the connections runs the maintenance schedule (collections and scrubs, see
+//! `maintenance::schedule`); abandoned upload sessions are reclaimed by the store itself.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,9 +39,6 @@ mod activity;
 pub mod tls;
 
 use activity::{Activity, Clock};
-
-/// How often abandoned upload sessions are looked for.
-const RECLAIM_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -80,7 +77,6 @@ where
     )
     .with_access(access.clone(), tls.is_some());
     let robots = access.map(|a| tokio::spawn(warn_of_expiring_robots(a)));
-    let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
     let scheduled = tokio::spawn(schedule::run(
         maintenance.clone(),
         Schedule {
@@ -89,7 +85,6 @@ where
         },
     ));
     serve(listener, shutdown, registry, &config.server, tls).await;
-    reaper.abort();
     scheduled.abort();
     if let Some(r) = robots {
         r.abort();
@@ -141,21 +136,6 @@ async fn warn_of_expiring_robots(access: Arc<AccessControl>) {
 
 /// How many days before a robot account expires the log starts saying so.
 const ROBOT_WARNING_DAYS: u64 = 7;
-
-async fn reclaim_idle_uploads(store: Store) {
-    let mut tick = tokio::time::interval(RECLAIM_EVERY);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.reclaim_idle_uploads()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(sessions = n, "reclaimed idle upload sessions"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "reclaiming idle uploads failed"),
-            Err(e) => tracing::warn!(error = %e, "reclaim task failed"),
-        }
-    }
-}
 
 /// Serves connections until `shutdown` resolves, then stops accepting and waits up to the
 /// grace period for open connections to finish their requests.
