@@ -11,6 +11,8 @@ use common::{sha256, Body, Server};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -178,8 +180,7 @@ async fn tls_client(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(cert).unwrap();
-    for c in rustls_pemfile::certs(&mut &pem[..]) {
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
