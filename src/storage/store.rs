@@ -361,6 +361,12 @@ impl Store {
             .is_some_and(|h| !h.is_finished())
     }
 
+    /// Bytes still free for the store on its file system (`None` for backends that cannot
+    /// tell), so a request can be refused from its declared length before its body is read.
+    pub fn free_bytes(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.inner.log.io().available()?)
+    }
+
     /// Whether an earlier failure (a failed sync, a failed index commit, a panic inside a
     /// commit) left the store refusing writes until it is reopened.
     pub fn is_poisoned(&self) -> bool {
