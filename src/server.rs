@@ -13,8 +13,8 @@
 //! `max_streams` times the request body credit of `api::appender`.
 //!
 //! Each request carries its connection's peer address (for the admin endpoint's access rule).
-//! Beside the connections run two background tasks: the reaper of abandoned upload sessions
-//! and the maintenance schedule (collections and scrubs, see `maintenance::schedule`).
+//! Beside the connections runs the maintenance schedule (collections and scrubs, see
+//! `maintenance::schedule`); abandoned upload sessions are reclaimed by the store itself.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -57,9 +57,6 @@ use requests::{Requests, Tracked};
 const H2_STREAM_WINDOW: u32 = 1 << 20;
 const H2_CONNECTION_WINDOW: u32 = 4 << 20;
 
-/// How often abandoned upload sessions are looked for.
-const RECLAIM_EVERY: Duration = Duration::from_secs(600);
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("TLS setup: {0}")]
@@ -97,7 +94,6 @@ where
     )
     .with_access(access.clone(), tls.is_some());
     let robots = access.map(|a| tokio::spawn(warn_of_expiring_robots(a)));
-    let reaper = tokio::spawn(reclaim_idle_uploads(store.clone()));
     let scheduled = tokio::spawn(schedule::run(
         maintenance.clone(),
         Schedule {
@@ -106,7 +102,6 @@ where
         },
     ));
     serve(listener, shutdown, registry, &config.server, tls).await;
-    reaper.abort();
     scheduled.abort();
     if let Some(r) = robots {
         r.abort();
@@ -158,21 +153,6 @@ async fn warn_of_expiring_robots(access: Arc<AccessControl>) {
 
 /// How many days before a robot account expires the log starts saying so.
 const ROBOT_WARNING_DAYS: u64 = 7;
-
-async fn reclaim_idle_uploads(store: Store) {
-    let mut tick = tokio::time::interval(RECLAIM_EVERY);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.reclaim_idle_uploads()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(sessions = n, "reclaimed idle upload sessions"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "reclaiming idle uploads failed"),
-            Err(e) => tracing::warn!(error = %e, "reclaim task failed"),
-        }
-    }
-}
 
 /// Serves connections until `shutdown` resolves, then stops accepting and waits up to the
 /// grace period for open connections to finish their requests.

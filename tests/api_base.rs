@@ -60,6 +60,33 @@ async fn bad_names_are_name_invalid() {
 }
 
 #[tokio::test]
+async fn an_encoded_slash_is_not_a_name_separator() {
+    let s = Server::start().await;
+    let digest = s.push_blob("a/b", b"layer").await;
+    for path in [
+        "/v2/a%2Fb/tags/list".to_string(),
+        "/v2/a%2fb/manifests/latest".to_string(),
+        format!("/v2/a%2Fb/blobs/{digest}"),
+        "/v2/a%2Fb/blobs/uploads/".to_string(),
+    ] {
+        let r = s.get(&path).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(r.error_code(), "NAME_INVALID", "{path}");
+    }
+    let r = s
+        .send(Method::POST, "/v2/x%2Fy/blobs/uploads/", &[], Body::Empty)
+        .await;
+    assert_eq!(r.error_code(), "NAME_INVALID");
+    // Other escapes still decode: the digest's colon, and letters.
+    let escaped = digest.to_string().replace(':', "%3A");
+    let r = s.get(&format!("/v2/a/%62/blobs/{escaped}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = s.get("/v2/_catalog").await;
+    assert_eq!(r.text(), r#"{"repositories":["a/b"]}"#);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn health_and_metrics() {
     let s = Server::start().await;
     let r = s.get("/healthz").await;

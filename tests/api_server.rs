@@ -11,7 +11,31 @@ use common::{sha256, Body, Server};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Polls the metrics until the server has read `n` request body bytes in all; fails after a
+/// deadline instead of hanging.
+async fn wait_for_bytes_in(s: &Server, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = s.get("/metrics").await.text();
+        let read = text
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_http_request_bytes_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if read >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server read {read} of {n} body bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 #[tokio::test]
 async fn shutdown_lets_an_upload_in_flight_finish_and_data_survives() {
@@ -29,13 +53,7 @@ async fn shutdown_lets_an_upload_in_flight_finish_and_data_survives() {
     let (first, second) = blob.split_at(50_000);
     tx.send(Bytes::copy_from_slice(first)).await.unwrap();
     // Wait until the server has read the first half, then begin shutting down.
-    loop {
-        let text = s.get("/metrics").await.text();
-        if text.contains("berth_http_request_bytes_total 50000") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_bytes_in(&s, 50_000).await;
     let stopping = tokio::spawn(s.stop());
     tx.send(Bytes::copy_from_slice(second)).await.unwrap();
     drop(tx);
@@ -57,7 +75,9 @@ async fn oversized_headers_are_refused() {
     let s = Server::start_with(|c| c.server.max_header_bytes = 8192).await;
     let big = "x".repeat(20_000);
     let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    let req = format!("GET /v2/ HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+    // `connection: close`, so the end of the answer is the end of the stream (otherwise the
+    // read below waits out the header-read timeout of the next request).
+    let req = format!("GET /v2/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: {big}\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tcp.read_to_end(&mut out).await;
@@ -178,8 +198,7 @@ async fn tls_client(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(cert).unwrap();
-    for c in rustls_pemfile::certs(&mut &pem[..]) {
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -309,7 +328,8 @@ fn quiet_uploads_hold_no_blocking_threads() {
             tx.send(Bytes::from(vec![i; 100_000])).await.unwrap();
             feeds.push(tx);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Every PATCH is inside its handler, waiting for more of its body.
+        wait_for_bytes_in(&s, 800_000).await;
         let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let upload = async {
             let location = s.start_upload("other").await;

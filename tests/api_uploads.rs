@@ -163,8 +163,9 @@ fn write_all_then_read(
 }
 
 /// A client that writes its whole request before reading the answer (as Go's does) gets the
-/// error, not a broken pipe: a body refused on its headers alone is read first (hyper closes
-/// a connection whose request body was left unread, while the client is still writing it).
+/// error, not a broken pipe: a body refused on its headers alone is still read, after the
+/// answer (hyper closes a connection whose request body was left unread, while the client is
+/// still writing it).
 #[tokio::test]
 async fn refused_request_bodies_are_read_before_the_error_is_sent() {
     let s = Server::start().await;

@@ -1,7 +1,7 @@
 //! Manifest PUT (validated, stored byte for byte, tagged under every `?tag=`), GET/HEAD by tag
 //! or digest with the stored media type whatever `Accept` says, and DELETE.
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::header::{CONTENT_TYPE, ETAG};
 use http::{HeaderMap, Request, StatusCode};
 use hyper::body::Incoming;
 
@@ -9,6 +9,7 @@ use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
+use crate::api::room;
 use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
 use crate::auth::access::Caller;
@@ -29,15 +30,7 @@ fn check_put(
     headers: &HeaderMap,
     reference: &ManifestRef,
     query: &Query,
-    limit: usize,
 ) -> ApiResult<(Vec<String>, Algorithm, bool, Option<String>)> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large(limit));
-    }
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -76,10 +69,15 @@ pub async fn put(
     caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
     let limit = reg.limits().max_manifest_bytes;
+    if room::declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
+        // Answered before the body is read: no `100 Continue`, no waiting for megabytes that
+        // would be thrown away.
+        return Err(refuse(reg, req, too_large(limit)));
+    }
     let (tags, algorithm, tagged_by_param, content_type) =
-        match check_put(req.headers(), &reference, query, limit) {
+        match check_put(req.headers(), &reference, query) {
             Ok(t) => t,
-            Err(e) => return Err(refuse(reg, req, e).await),
+            Err(e) => return Err(refuse(reg, req, e)),
         };
     let mut reader = BodyReader::new(reg, req, limit);
     let body = reader

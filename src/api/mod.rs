@@ -3,7 +3,8 @@
 //!
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
-//! frame by frame), `appender` (pipelined session appends), and one handler module per area:
+//! frame by frame), `room` (refusals decided from headers, before the body is touched),
+//! `appender` (pipelined session appends), and one handler module per area:
 //! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`, `admin`
 //! (garbage collection and scrubs on request, outside `/v2/`).
 
@@ -20,6 +21,7 @@ mod manifests;
 pub mod query;
 mod referrers;
 mod reply;
+mod room;
 pub mod route;
 mod stream;
 mod token;

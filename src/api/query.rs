@@ -49,6 +49,10 @@ fn decode(s: &str) -> String {
 }
 
 /// Percent-decodes a request path (some clients escape the `:` of a digest); `+` stays `+`.
+///
+/// An escaped `/` (`%2F`) stays escaped: it is data, not a separator, and decoding it would
+/// turn `a%2Fb` into the repository `a/b` after the router has split the path. Left as is,
+/// its `%` fails the name, tag and digest grammars, so the request is refused instead.
 pub fn decode_path(s: &str) -> String {
     if s.contains('%') {
         percent_decode(s, false)
@@ -58,7 +62,7 @@ pub fn decode_path(s: &str) -> String {
 }
 
 /// Malformed escapes are kept literally; invalid UTF-8 is replaced, which then fails whatever
-/// grammar the value must match.
+/// grammar the value must match. In a path (`plus_is_space` false) `%2F` is kept literally.
 fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -66,7 +70,7 @@ fn percent_decode(s: &str, plus_is_space: bool) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
+                (Some(h), Some(l)) if plus_is_space || h << 4 | l != b'/' => {
                     out.push(h << 4 | l);
                     i += 3;
                     continue;
@@ -128,6 +132,15 @@ mod tests {
             "/v2/a/blobs/sha256:ab"
         );
         assert_eq!(decode_path("/v2/a+b/%"), "/v2/a+b/%");
+    }
+
+    #[test]
+    fn paths_keep_escaped_slashes() {
+        assert_eq!(decode_path("/v2/a%2Fb/tags/list"), "/v2/a%2Fb/tags/list");
+        assert_eq!(decode_path("/v2/a%2fb%3A"), "/v2/a%2fb:");
+        // One pass only: an escaped escape is not decoded twice.
+        assert_eq!(decode_path("/v2/a%252Fb"), "/v2/a%2Fb");
+        assert_eq!(decode("a%2Fb"), "a/b");
     }
 
     #[test]

@@ -142,10 +142,15 @@ impl Route {
     }
 }
 
+/// The repository name of a path whose `%2F` escapes were left in place (see
+/// `query::decode_path`): a name is split on real separators only.
 fn name_of(segments: &[&str]) -> ApiResult<String> {
     let name = segments.join("/");
     if is_valid_name(&name) {
         Ok(name)
+    } else if name.to_ascii_lowercase().contains("%2f") {
+        Err(ApiError::from(NameError::InvalidName)
+            .with_detail(format!("{name:?}: an encoded '/' is not a name separator")))
     } else {
         Err(ApiError::from(NameError::InvalidName).with_detail(format!("{name:?}")))
     }

@@ -20,21 +20,36 @@ use crate::metrics::Metrics;
 /// (a usual chunk size; the conformance suite sends 1 MiB chunks).
 const DISCARD_LIMIT: u64 = 16 << 20;
 
-/// Reads and drops (up to 16 MiB of) the body of a request refused before its body was read,
-/// then returns `err`. A client that writes its whole body before reading the answer then gets
-/// the error, instead of a broken pipe when hyper closes a connection whose request body was
-/// left unread. Longer bodies are cut off (the connection closes), as Go's server does past
-/// 256 KiB.
-pub async fn refuse(reg: &Registry, req: Request<Incoming>, err: ApiError) -> ApiError {
-    let mut reader = BodyReader::new(reg, req, 1);
-    let mut seen = 0u64;
-    while seen <= DISCARD_LIMIT {
-        match reader.next_data().await {
-            Ok(Some(data)) => seen += data.len() as u64,
-            _ => break,
-        }
+/// Refuses a request before its body was read: returns `err` to be answered at once, and
+/// leaves the body to a background task that reads and drops up to 16 MiB of it. A client that
+/// writes its whole body before reading the answer (as Go's does) then finds the error waiting,
+/// instead of a broken pipe when hyper closes a connection whose request body was left unread;
+/// longer bodies are cut off (the connection closes), as Go's server does past 256 KiB.
+///
+/// A client that sent `Expect: 100-continue` has sent no body and sends none once it sees a
+/// final status, so nothing is read: reading would only make hyper invite the body with
+/// `100 Continue`. (hyper sends that only when a body is first polled before the response.)
+pub fn refuse(reg: &Registry, req: Request<Incoming>, err: ApiError) -> ApiError {
+    if expects_continue(&req) {
+        return err;
     }
+    let mut reader = BodyReader::new(reg, req, 1);
+    tokio::spawn(async move {
+        let mut seen = 0u64;
+        while seen <= DISCARD_LIMIT {
+            match reader.next_data().await {
+                Ok(Some(data)) => seen += data.len() as u64,
+                _ => break,
+            }
+        }
+    });
     err
+}
+
+fn expects_continue(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Request body bytes read so far, kept in the request's extensions for the access log.

@@ -15,6 +15,7 @@ use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_CHUNK_MIN_LENGTH, UPLOAD_UUID};
+use crate::api::room;
 use crate::api::stream::{refuse, BodyReader};
 use crate::api::Registry;
 use crate::auth::access::Caller;
@@ -31,11 +32,16 @@ pub async fn start(
     caller: Option<&Caller>,
 ) -> ApiResult<Reply> {
     if let Err(e) = enforce::project_for_push(reg, caller, &name) {
-        return Err(refuse(reg, req, e).await);
+        return Err(refuse(reg, req, e));
     }
     match plan_start(reg, &name, query, caller).await {
         Ok(Start::Mounted(digest)) => Ok(blob_created(&name, &digest)),
-        Ok(Start::Monolithic(digest)) => monolithic(reg, name, digest, req, caller).await,
+        Ok(Start::Monolithic(digest)) => {
+            if let Err(e) = room::check_blob_fits(reg, req.headers()) {
+                return Err(refuse(reg, req, e));
+            }
+            monolithic(reg, name, digest, req, caller).await
+        }
         Ok(Start::Session) => {
             let n = name.clone();
             let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
@@ -47,7 +53,7 @@ pub async fn start(
                     .header(OCI_CHUNK_MIN_LENGTH, reg.limits().append_batch_bytes.max(1)),
             )
         }
-        Err(e) => Err(refuse(reg, req, e).await),
+        Err(e) => Err(refuse(reg, req, e)),
     }
 }
 
@@ -214,8 +220,11 @@ pub async fn patch(
     };
     let (id, offset, declared) = match target.await {
         Ok(t) => t,
-        Err(e) => return Err(refuse(reg, req, e).await),
+        Err(e) => return Err(refuse(reg, req, e)),
     };
+    if let Err(e) = room::check_blob_fits(reg, req.headers()) {
+        return Err(refuse(reg, req, e));
+    }
     let end = stream_chunk(reg, &id, offset, declared, req).await?;
     Ok(session_reply(StatusCode::ACCEPTED, &name, &id_text, end))
 }
@@ -245,8 +254,11 @@ pub async fn finish(
     };
     let (digest, id, offset, declared) = match target.await {
         Ok(t) => t,
-        Err(e) => return Err(refuse(reg, req, e).await),
+        Err(e) => return Err(refuse(reg, req, e)),
     };
+    if let Err(e) = room::check_blob_fits(reg, req.headers()) {
+        return Err(refuse(reg, req, e));
+    }
     stream_chunk(reg, &id, offset, declared, req).await?;
     let size = reg.blocking(move |s| s.status(&id)).await?.offset;
     if let Err(e) = enforce::quota(reg, caller, &name, Some(&digest), size).await {

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
 
 use super::b64;
@@ -76,10 +78,7 @@ impl SigningKey {
         let not_key = || KeyError::NotAPrivateKey {
             path: path.to_path_buf(),
         };
-        let pkcs8 = match rustls_pemfile::read_one_from_slice(pem) {
-            Ok(Some((rustls_pemfile::Item::Pkcs8Key(k), _))) => k,
-            _ => return Err(not_key()),
-        };
+        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|_| not_key())?;
         let found = match der::pkcs8_algorithm(pkcs8.secret_pkcs8_der()).map_err(|_| not_key())? {
             (OID_ED25519, None) => Alg::EdDSA,
             (OID_EC, Some(OID_P256)) => Alg::ES256,
@@ -213,6 +212,7 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::SubjectPublicKeyInfoDer;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -290,12 +290,7 @@ mod tests {
         );
         assert_eq!(&PublicKey::from_jwk(&jwk).unwrap(), key.public_key());
         let pem = key.public_pem();
-        let (item, _) = rustls_pemfile::read_one_from_slice(pem.as_bytes())
-            .unwrap()
-            .unwrap();
-        let rustls_pemfile::Item::SubjectPublicKeyInfo(spki) = item else {
-            panic!("not a public key")
-        };
+        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(
             &PublicKey::from_spki(spki.as_ref()).unwrap(),
             key.public_key()

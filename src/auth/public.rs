@@ -255,15 +255,16 @@ fn rsa(n: &[u8], e: &[u8]) -> Result<PublicKey, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::{PemObject, SectionKind};
 
     const P384_PUB: &[u8] = include_bytes!("../../tests/fixtures/auth/ec-p384-pub.pem");
     const ED25519_PUB: &[u8] = include_bytes!("../../tests/fixtures/auth/ed25519-pub.pem");
     const RSA_CERT: &[u8] = include_bytes!("../../tests/fixtures/auth/rsa-cert.pem");
 
     fn pem_der(pem: &[u8]) -> Vec<u8> {
-        match rustls_pemfile::read_one_from_slice(pem).unwrap().unwrap().0 {
-            rustls_pemfile::Item::SubjectPublicKeyInfo(d) => d.as_ref().to_vec(),
-            rustls_pemfile::Item::X509Certificate(d) => der::certificate_spki(&d).unwrap().to_vec(),
+        match <(SectionKind, Vec<u8>)>::from_pem_slice(pem).unwrap() {
+            (SectionKind::PublicKey, d) => d,
+            (SectionKind::Certificate, d) => der::certificate_spki(&d).unwrap().to_vec(),
             _ => panic!("unexpected PEM block"),
         }
     }

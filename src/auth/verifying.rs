@@ -1,6 +1,7 @@
 //! The keys tokens are checked against: berth's own and those of external issuers (a PEM bundle
 //! of certificates or public keys, or a JWKS), each with the key ids that select it.
 
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use serde_json::Value;
 
 use super::der;
@@ -63,17 +64,12 @@ impl VerifyingKeys {
     /// distribution put in `kid`.
     pub fn from_pem_bundle(pem: &[u8]) -> Result<VerifyingKeys, KeyError> {
         let mut set = VerifyingKeys::default();
-        let mut rest = pem;
-        loop {
-            let (item, after) = match rustls_pemfile::read_one_from_slice(rest) {
-                Ok(Some(found)) => found,
-                Ok(None) => break,
-                Err(_) => return Err(KeyError::BadPem("unreadable PEM block".into())),
-            };
-            rest = after;
-            let spki = match &item {
-                rustls_pemfile::Item::X509Certificate(cert) => der::certificate_spki(cert)?,
-                rustls_pemfile::Item::SubjectPublicKeyInfo(spki) => spki.as_ref(),
+        for block in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+            let (kind, body) =
+                block.map_err(|_| KeyError::BadPem("unreadable PEM block".into()))?;
+            let spki = match kind {
+                SectionKind::Certificate => der::certificate_spki(&body)?,
+                SectionKind::PublicKey => &body[..],
                 _ => continue,
             };
             let key = PublicKey::from_spki(spki)?;

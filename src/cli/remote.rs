@@ -10,6 +10,8 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -159,9 +161,8 @@ fn tls_connector(ca_cert: Option<&Path>) -> Result<tokio_rustls::TlsConnector, C
     })?;
     let read_error =
         |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| read_error(&e))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| read_error(&e))? {
         roots
             .add(cert.map_err(|e| read_error(&e))?)
             .map_err(|e| read_error(&e))?;

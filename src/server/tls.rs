@@ -1,11 +1,10 @@
 //! rustls server configuration from PEM files: TLS 1.2 and 1.3, ALPN h2 then http/1.1.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
@@ -25,15 +24,9 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, ServerError> {
-    File::open(path)
-        .map(BufReader::new)
-        .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
-}
-
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    let certs = rustls_pemfile::certs(&mut open(path)?)
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(ServerError::Tls(format!(
@@ -45,7 +38,10 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> 
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
-    rustls_pemfile::private_key(&mut open(path)?)
-        .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))?
-        .ok_or_else(|| ServerError::Tls(format!("{}: no private key found", path.display())))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound => {
+            ServerError::Tls(format!("{}: no private key found", path.display()))
+        }
+        e => ServerError::Tls(format!("{}: {e}", path.display())),
+    })
 }

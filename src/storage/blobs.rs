@@ -185,7 +185,7 @@ impl Store {
     /// Writes `data` as chunk records under a fresh session id; the commit op that follows
     /// names the extents.
     pub(crate) fn write_blob_records(&self, data: &[u8]) -> Result<Vec<Extent>, StorageError> {
-        let sid = UploadId::random();
+        let sid = UploadId::random()?;
         let mut extents = Vec::with_capacity(data.len() / self.inner.opts.chunk_record_bytes + 1);
         let mut off = 0u64;
         for chunk in data.chunks(self.inner.opts.chunk_record_bytes) {

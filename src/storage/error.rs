@@ -40,6 +40,9 @@ pub enum StorageError {
     /// A previous I/O failure left state that only a reopen (and its recovery scan) can trust.
     #[error("store needs a reopen after an earlier I/O failure")]
     Poisoned,
+    /// The operating system's random source failed, so no unguessable session id can be made.
+    #[error("random source failed: {0}")]
+    Random(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("index error: {0}")]

@@ -127,8 +127,11 @@ pub(crate) struct Inner {
 /// with every lazy commit in between: make every this-many-th batch durable.
 const MAX_LAZY_COMMITS: u64 = 64;
 
-/// The background thread also reclaims idle upload sessions this often (counted in time, not
-/// ticks, so a short checkpoint interval does not make it scan the sessions more often).
+/// The background thread also reclaims idle upload sessions this often, or every
+/// `upload_max_idle` when that is shorter, so a session outlives its idle limit by at most
+/// that limit again (counted in time, not ticks, so a short checkpoint interval does not make
+/// it scan the sessions more often). This is the only reclaimer: a store embedded without the
+/// server reclaims as well.
 const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Store {
@@ -292,7 +295,8 @@ impl Store {
 
     /// Every `checkpoint_interval` (a second by default), makes the index durable (an
     /// immediate redb commit) and records upload progress nobody committed yet, which bounds how
-    /// much log a reopen replays; once a minute, reclaims idle upload sessions. Ends when the
+    /// much log a reopen replays; once a minute (see [`RECLAIM_EVERY`]), reclaims idle upload
+    /// sessions. Ends when the
     /// last user handle is dropped (which joins it), when the store is closed, or on a poison
     /// (every later commit would fail until a reopen). Its own handle has no [`Owner`], so it
     /// never keeps the store alive past the user's drop.
@@ -302,6 +306,7 @@ impl Store {
             .name("berth-checkpoint".into())
             .spawn(move || {
                 let interval = store.inner.opts.checkpoint_interval;
+                let reclaim_every = RECLAIM_EVERY.min(store.inner.opts.upload_max_idle);
                 let mut last_reclaim = std::time::Instant::now();
                 while !store.inner.stop.wait(interval) {
                     if store.inner.closed.load(Ordering::SeqCst) {
@@ -313,10 +318,12 @@ impl Store {
                         );
                         break;
                     }
-                    if last_reclaim.elapsed() >= RECLAIM_EVERY {
+                    if last_reclaim.elapsed() >= reclaim_every {
                         last_reclaim = std::time::Instant::now();
-                        if let Err(e) = store.reclaim_idle_uploads() {
-                            tracing::warn!(error = %e, "reclaiming idle uploads failed");
+                        match store.reclaim_idle_uploads() {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(sessions = n, "reclaimed idle upload sessions"),
+                            Err(e) => tracing::warn!(error = %e, "reclaiming idle uploads failed"),
                         }
                     }
                     let inner = &store.inner;
@@ -359,6 +366,12 @@ impl Store {
             .as_ref()
             .and_then(|o| o.checkpointer.as_ref())
             .is_some_and(|h| !h.is_finished())
+    }
+
+    /// Bytes still free for the store on its file system (`None` for backends that cannot
+    /// tell), so a request can be refused from its declared length before its body is read.
+    pub fn free_bytes(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.inner.log.io().available()?)
     }
 
     /// Whether an earlier failure (a failed sync, a failed index commit, a panic inside a

@@ -105,20 +105,20 @@ impl Default for StoreOptions {
 pub struct UploadId(pub(crate) [u8; 16]);
 
 impl UploadId {
-    pub(crate) fn random() -> UploadId {
+    /// A fresh id from the operating system's random source. Ids are the only thing that
+    /// keeps one client from appending to another's session, so without entropy there is no
+    /// id: the request fails rather than fall back to something guessable.
+    pub(crate) fn random() -> Result<UploadId, StorageError> {
+        UploadId::from_source(getrandom::getrandom)
+    }
+
+    /// An id filled by `fill` (the OS source, or a failing one in tests).
+    fn from_source<E: fmt::Display>(
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<UploadId, StorageError> {
         let mut b = [0u8; 16];
-        if getrandom::getrandom(&mut b).is_err() {
-            // No entropy source: fall back to time and a counter, still unique within the process.
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            b[..8].copy_from_slice(&now.to_le_bytes());
-            b[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-        }
-        UploadId(b)
+        fill(&mut b).map_err(|e| StorageError::Random(e.to_string()))?;
+        Ok(UploadId(b))
     }
 
     pub fn as_bytes(&self) -> &[u8; 16] {
@@ -394,8 +394,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_upload_id_without_entropy() {
+        let failed = UploadId::from_source(|_| Err("no entropy"));
+        assert!(matches!(failed, Err(StorageError::Random(m)) if m == "no entropy"));
+        let filled = UploadId::from_source(|b| {
+            b.fill(7);
+            Ok::<(), String>(())
+        });
+        assert_eq!(filled.unwrap(), UploadId([7; 16]));
+    }
+
+    #[test]
     fn upload_id_round_trips_and_refuses_junk() {
-        let id = UploadId::random();
+        let id = UploadId::random().unwrap();
         let s = id.to_string();
         assert_eq!(s.len(), 32);
         assert_eq!(s.parse::<UploadId>().unwrap(), id);

@@ -35,7 +35,7 @@ impl Store {
         if self.inner.sessions_read().len() >= self.inner.opts.max_open_uploads {
             return Err(StorageError::TooManyUploads);
         }
-        let id = UploadId::random();
+        let id = UploadId::random()?;
         let floor = self.inner.floors.hold(self.inner.log.active().0);
         let started = SystemTime::now();
         let started_ms = started

@@ -30,16 +30,19 @@ done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-LOAD=$TARGET/release/berth-load
+# The `profiling` profile: release code with symbols and line tables (the release binary is
+# stripped, so perf could name none of its functions).
+BIN=$TARGET/profiling
+LOAD=$BIN/berth-load
 log() { echo "[profile] $*" >&2; }
 
 command -v perf >/dev/null || apt-get install -y linux-perf >&2
 command -v strace >/dev/null || apt-get install -y strace >&2
 command -v wrk >/dev/null || apt-get install -y wrk >&2
 if [ "$SERVER" = berth ]; then
-  (cd "$ROOT" && cargo build --release -p berth -p berth-load >&2)
+  (cd "$ROOT" && cargo build --profile profiling -p berth -p berth-load >&2)
 else
-  (cd "$ROOT" && cargo build --release -p berth-load >&2)
+  (cd "$ROOT" && cargo build --profile profiling -p berth-load >&2)
 fi
 
 DIR=$(mktemp -d /var/tmp/berth-profile.XXXXXX)
@@ -53,7 +56,7 @@ trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL="http://127.0.0.1:$PORT"
 if [ "$SERVER" = berth ]; then
-  "$TARGET/release/berth" serve --listen "127.0.0.1:$PORT" --data "$DIR/data" >"$DIR/server.log" 2>&1 &
+  "$BIN/berth" serve --listen "127.0.0.1:$PORT" --data "$DIR/data" >"$DIR/server.log" 2>&1 &
 else
   cat >"$DIR/config.yml" <<EOF
 version: 0.1

@@ -44,7 +44,7 @@ pub async fn handle(
             }
         };
         let err = ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied).with_detail(detail);
-        return Err(refuse(reg, req, err).await);
+        return Err(refuse(reg, req, err));
     }
     let method = req.method().clone();
     match (route, method) {

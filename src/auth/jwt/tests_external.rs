@@ -3,6 +3,8 @@
 
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::json;
 
 use super::tests::*;
@@ -17,10 +19,10 @@ const JWKS: &[u8] = include_bytes!("../../../tests/fixtures/auth/jwks.json");
 const RSA_LIBTRUST_KID: &str = "R5DT:QJFA:HNMW:VL4B:QUDZ:74D4:PRKK:EZZF:ROLY:XJZP:JR4W:VKAW";
 
 fn pkcs8(pem: &[u8]) -> Vec<u8> {
-    match rustls_pemfile::read_one_from_slice(pem).unwrap().unwrap().0 {
-        rustls_pemfile::Item::Pkcs8Key(k) => k.secret_pkcs8_der().to_vec(),
-        _ => panic!("not a PKCS#8 key"),
-    }
+    PrivatePkcs8KeyDer::from_pem_slice(pem)
+        .expect("a PKCS#8 key")
+        .secret_pkcs8_der()
+        .to_vec()
 }
 
 fn rsa_sign(m: &[u8]) -> Vec<u8> {

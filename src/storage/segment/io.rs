@@ -74,6 +74,11 @@ pub trait SegmentIo: Send + Sync + 'static {
     fn remove_aside(&self, name: &str) -> io::Result<()>;
     /// Reads a whole side file named as `list_aside` reports it.
     fn read_aside(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Bytes an unprivileged writer may still put on the file system holding the segments;
+    /// `None` where that is unknown (backends without a file system).
+    fn available(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A segment held open for reading (see [`SegmentIo::pin`]).
@@ -333,6 +338,22 @@ fn map_file(file: &File, len: u64) -> io::Result<Mmap> {
 }
 
 impl SegmentIo for FileIo {
+    fn available(&self) -> io::Result<Option<u64>> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `statvfs` fills the zeroed struct and reads the NUL-terminated path only.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // `f_bavail`, not `f_bfree`: the blocks reserved for root are not ours to fill. The
+        // fields are 32 bits wide on some targets.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+        Ok(Some(blocks.saturating_mul(size)))
+    }
+
     fn lock(&self) -> io::Result<LockGuard> {
         let f = OpenOptions::new()
             .create(true)
@@ -505,6 +526,12 @@ impl std::fmt::Debug for FileIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn available_space_is_known_for_files() {
+        let (_dir, io) = one_segment();
+        assert!(io.available().unwrap().is_some_and(|n| n > 0));
+    }
 
     /// A file backend in a fresh directory with segment 1 created.
     fn one_segment() -> (tempfile::TempDir, FileIo) {

@@ -23,6 +23,9 @@ struct Slots {
     used: Mutex<usize>,
     freed: Condvar,
     max: usize,
+    /// Submits waiting for a slot, so a test can tell one is held back without sleeping.
+    #[cfg(test)]
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Slots {
@@ -50,6 +53,8 @@ impl Writers {
                 used: Mutex::new(0),
                 freed: Condvar::new(),
                 max: 2 * thread_count(),
+                #[cfg(test)]
+                waiting: Default::default(),
             }),
         }
     }
@@ -64,7 +69,15 @@ impl Writers {
         {
             let mut used = self.slots.lock();
             while *used >= self.slots.max {
+                #[cfg(test)]
+                self.slots
+                    .waiting
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 used = (self.slots.freed.wait(used)).unwrap_or_else(|p| p.into_inner());
+                #[cfg(test)]
+                self.slots
+                    .waiting
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
             *used += 1;
         }
@@ -194,7 +207,15 @@ mod tests {
                 waited
             })
         };
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Wait (with a deadline) until the late submit is parked on the full queue.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while w.slots.waiting.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the late submit never waited"
+            );
+            std::thread::yield_now();
+        }
         released.store(true, Ordering::SeqCst);
         for _ in 0..w.slots.max {
             go.send(()).unwrap();
