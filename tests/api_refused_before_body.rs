@@ -63,7 +63,7 @@ async fn a_blob_larger_than_the_free_space_is_refused_before_its_body() {
         "HTTP/1.1 507 Insufficient Storage",
         "{answer}"
     );
-    assert!(answer.contains("data disk is too full"), "{answer}");
+    assert!(answer.contains("insufficient storage: no room"), "{answer}");
 
     for method in ["PATCH", "PUT"] {
         let location = s.start_upload("app").await;

@@ -11,10 +11,11 @@ use http::{HeaderMap, StatusCode};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::Registry;
 
-/// Free space kept beyond a declared body: the record headers and checksums written around
-/// it, the index's growth, checkpoints, and other uploads landing meanwhile all need room, and
-/// a disk filled to the last byte fails every write (not just this upload's).
-pub const HEADROOM: u64 = 64 << 20;
+/// Free space kept beyond a declared body, for the record headers and checksums written
+/// around it and the index's growth. Small on purpose: an edge box's disk may be small, and a
+/// disk that fills up anyway is reported by the write that fails (also 507), with nothing of
+/// the blob made visible.
+pub const HEADROOM: u64 = 1 << 20;
 
 /// The body length a request declares, if it declares a valid one.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -54,7 +55,7 @@ pub fn check_blob_fits(reg: &Registry, headers: &HeaderMap) -> ApiResult<()> {
     );
     Err(
         ApiError::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown).with_detail(format!(
-            "the registry has no room for a body of {declared} bytes: its data disk is too full"
+            "insufficient storage: no room for a body of {declared} bytes ({free} bytes free on the data disk)"
         )),
     )
 }
