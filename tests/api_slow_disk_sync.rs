@@ -3,8 +3,8 @@
 //! mutex, and the group commit's after it), a manifest GET and `/metrics` still answer.
 
 mod common;
+mod storage_support;
 
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 use berth::api::{Limits, Registry};
 use berth::config::ServerSettings;
 use berth::metrics::Metrics;
-use berth::storage::io::{LockGuard, SegmentIo, SegmentPin};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::{Store, StoreOptions};
-use bytes::Bytes;
 use common::*;
 use http::{Method, StatusCode};
+use storage_support::sync_hook::SyncHook;
 
 /// How long a held sync waits to be released; the answers must come far sooner.
 const HOLD: Duration = Duration::from_secs(10);
@@ -46,61 +45,6 @@ impl Gate {
     }
 }
 
-/// The in-memory disk, with syncs the gate can hold.
-struct SlowSync {
-    inner: Arc<dyn SegmentIo>,
-    gate: Arc<Gate>,
-}
-
-impl SegmentIo for SlowSync {
-    fn lock(&self) -> io::Result<LockGuard> {
-        self.inner.lock()
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        self.inner.sync_dir()
-    }
-    fn list(&self) -> io::Result<Vec<u64>> {
-        self.inner.list()
-    }
-    fn create(&self, id: u64) -> io::Result<()> {
-        self.inner.create(id)
-    }
-    fn remove(&self, id: u64) -> io::Result<()> {
-        self.inner.remove(id)
-    }
-    fn len(&self, id: u64) -> io::Result<u64> {
-        self.inner.len(id)
-    }
-    fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        self.inner.write_at(id, offset, bufs)
-    }
-    fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes> {
-        self.inner.read(id, offset, len)
-    }
-    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
-        self.inner.pin(id)
-    }
-    fn sync_data(&self, id: u64) -> io::Result<()> {
-        self.gate.pass();
-        self.inner.sync_data(id)
-    }
-    fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
-        self.inner.set_len(id, len)
-    }
-    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
-        self.inner.keep_aside(id, tag, data)
-    }
-    fn list_aside(&self) -> io::Result<Vec<String>> {
-        self.inner.list_aside()
-    }
-    fn remove_aside(&self, name: &str) -> io::Result<()> {
-        self.inner.remove_aside(name)
-    }
-    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.read_aside(name)
-    }
-}
-
 async fn timed(client: &Client, path: &str, headers: &[(&str, &str)]) -> (Resp, Duration) {
     let started = Instant::now();
     let r = client.send(Method::GET, path, headers, Body::Empty).await;
@@ -111,10 +55,14 @@ async fn timed(client: &Client, path: &str, headers: &[(&str, &str)]) -> (Resp, 
 async fn reads_and_metrics_answer_while_a_sync_is_stuck() {
     let disk = MemDisk::new();
     let gate = Arc::new(Gate::default());
-    let io = Arc::new(SlowSync {
-        inner: disk.segments(),
-        gate: gate.clone(),
-    });
+    let held = gate.clone();
+    let io = Arc::new(SyncHook::new(
+        disk.segments(),
+        Box::new(move |_| {
+            held.pass();
+            Ok(())
+        }),
+    ));
     let opts = StoreOptions {
         max_segment_bytes: 2 << 20,
         ..Default::default()

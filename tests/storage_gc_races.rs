@@ -8,17 +8,15 @@ mod storage_support;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use berth::oci::digest::Digest;
-use berth::storage::io::{LockGuard, SegmentIo, SegmentPin};
 use berth::storage::memdisk::MemDisk;
 use berth::storage::*;
-use bytes::Bytes;
 use storage_support::sha;
+use storage_support::sync_hook::SyncHook;
 
 thread_local! {
     /// Set on the one thread whose next log sync the stall holds.
@@ -71,68 +69,17 @@ fn hold_next_sync() {
     HOLD_MY_SYNC.with(|h| h.set(true));
 }
 
-/// The in-memory disk, with syncs that a [`Stall`] can hold.
-struct StallingIo {
-    inner: Arc<dyn SegmentIo>,
-    stall: Arc<Stall>,
-}
-
-impl SegmentIo for StallingIo {
-    fn lock(&self) -> io::Result<LockGuard> {
-        self.inner.lock()
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        self.inner.sync_dir()
-    }
-    fn list(&self) -> io::Result<Vec<u64>> {
-        self.inner.list()
-    }
-    fn create(&self, id: u64) -> io::Result<()> {
-        self.inner.create(id)
-    }
-    fn remove(&self, id: u64) -> io::Result<()> {
-        self.inner.remove(id)
-    }
-    fn len(&self, id: u64) -> io::Result<u64> {
-        self.inner.len(id)
-    }
-    fn write_at(&self, id: u64, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        self.inner.write_at(id, offset, bufs)
-    }
-    fn read(&self, id: u64, offset: u64, len: usize) -> io::Result<Bytes> {
-        self.inner.read(id, offset, len)
-    }
-    fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
-        self.inner.pin(id)
-    }
-    fn sync_data(&self, id: u64) -> io::Result<()> {
-        self.stall.maybe_hold();
-        self.inner.sync_data(id)
-    }
-    fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
-        self.inner.set_len(id, len)
-    }
-    fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {
-        self.inner.keep_aside(id, tag, data)
-    }
-    fn list_aside(&self) -> io::Result<Vec<String>> {
-        self.inner.list_aside()
-    }
-    fn remove_aside(&self, name: &str) -> io::Result<()> {
-        self.inner.remove_aside(name)
-    }
-    fn read_aside(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.read_aside(name)
-    }
-}
-
 fn open(opts: StoreOptions) -> (Store, Arc<Stall>) {
     let disk = MemDisk::new();
     let stall = Arc::new(Stall::default());
-    let io = Arc::new(StallingIo {
-        inner: disk.segments(),
-        stall: stall.clone(),
-    });
+    let held = stall.clone();
+    let io = Arc::new(SyncHook::new(
+        disk.segments(),
+        Box::new(move |_| {
+            held.maybe_hold();
+            Ok(())
+        }),
+    ));
     (Store::open_with(io, disk.index(), opts).unwrap(), stall)
 }
 

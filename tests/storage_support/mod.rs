@@ -2,6 +2,8 @@
 //! Each scenario uses some of them.
 #![allow(dead_code)]
 
+pub mod sync_hook;
+
 use berth::oci::digest::{Algorithm, Digest};
 use berth::storage::Store;
 
