@@ -545,6 +545,7 @@ impl AccessControl {
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let subject = principal.name().unwrap_or("").to_owned();
+        let jti = crate::auth::password::random_bytes::<16>().map_err(|_| TokenError::Signing)?;
         let claims = |access: Vec<ResourceActions>, ttl: Duration| Claims {
             iss: self.settings.issuer.clone(),
             sub: subject.clone(),
@@ -552,7 +553,7 @@ impl AccessControl {
             exp: secs + ttl.as_secs(),
             nbf: Some(secs.saturating_sub(1)),
             iat: Some(secs),
-            jti: Some(hex::encode(crate::auth::password::random_bytes::<16>())),
+            jti: Some(hex::encode(jti)),
             access,
         };
         let token = jwt::sign(

@@ -30,6 +30,9 @@ pub enum AuthError {
     Exists { kind: &'static str, name: String },
     #[error("password hashing: {0}")]
     Hash(String),
+    /// The operating system's random source failed: no salt, secret or id is made without it.
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
     #[error("{0}")]
     Refused(String),
     #[error("I/O on {}: {source}", path.display())]

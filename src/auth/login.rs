@@ -90,7 +90,9 @@ impl Authenticator {
         audit: Option<Arc<AuditLog>>,
         settings: AuthenticatorSettings,
     ) -> Authenticator {
-        let decoy = hex::encode(random_bytes::<16>());
+        // At start, not per request: without randomness the process cannot run safely.
+        let random = |what| random_bytes::<32>().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let decoy = hex::encode(&random("decoy password")[..16]);
         let decoy_hash = password::hash_password(&decoy, db.hash_params()).unwrap_or_default();
         Authenticator {
             limiter: LoginLimiter::new(settings.rate_limit.clone(), db.clock().clone()),
@@ -98,7 +100,7 @@ impl Authenticator {
             htpasswd,
             settings,
             audit,
-            salt: random_bytes::<32>(),
+            salt: random("login cache salt"),
             decoy_hash,
             cache: Mutex::new(HashMap::new()),
             slow_verifications: AtomicU64::new(0),

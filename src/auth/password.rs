@@ -57,7 +57,7 @@ pub fn hash_password(password: &str, params: &HashParams) -> Result<String, Auth
             "a password needs at least {MIN_PASSWORD_LEN} characters"
         )));
     }
-    let salt = SaltString::encode_b64(&random_bytes::<16>())
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
         .map_err(|e| AuthError::Hash(e.to_string()))?;
     let hash = params
         .hasher()?
@@ -84,25 +84,25 @@ pub(crate) fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
 
-/// `N` bytes from the operating system's generator.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+/// `N` bytes from the operating system's generator; an error, never a weaker fallback.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     let mut b = [0u8; N];
-    getrandom::getrandom(&mut b).expect("the operating system's random generator failed");
-    b
+    getrandom::getrandom(&mut b).map_err(|e| AuthError::Random(e.to_string()))?;
+    Ok(b)
 }
 
 /// A robot secret: 32 random bytes as 64 hex digits.
-pub fn random_secret() -> String {
-    hex::encode(random_bytes::<32>())
+pub fn random_secret() -> Result<String, AuthError> {
+    Ok(hex::encode(random_bytes::<32>()?))
 }
 
 /// A password for the first administrator: 24 characters of letters and digits (about 143
 /// bits), easy to copy from a log line.
-pub fn random_password() -> String {
+pub fn random_password() -> Result<String, AuthError> {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut out = String::with_capacity(24);
     while out.len() < 24 {
-        for b in random_bytes::<32>() {
+        for b in random_bytes::<32>()? {
             // Rejection sampling keeps every character equally likely.
             let limit = 256 - 256 % ALPHABET.len();
             if (b as usize) < limit && out.len() < 24 {
@@ -110,7 +110,7 @@ pub fn random_password() -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -163,7 +163,7 @@ impl PasswordSource {
                 })?;
                 Ok((first_line(&text).to_owned(), false))
             }
-            PasswordSource::Random => Ok((random_password(), true)),
+            PasswordSource::Random => Ok((random_password()?, true)),
         }
     }
 }
@@ -197,11 +197,11 @@ mod tests {
 
     #[test]
     fn random_material_looks_right() {
-        let p = random_password();
+        let p = random_password().unwrap();
         assert_eq!(p.len(), 24);
         assert!(p.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(p, random_password());
-        assert_eq!(random_secret().len(), 64);
+        assert_ne!(p, random_password().unwrap());
+        assert_eq!(random_secret().unwrap().len(), 64);
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));

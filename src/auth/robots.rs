@@ -41,7 +41,7 @@ impl AuthDb {
             ));
         }
         let now = self.now_ms();
-        let secret = random_secret();
+        let secret = random_secret()?;
         let robot = Robot {
             name: name.clone(),
             actions,
