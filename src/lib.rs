@@ -7,6 +7,7 @@
 //!   robots, immutable tags, quotas, audit) in `auth.redb`, logins, tokens (JWT keys, checks,
 //!   scopes, the verified-token cache) and the verdicts the API enforces.
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
+//! - [`mirror`]: the containerd mirror endpoint (`?ns=`) and pull-through cache of upstreams.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
 //! - [`cli`]: the one-off commands `berth gc`, `berth verify` and the access model's commands.
 //! - [`config`]: command line, environment and TOML settings.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod maintenance;
 pub mod metrics;
+pub mod mirror;
 pub mod oci;
 pub mod server;
 pub mod storage;

@@ -3,7 +3,8 @@
 //!
 //! The file's top-level keys are spelled like the flags; the `[gc]`, `[scrub]` (module `gc`)
 //! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags;
-//! `[auth]` and `[audit]` (module `access`) those of `--auth-*` and `--audit-*`.
+//! `[auth]` and `[audit]` (module `access`) those of `--auth-*` and `--audit-*`; each
+//! `[[mirror]]` table (file only, `mirror::config`) one upstream served under its `ns`.
 //! `commands` holds the flags of `berth gc` and `berth verify`, `auth` those of the access
 //! model's commands (`berth user`, `project`, …), `units` parses durations and rates.
 
@@ -20,10 +21,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::api::{AdminAccess, Limits, Policy};
+use crate::mirror::config::{MirrorSettings, MirrorTable};
 use crate::storage::{ReadVerification, StoreOptions};
 pub use access::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
 pub use commands::{GcCommand, VerifyCommand};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
+use units::ByteRate;
 
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about = "An embedded OCI registry")]
@@ -152,6 +155,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(default)]
     pub audit: AuditArgs,
+    /// Bytes the cached content of mirrors with an upstream may take; past it the least
+    /// recently pulled images are dropped [default: unlimited].
+    #[arg(long, env = "BERTH_MIRROR_CACHE_SIZE", value_name = "SIZE")]
+    pub mirror_cache_size: Option<ByteRate>,
+    /// `[[mirror]]` tables: upstream registries served under `<ns>/` (settings file only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub mirror: Vec<MirrorTable>,
 }
 
 /// `[admin]`: flags `--admin-*`, variables `BERTH_ADMIN_*`.
@@ -204,6 +215,12 @@ impl ServeArgs {
             },
             auth: self.auth.or(other.auth),
             audit: self.audit.or(other.audit),
+            mirror_cache_size: self.mirror_cache_size.or(other.mirror_cache_size),
+            mirror: if self.mirror.is_empty() {
+                other.mirror
+            } else {
+                self.mirror
+            },
         }
     }
 }
@@ -273,6 +290,7 @@ pub struct Config {
     pub gc: GcSettings,
     pub scrub: ScrubSettings,
     pub auth: AuthSettings,
+    pub mirrors: MirrorSettings,
 }
 
 impl Config {
@@ -296,6 +314,7 @@ impl Config {
             gc: GcSettings::default(),
             scrub: ScrubSettings::default(),
             auth: AuthSettings::default(),
+            mirrors: MirrorSettings::default(),
         }
     }
 
@@ -372,6 +391,8 @@ impl Config {
         config.gc = GcSettings::resolve(&args.gc)?;
         config.scrub = ScrubSettings::resolve(&args.scrub);
         config.auth = AuthSettings::resolve(&args.auth, &args.audit)?;
+        config.mirrors = MirrorSettings::resolve(&args.mirror, args.mirror_cache_size)
+            .map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 }
@@ -412,6 +433,48 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("berth-data"));
         assert_eq!(c.tls, None);
         assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn mirror_tables_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            r#"
+mirror-cache-size = "20GiB"
+
+[[mirror]]
+ns = "index.docker.io"
+upstream = "https://registry-1.docker.io"
+tag-ttl = "10m"
+allow = ["library/*"]
+unprefixed = true
+
+[[mirror]]
+ns = "quay.io"
+"#,
+        )
+        .unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let m = &c.mirrors;
+        assert_eq!(m.cache_size, Some(20 << 30));
+        assert_eq!(m.mirrors.len(), 2);
+        assert_eq!(m.mirrors[0].ns, "docker.io");
+        assert_eq!(m.mirrors[0].tag_ttl, Duration::from_secs(600));
+        assert!(m.mirrors[0].unprefixed);
+        assert_eq!(m.mirrors[1].upstream, None);
+        std::fs::write(&path, "[[mirror]]\nns = \"quay.io\"\nhost = \"x\"\n").unwrap();
+        let e = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("host"), "{e}");
     }
 
     #[test]
