@@ -314,3 +314,42 @@ fn segments_roll_and_space_is_accounted_per_segment() {
         assert_eq!(blob_bytes(&s, &sha(&b)), b);
     }
 }
+
+#[test]
+fn a_cached_manifest_is_stored_before_its_references_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = b"layer bytes fetched later".to_vec();
+    let m = manifest(b"{\"cached\":1}", vec![sha(&layer)], &["v1"], None);
+    {
+        let s = Store::open(dir.path(), small_opts()).unwrap();
+        // The ordinary push path still insists on the references.
+        assert!(matches!(
+            s.put_manifest("docker.io/library/app", &m),
+            Err(StorageError::ManifestBlobUnknown(_))
+        ));
+        s.put_cached_manifest("docker.io/library/app", &m).unwrap();
+        let got = s
+            .get_manifest("docker.io/library/app", &Reference::Tag("v1".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.digest, m.digest);
+        assert!(!s
+            .repo_has_blob("docker.io/library/app", &sha(&layer))
+            .unwrap());
+        let id = s.begin_upload("docker.io/library/app").unwrap();
+        s.append(&id, 0, &layer).unwrap();
+        s.commit(&id, &sha(&layer)).unwrap();
+        s.close().unwrap();
+    }
+    // Read back after a reopen.
+    let s = Store::open(dir.path(), small_opts()).unwrap();
+    let got = s
+        .get_manifest(
+            "docker.io/library/app",
+            &Reference::Digest(m.digest.clone()),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.body[..], &m.body[..]);
+    assert_eq!(blob_bytes(&s, &sha(&layer)), layer);
+}

@@ -93,8 +93,8 @@ fn assert_refused_untouched(dir: &Path, what: &str) {
 fn a_record_of_a_newer_version_is_refused_and_nothing_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let last = store_with_blobs(dir.path());
-    append(&last, &op_record(3, br#"{"op":"from_the_future"}"#));
-    assert_refused_untouched(dir.path(), "version 3 record");
+    append(&last, &op_record(4, br#"{"op":"from_the_future"}"#));
+    assert_refused_untouched(dir.path(), "version 4 record");
 }
 
 #[test]
@@ -114,13 +114,25 @@ fn a_version_2_op_in_a_version_1_record_is_refused() {
 }
 
 #[test]
+fn a_manifest_with_pending_references_in_a_version_2_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = store_with_blobs(dir.path());
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let op = format!(
+        r#"{{"op":"put_manifest","blob":{{"session":null,"repo":"r","digest":"{digest}","size":0,"extents":[]}},"meta":{{"media_type":"application/vnd.oci.image.manifest.v1+json","size":0}},"tags":[],"references":[],"subject":null,"references_pending":true}}"#
+    );
+    append(&last, &op_record(2, op.as_bytes()));
+    assert_refused_untouched(dir.path(), "pending references in a v2 record");
+}
+
+#[test]
 fn a_segment_of_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let last = store_with_blobs(dir.path());
     let name = last.file_name().unwrap().to_str().unwrap();
     let id = u64::from_str_radix(&name[..16], 16).unwrap() + 1;
     let mut h = encode_segment_header(id, 0, Stream::Log);
-    h[8] = 3; // format version
+    h[8] = 4; // format version
     let crc = crc32fast::hash(&h[..60]);
     h[60..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(
@@ -128,7 +140,7 @@ fn a_segment_of_a_newer_version_is_refused() {
         h,
     )
     .unwrap();
-    assert_refused_untouched(dir.path(), "version 3 segment");
+    assert_refused_untouched(dir.path(), "version 4 segment");
 }
 
 #[test]

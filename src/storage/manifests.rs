@@ -20,6 +20,22 @@ impl Store {
     /// Stores the body as a blob and publishes manifest, tags and referrer in one durable
     /// transaction, after checking that every reference is present in `repo`.
     pub fn put_manifest(&self, repo: &str, m: &ManifestPut) -> Result<(), StorageError> {
+        self.put_manifest_checked(repo, m, true)
+    }
+
+    /// Like [`Store::put_manifest`] without requiring the references to be present: a
+    /// pull-through cache stores a manifest it fetched before the blobs and child manifests
+    /// it names, which clients fetch (and the cache stores) next.
+    pub fn put_cached_manifest(&self, repo: &str, m: &ManifestPut) -> Result<(), StorageError> {
+        self.put_manifest_checked(repo, m, false)
+    }
+
+    fn put_manifest_checked(
+        &self,
+        repo: &str,
+        m: &ManifestPut,
+        check_references: bool,
+    ) -> Result<(), StorageError> {
         self.check_open()?;
         let actual = Digest::of(m.digest.algorithm(), &m.body);
         if actual != m.digest {
@@ -29,16 +45,17 @@ impl Store {
             });
         }
         // Cheap early refusal; the commit transaction checks again.
-        for r in &m.references {
+        for r in m.references.iter().filter(|_| check_references) {
             if *r != m.digest && !self.repo_has_blob(repo, r)? {
                 return Err(StorageError::ManifestBlobUnknown(r.clone()));
             }
         }
         let _floor = self.inner.floors.hold(self.inner.log.active().0);
-        match self.put_manifest_once(repo, m, self.stat(&m.digest)?.is_none()) {
+        let pending = !check_references;
+        match self.put_manifest_once(repo, m, self.stat(&m.digest)?.is_none(), pending) {
             // The stored body was swept between the lookup and the commit: write it after all.
             Err(StorageError::BlobUnknown(d)) if d == m.digest => {
-                self.put_manifest_once(repo, m, true)
+                self.put_manifest_once(repo, m, true, pending)
             }
             other => other,
         }
@@ -49,6 +66,7 @@ impl Store {
         repo: &str,
         m: &ManifestPut,
         write_body: bool,
+        references_pending: bool,
     ) -> Result<(), StorageError> {
         let extents = if write_body {
             self.write_blob_records(&m.body)?
@@ -76,6 +94,7 @@ impl Store {
             tags: m.tags.clone(),
             references: m.references.clone(),
             subject: m.subject.clone(),
+            references_pending,
         })))
         .map(|_| ())
     }

@@ -91,6 +91,10 @@ pub struct ManifestCommit {
     pub tags: Vec<String>,
     pub references: Vec<Digest>,
     pub subject: Option<Digest>,
+    /// The references need not be in the repository yet: a pull-through cache stores a
+    /// manifest before it has fetched what the manifest names (version 3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub references_pending: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,6 +173,8 @@ impl Op {
             | Op::Relocate { .. }
             | Op::DropSegments { .. }
             | Op::Quarantine { .. } => 2,
+            // Ignoring the flag would refuse, on replay, a manifest that was accepted.
+            Op::PutManifest(m) if m.references_pending => 3,
             _ => 1,
         }
     }
@@ -431,7 +437,7 @@ pub fn apply(
                 add(delta, &m.blob.extents, false);
                 return Ok(Err(StorageError::BlobUnknown(m.blob.digest.clone())));
             }
-            for r in &m.references {
+            for r in m.references.iter().filter(|_| !m.references_pending) {
                 if *r != m.blob.digest
                     && t.repo_blobs
                         .get(&repo_key(&m.blob.repo, &digest_key(r))[..])?

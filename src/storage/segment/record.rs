@@ -35,7 +35,7 @@ pub mod rec {
 
 /// The format version this code writes (records and segment headers); readers decode every
 /// version from 1 up to this one and refuse anything newer (storage-format.md §13).
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Which append stream a segment belongs to. Version 1 segments are all [`Stream::Log`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
