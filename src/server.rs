@@ -39,6 +39,7 @@ use crate::config::{Config, ServerSettings};
 use crate::maintenance::schedule::{self, Schedule};
 use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
+use crate::mirror::Mirrors;
 use crate::storage::{StorageError, Store};
 
 mod activity;
@@ -67,6 +68,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("access control: {0}")]
     Auth(String),
+    #[error("mirror: {0}")]
+    Mirror(String),
     #[error("task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -78,6 +81,7 @@ where
     F: Future<Output = ()>,
 {
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let mirrors = Arc::new(Mirrors::new(&config.mirrors).map_err(ServerError::Mirror)?);
     let (data, options) = (config.data.clone(), config.store.clone());
     // Store::open creates the directory itself, syncing each new name into its parent.
     let store =
@@ -92,7 +96,8 @@ where
         config.policy,
         maintenance.clone(),
     )
-    .with_access(access.clone(), tls.is_some());
+    .with_access(access.clone(), tls.is_some())
+    .with_mirrors(mirrors);
     let robots = access.map(|a| tokio::spawn(warn_of_expiring_robots(a)));
     let scheduled = tokio::spawn(schedule::run(
         maintenance.clone(),

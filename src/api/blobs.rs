@@ -5,12 +5,13 @@ use http::{HeaderMap, StatusCode};
 
 use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::mirrored;
 use crate::api::reply::{Reply, CONTENT_DIGEST};
 use crate::api::Registry;
 use crate::auth::access::Caller;
 use crate::auth::audit::AuditAction;
 use crate::oci::digest::Digest;
-use crate::storage::StorageError;
+use crate::storage::{BlobData, StorageError};
 
 pub async fn get(
     reg: &Registry,
@@ -19,20 +20,14 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult<Reply> {
-    let d = digest.clone();
-    let blob = reg
-        .blocking(move |s| {
-            if !s.repo_has_blob(&name, &d)? {
-                return Ok(None);
-            }
-            // HEAD needs only the size; GET takes the zero-copy view.
-            if head {
-                Ok(s.stat(&d)?.map(|info| (info.size, None)))
-            } else {
-                Ok(s.get(&d)?.map(|data| (data.size, Some(data))))
-            }
-        })
-        .await?;
+    let mut blob = stored(reg, &name, &digest, head).await?;
+    if blob.is_none() {
+        // Under a mirror the blob may be fetched (streamed as it arrives) or linked.
+        if let Some(reply) = mirrored::blob(reg, &name, &digest, headers, head).await? {
+            return Ok(reply);
+        }
+        blob = stored(reg, &name, &digest, head).await?;
+    }
     let Some((size, data)) = blob else {
         return Err(ApiError::not_found(ErrorCode::BlobUnknown).with_detail(digest.to_string()));
     };
@@ -82,6 +77,28 @@ pub async fn get(
         Some(data) => reply.body(crate::api::body::ResponseBody::blob(data.range(start, end))),
         None => reply,
     })
+}
+
+/// The blob's size, and for a GET its zero-copy view, if `name` holds it.
+async fn stored(
+    reg: &Registry,
+    name: &str,
+    digest: &Digest,
+    head: bool,
+) -> ApiResult<Option<(u64, Option<BlobData>)>> {
+    let (name, d) = (name.to_owned(), digest.clone());
+    reg.blocking(move |s| {
+        if !s.repo_has_blob(&name, &d)? {
+            return Ok(None);
+        }
+        // HEAD needs only the size; GET takes the zero-copy view.
+        if head {
+            Ok(s.stat(&d)?.map(|info| (info.size, None)))
+        } else {
+            Ok(s.get(&d)?.map(|data| (data.size, Some(data))))
+        }
+    })
+    .await
 }
 
 /// Most manifest digests named in a refusal; the rest are counted.

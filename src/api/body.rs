@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::storage::{BlobReader, StorageError};
@@ -31,6 +32,8 @@ pub struct ResponseBody {
     blob: Option<BlobReader>,
     /// The next extent being pulled (the reader is in there meanwhile).
     pulling: Option<Pull>,
+    /// Bytes handed over by another task (a blob arriving from a mirror's upstream).
+    channel: Option<mpsc::Receiver<Result<Bytes, StorageError>>>,
 }
 
 impl ResponseBody {
@@ -44,8 +47,7 @@ impl ResponseBody {
         ResponseBody {
             chunks,
             remaining,
-            blob: None,
-            pulling: None,
+            ..ResponseBody::default()
         }
     }
 
@@ -53,10 +55,19 @@ impl ResponseBody {
     /// error, so hyper drops the connection: the client sees a short body, never a wrong byte.
     pub fn blob(reader: BlobReader) -> ResponseBody {
         ResponseBody {
-            chunks: VecDeque::new(),
             remaining: reader.remaining(),
             blob: Some(reader),
-            pulling: None,
+            ..ResponseBody::default()
+        }
+    }
+
+    /// `len` bytes sent by another task; an error it sends, or fewer bytes, end the body with
+    /// an error (hyper then cuts the connection, so the client never keeps a short blob).
+    pub fn channel(rx: mpsc::Receiver<Result<Bytes, StorageError>>, len: u64) -> ResponseBody {
+        ResponseBody {
+            remaining: len,
+            channel: Some(rx),
+            ..ResponseBody::default()
         }
     }
 
@@ -75,6 +86,22 @@ impl ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, StorageError>>> {
+        if let Some(rx) = self.channel.as_mut() {
+            return match rx.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(item)) => Poll::Ready(Some(item)),
+                Poll::Ready(None) => {
+                    self.channel = None;
+                    if self.remaining > 0 {
+                        Poll::Ready(Some(Err(StorageError::Io(std::io::Error::other(
+                            "the blob's source ended early",
+                        )))))
+                    } else {
+                        Poll::Ready(None)
+                    }
+                }
+            };
+        }
         if self.pulling.is_none() {
             let Some(mut reader) = self.blob.take() else {
                 return Poll::Ready(None);
@@ -152,11 +179,13 @@ impl Body for ResponseBody {
                 }
                 Some(Err(e)) => {
                     self.blob = None;
+                    self.channel = None;
                     self.remaining = 0;
                     return Poll::Ready(Some(Err(e)));
                 }
                 None => {
                     self.blob = None;
+                    self.channel = None;
                     return Poll::Ready(None);
                 }
             }
@@ -169,6 +198,16 @@ impl Body for ResponseBody {
         } else {
             self.chunks.pop_front().unwrap_or_default()
         };
+        if frame.len() as u64 > self.remaining {
+            // More than the declared length: never send it, Content-Length said otherwise.
+            self.chunks.clear();
+            self.blob = None;
+            self.channel = None;
+            self.remaining = 0;
+            return Poll::Ready(Some(Err(StorageError::Io(std::io::Error::other(
+                "a body source sent more than its length",
+            )))));
+        }
         self.remaining -= frame.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(frame))))
     }

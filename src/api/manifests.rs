@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 
 use crate::api::enforce;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::mirrored;
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::api::room;
@@ -150,12 +151,16 @@ pub async fn get(
         ManifestRef::Tag(t) => Some(t.clone()),
         ManifestRef::Digest(_) => None,
     };
-    let r = to_store_ref(reference);
-    let n = name.clone();
-    let stored = reg
-        .blocking(move |s| s.get_manifest(&n, &r))
-        .await?
-        .ok_or_else(|| ApiError::not_found(ErrorCode::ManifestUnknown))?;
+    let stored = match mirrored::manifest(reg, &name, &reference).await {
+        Some(found) => found?,
+        None => {
+            let r = to_store_ref(reference);
+            let n = name.clone();
+            reg.blocking(move |s| s.get_manifest(&n, &r))
+                .await?
+                .ok_or_else(|| ApiError::not_found(ErrorCode::ManifestUnknown))?
+        }
+    };
     if !head {
         enforce::audit(
             reg,

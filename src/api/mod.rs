@@ -4,7 +4,8 @@
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
 //! frame by frame), `room` (refusals decided from headers, before the body is touched),
-//! `appender` (pipelined session appends), and one handler module per area:
+//! `appender` (pipelined session appends), `mirrored` (reads under a mirror: `?ns=` names and
+//! the pull-through cache's answers), and one handler module per area:
 //! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`, `admin`
 //! (garbage collection and scrubs on request, outside `/v2/`).
 
@@ -18,6 +19,7 @@ pub mod guard;
 mod listing;
 pub mod manage;
 mod manifests;
+mod mirrored;
 pub mod query;
 mod referrers;
 mod reply;
@@ -37,6 +39,7 @@ use hyper::body::Incoming;
 use crate::auth::access::{AccessControl, Caller};
 use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
+use crate::mirror::Mirrors;
 use crate::storage::{GcOptions, StorageError, Store};
 pub use admin::AdminAccess;
 pub use blobs::parse_range;
@@ -126,6 +129,8 @@ struct Inner {
     access: Option<Arc<AccessControl>>,
     /// `https` when the server terminates TLS (the default scheme of the token realm).
     scheme: &'static str,
+    /// Upstreams served under `<ns>/` (empty: no mirroring).
+    mirrors: Arc<Mirrors>,
 }
 
 impl Registry {
@@ -153,6 +158,7 @@ impl Registry {
                 maintenance,
                 access: None,
                 scheme: "http",
+                mirrors: Arc::default(),
             }),
         }
     }
@@ -169,6 +175,19 @@ impl Registry {
                 ..inner
             }),
         }
+    }
+
+    /// This registry serving `mirrors` (reads with `?ns=`, and pull-through of their upstreams).
+    pub fn with_mirrors(self, mirrors: Arc<Mirrors>) -> Registry {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_mirrors is called while the registry is being built"));
+        Registry {
+            inner: Arc::new(Inner { mirrors, ..inner }),
+        }
+    }
+
+    pub fn mirrors(&self) -> &Arc<Mirrors> {
+        &self.inner.mirrors
     }
 
     pub fn access(&self) -> Option<&Arc<AccessControl>> {
@@ -218,7 +237,11 @@ impl Registry {
         req.extensions_mut().insert(bytes_in.clone());
         let method = req.method().clone();
         let path = query::decode_path(req.uri().path());
-        let (kind, result) = match Route::parse(&path) {
+        let parsed = match Route::parse(&path) {
+            Ok(Some(route)) => mirrored::route(self, route, &req).await.map(Some),
+            other => other,
+        };
+        let (kind, result) = match parsed {
             Ok(Some(route)) => {
                 let kind = route.kind();
                 let result = match self.authorize(&route, &req) {
@@ -325,6 +348,9 @@ impl Registry {
                 let mut text = self.inner.metrics.render(&self.inner.store);
                 if let Some(access) = &self.inner.access {
                     text.push_str(&access.metrics());
+                }
+                if !self.inner.mirrors.is_empty() {
+                    text.push_str(&self.inner.mirrors.metrics());
                 }
                 Ok(Reply::new(StatusCode::OK)
                     .header(

@@ -253,3 +253,68 @@ impl Store {
         Ok(out)
     }
 }
+
+/// One manifest of a repository, with what a caller choosing what to drop needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRow {
+    pub repo: String,
+    pub digest: Digest,
+    /// When it was stored (ms since the epoch; 0 for manifests of format version 1).
+    pub pushed_ms: u64,
+    /// Its own size plus the sizes of the stored blobs it references.
+    pub bytes: u64,
+    /// Blobs and child manifests it names (not itself).
+    pub references: Vec<Digest>,
+    pub tags: Vec<String>,
+}
+
+impl Store {
+    /// Every manifest of the repositories whose names start with `<prefix>/` (the pull-through
+    /// cache's eviction picks among them), from one snapshot.
+    pub fn manifests_under(&self, prefix: &str) -> Result<Vec<ManifestRow>, StorageError> {
+        self.check_open()?;
+        let txn = self.inner.db.begin_read()?;
+        // '0' follows '/': the range holds exactly the keys of repositories under `prefix/`.
+        let (lo, hi) = (format!("{prefix}/"), format!("{prefix}0"));
+        let (lo, hi) = (lo.as_bytes(), hi.as_bytes());
+        let mut tags: std::collections::HashMap<(String, Vec<u8>), Vec<String>> =
+            std::collections::HashMap::new();
+        for r in txn.open_table(TAGS)?.range(lo..hi)? {
+            let (k, v) = r?;
+            let (repo, tag) = split_repo_key(k.value())?;
+            let tag = String::from_utf8(tag.to_vec())
+                .map_err(|_| StorageError::Corrupt("tag not utf-8".into()))?;
+            let dk = decode_tag(v.value())?.0.to_vec();
+            tags.entry((repo.to_owned(), dk)).or_default().push(tag);
+        }
+        let refs_t = txn.open_table(MANIFEST_REFS)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let mut out = Vec::new();
+        for r in txn.open_table(MANIFESTS)?.range(lo..hi)? {
+            let (k, v) = r?;
+            let (repo, dk) = split_repo_key(k.value())?;
+            let meta: ManifestMeta = from_json(v.value())?;
+            let references = match refs_t.get(k.value())? {
+                Some(v) => decode_digest_keys(v.value())?,
+                None => Vec::new(),
+            };
+            let mut bytes = meta.size;
+            for d in &references {
+                if let Some(b) = blobs.get(&digest_key(d)[..])? {
+                    bytes += decode_blob(b.value())?.0;
+                }
+            }
+            out.push(ManifestRow {
+                repo: repo.to_owned(),
+                digest: decode_digest_key(dk)?.0,
+                pushed_ms: meta.pushed_ms,
+                bytes,
+                references,
+                tags: tags
+                    .remove(&(repo.to_owned(), dk.to_vec()))
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -41,6 +41,7 @@ mod verified;
 mod verify;
 
 pub use error::StorageError;
+pub use manifests::ManifestRow;
 pub use read::{BlobData, BlobReader};
 pub use recovery::KEPT_TAIL_FILES;
 pub use segment::{io, memdisk, record};

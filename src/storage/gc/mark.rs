@@ -32,16 +32,6 @@ struct Manifest {
     refs: Vec<Digest>,
 }
 
-fn split_repo_key(k: &[u8]) -> Result<(&str, &[u8]), StorageError> {
-    let nul = k
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| StorageError::Corrupt("index key without repository".into()))?;
-    let repo = std::str::from_utf8(&k[..nul])
-        .map_err(|_| StorageError::Corrupt("repository not utf-8".into()))?;
-    Ok((repo, &k[nul + 1..]))
-}
-
 pub(crate) fn mark(
     txn: &ReadTransaction,
     opts: &GcOptions,

@@ -60,6 +60,17 @@ pub fn decode_digest_key(b: &[u8]) -> Result<(Digest, usize), StorageError> {
 }
 
 /// `repo 0x00 rest`: repository names never contain 0x00, so a repo's keys form one range.
+/// A `repo 0x00 rest` key split into the repository and the rest.
+pub fn split_repo_key(k: &[u8]) -> Result<(&str, &[u8]), StorageError> {
+    let nul = k
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| StorageError::Corrupt("index key without repository".into()))?;
+    let repo = std::str::from_utf8(&k[..nul])
+        .map_err(|_| StorageError::Corrupt("repository not utf-8".into()))?;
+    Ok((repo, &k[nul + 1..]))
+}
+
 pub fn repo_key(repo: &str, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(repo.len() + 1 + rest.len());
     k.extend_from_slice(repo.as_bytes());
