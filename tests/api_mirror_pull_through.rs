@@ -269,15 +269,13 @@ async fn bytes_that_fail_their_digest_are_never_stored_or_served_whole() {
     let mirror = mirror_of(upstream, "1h").await;
     let path = format!("/v2/library/app/blobs/{layer}?ns=docker.io");
     for _ in 0..2 {
-        match try_get(mirror.addr, &path).await {
-            Ok((status, body)) => {
-                assert_ne!(sha256(&body), layer);
-                assert!(
-                    status != StatusCode::OK || body.len() < good.len(),
-                    "{status}"
-                );
-            }
-            Err(_) => {} // Cut off: the client keeps nothing.
+        // Cut off (an error) is fine: the client keeps nothing.
+        if let Ok((status, body)) = try_get(mirror.addr, &path).await {
+            assert_ne!(sha256(&body), layer);
+            assert!(
+                status != StatusCode::OK || body.len() < good.len(),
+                "{status}"
+            );
         }
     }
     assert_eq!(hits.load(Ordering::SeqCst), 2, "not cached: asked again");
