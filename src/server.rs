@@ -99,6 +99,14 @@ where
     .with_access(access.clone(), tls.is_some())
     .with_mirrors(mirrors);
     let robots = access.map(|a| tokio::spawn(warn_of_expiring_robots(a)));
+    let evictor = config.mirrors.cache_size.map(|limit| {
+        tokio::spawn(crate::mirror::evict::keep_under(
+            registry.mirrors().clone(),
+            maintenance.clone(),
+            limit,
+            config.mirrors.check_every,
+        ))
+    });
     let scheduled = tokio::spawn(schedule::run(
         maintenance.clone(),
         Schedule {
@@ -108,8 +116,8 @@ where
     ));
     serve(listener, shutdown, registry, &config.server, tls).await;
     scheduled.abort();
-    if let Some(r) = robots {
-        r.abort();
+    for task in [robots, evictor].into_iter().flatten() {
+        task.abort();
     }
     if let Some(job) = maintenance.running() {
         // Closing makes the job's next store call fail, which ends it.

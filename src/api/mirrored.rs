@@ -97,7 +97,10 @@ pub async fn manifest(
         .manifest(reg.store(), mirror, name, &remote, reference, max)
         .await;
     Some(match found {
-        Ok(Some(m)) => Ok(m),
+        Ok(Some(m)) => {
+            mirrors.pulled(name, &m.digest);
+            Ok(m)
+        }
         Ok(None) | Err(MirrorError::NotFound) => {
             Err(ApiError::not_found(ErrorCode::ManifestUnknown))
         }

@@ -201,7 +201,16 @@ impl Mirrors {
         };
         let result = cell
             .get_or_init(|| {
-                fetch_manifest_once(store, mirror, upstream, local, remote, reference, max_bytes)
+                fetch_manifest_once(
+                    &self.manifests_stored,
+                    store,
+                    mirror,
+                    upstream,
+                    local,
+                    remote,
+                    reference,
+                    max_bytes,
+                )
             })
             .await
             .clone();
@@ -308,7 +317,9 @@ impl FlightReport for MirrorStats {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch_manifest_once(
+    stored: &std::sync::atomic::AtomicU64,
     store: &Store,
     mirror: &Arc<Mirror>,
     upstream: &Arc<Upstream>,
@@ -384,6 +395,7 @@ async fn fetch_manifest_once(
     if let ManifestRef::Tag(t) = reference {
         mirror.confirmed(local, t);
     }
+    stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         target: "berth::mirror",
         upstream = upstream.base(),

@@ -73,12 +73,24 @@ pub struct MirrorConfig {
 }
 
 /// The mirror settings of `berth serve`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MirrorSettings {
     pub mirrors: Vec<MirrorConfig>,
     /// Bytes the content of mirrors with an upstream may take before the least recently pulled
     /// images are dropped; `None`: no limit.
     pub cache_size: Option<u64>,
+    /// How often the cache size is checked (when something was fetched since).
+    pub check_every: Duration,
+}
+
+impl Default for MirrorSettings {
+    fn default() -> MirrorSettings {
+        MirrorSettings {
+            mirrors: Vec::new(),
+            cache_size: None,
+            check_every: Duration::from_secs(10),
+        }
+    }
 }
 
 impl MirrorSettings {
@@ -100,6 +112,7 @@ impl MirrorSettings {
         Ok(MirrorSettings {
             mirrors,
             cache_size: cache_size.and_then(|r| r.0),
+            ..MirrorSettings::default()
         })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod evict;
 pub mod flight;
 pub mod names;
 pub mod stats;
@@ -19,9 +20,11 @@ mod tls;
 mod tokens;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::oci::digest::Digest;
 use crate::storage::StorageError;
 use config::{MirrorConfig, MirrorSettings};
 use flight::Flights;
@@ -45,6 +48,11 @@ pub struct Mirrors {
     unprefixed: Option<Arc<Mirror>>,
     flights: Arc<Flights>,
     manifests: cache::ManifestFetches,
+    /// Manifests fetched and stored since start (eviction checks after each).
+    pub(crate) manifests_stored: AtomicU64,
+    /// When each cached manifest (local repository, digest) was last served, ms since the
+    /// epoch: what eviction calls recently used.
+    pulled: Mutex<HashMap<(String, Digest), u64>>,
 }
 
 /// Why a read's `ns` cannot be served.
@@ -118,6 +126,28 @@ impl Mirrors {
         Some((mirror, names::upstream_repo(&mirror.config.ns, rest)))
     }
 
+    /// Notes that `local`'s manifest `digest` was served (for least-recently-pulled eviction).
+    pub fn pulled(&self, local: &str, digest: &Digest) {
+        if self.mirror_of(local).is_none() {
+            return;
+        }
+        if let Ok(mut m) = self.pulled.lock() {
+            m.insert((local.to_owned(), digest.clone()), now_ms());
+        }
+    }
+
+    fn recency(&self) -> HashMap<(String, Digest), u64> {
+        self.pulled.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn forget(&self, gone: &[(String, Digest)]) {
+        if let Ok(mut m) = self.pulled.lock() {
+            for key in gone {
+                m.remove(key);
+            }
+        }
+    }
+
     /// Text for `/metrics`.
     pub fn metrics(&self) -> String {
         let mut mirrors: Vec<&Arc<Mirror>> = self.by_ns.values().collect();
@@ -159,4 +189,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
