@@ -22,6 +22,8 @@ use crate::storage::{StorageError, Store, UploadId};
 const WINDOW_BYTES: usize = 32 << 20;
 /// Bytes gathered before one store append (one chunk record).
 const APPEND_BYTES: usize = 1 << 20;
+/// Appends queued while the store hashes and writes the ones before.
+const APPEND_QUEUE: usize = 8;
 /// Most bytes handed to a client's body at once.
 const SEND_BYTES: usize = 1 << 20;
 
@@ -363,40 +365,29 @@ impl Run {
         }
     }
 
+    /// Reads the upstream's body into the window and the upload session. Appends (which hash
+    /// every byte) run on a blocking thread while the next bytes are read, so a fetch takes
+    /// about the longer of the transfer and the hashing, not their sum.
     async fn copy(&self, blob: &mut UpstreamBlob, id: UploadId, size: u64) -> Result<(), String> {
-        let mut pending: Vec<Bytes> = Vec::new();
-        let mut pending_bytes = 0usize;
-        let mut offset = 0u64;
-        let mut received = 0u64;
-        loop {
-            let chunk = blob
-                .chunk()
-                .await
-                .map_err(|e: UpstreamError| e.to_string())?;
-            let Some(chunk) = chunk else { break };
-            if chunk.is_empty() {
-                continue;
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(APPEND_QUEUE);
+        let store = self.store.clone();
+        let appender = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut offset = 0u64;
+            while let Some(pieces) = rx.blocking_recv() {
+                offset = store
+                    .append_owned(&id, offset, pieces)
+                    .map_err(|e| e.to_string())?;
             }
-            received += chunk.len() as u64;
-            if received > size {
-                return Err(format!("the upstream sent more than its {size} bytes"));
-            }
-            self.publish(chunk.clone());
-            pending_bytes += chunk.len();
-            pending.push(chunk);
-            if pending_bytes >= APPEND_BYTES {
-                offset = self
-                    .append(id, offset, std::mem::take(&mut pending))
-                    .await?;
-                pending_bytes = 0;
-            }
-        }
-        if received != size {
-            return Err(format!("the upstream sent {received} of {size} bytes"));
-        }
-        if !pending.is_empty() {
-            self.append(id, offset, pending).await?;
-        }
+            Ok(())
+        });
+        let read = self.read_into(blob, size, tx).await;
+        // The appender's own failure explains a send that found it gone.
+        let appended = appender
+            .await
+            .map_err(|e| format!("appending: {e}"))
+            .and_then(|r| r);
+        appended?;
+        read?;
         let store = self.store.clone();
         let digest = self.flight.digest.clone();
         blocking(move || store.commit(&id, &digest))
@@ -408,6 +399,49 @@ impl Run {
                 }
                 other => other.to_string(),
             })
+    }
+
+    /// Publishes every chunk of the body to the window and hands batches to the appender;
+    /// dropping `tx` at the end tells it the body is complete.
+    async fn read_into(
+        &self,
+        blob: &mut UpstreamBlob,
+        size: u64,
+        tx: mpsc::Sender<Vec<Bytes>>,
+    ) -> Result<(), String> {
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut received = 0u64;
+        let gone = || "the store stopped taking the blob".to_owned();
+        while let Some(chunk) = blob
+            .chunk()
+            .await
+            .map_err(|e: UpstreamError| e.to_string())?
+        {
+            if chunk.is_empty() {
+                continue;
+            }
+            received += chunk.len() as u64;
+            if received > size {
+                return Err(format!("the upstream sent more than its {size} bytes"));
+            }
+            self.publish(chunk.clone());
+            pending_bytes += chunk.len();
+            pending.push(chunk);
+            if pending_bytes >= APPEND_BYTES {
+                tx.send(std::mem::take(&mut pending))
+                    .await
+                    .map_err(|_| gone())?;
+                pending_bytes = 0;
+            }
+        }
+        if received != size {
+            return Err(format!("the upstream sent {received} of {size} bytes"));
+        }
+        if !pending.is_empty() {
+            tx.send(pending).await.map_err(|_| gone())?;
+        }
+        Ok(())
     }
 
     fn publish(&self, chunk: Bytes) {
@@ -422,13 +456,6 @@ impl Run {
                 }
             }
         });
-    }
-
-    async fn append(&self, id: UploadId, offset: u64, pieces: Vec<Bytes>) -> Result<u64, String> {
-        let store = self.store.clone();
-        blocking(move || store.append_owned(&id, offset, pieces))
-            .await
-            .map_err(|e| e.to_string())
     }
 }
 
