@@ -9,7 +9,8 @@
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
 //! - [`mirror`]: the containerd mirror endpoint (`?ns=`) and pull-through cache of upstreams.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
-//! - [`cli`]: the one-off commands `berth gc`, `berth verify` and the access model's commands.
+//! - [`cli`]: the one-off commands `berth gc`, `berth verify`, the access model's commands and
+//!   `berth hosts-toml`.
 //! - [`config`]: command line, environment and TOML settings.
 //! - [`maintenance`]: garbage collection and scrubs of a serving registry, one at a time.
 //! - [`metrics`]: Prometheus counters for `/metrics`.

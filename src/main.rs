@@ -1,6 +1,7 @@
 //! `berth` command line: `serve` parses settings, sets up logging, binds and serves until
 //! SIGTERM/SIGINT; `gc` and `verify` run one job, `user`, `project`, `member`, `robot`,
-//! `immutable` and `audit` change or show the access model (see `berth::cli`).
+//! `immutable` and `audit` change or show the access model, `hosts-toml` writes containerd's
+//! mirror settings (see `berth::cli`).
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Robot(c) => auth_main(AuthCommand::Robot(c)),
         Command::Immutable(c) => auth_main(AuthCommand::Immutable(c)),
         Command::Audit(c) => auth_main(AuthCommand::Audit(c)),
+        Command::HostsToml(cmd) => berth::cli::hosts_toml::run(&cmd),
     }
 }
 

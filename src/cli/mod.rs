@@ -1,17 +1,19 @@
 //! `berth gc` and `berth verify`: run a collection or a scrub on a stopped data directory, or
 //! ask a running registry to run one, and print the report (text, or JSON with `--json`).
 //! `auth` runs the access model's commands (`berth user`, `project`, `member`, `robot`,
-//! `immutable`, `audit`) on a stopped data directory.
+//! `immutable`, `audit`) on a stopped data directory; `hosts_toml` writes containerd's mirror
+//! settings (`berth hosts-toml`).
 //!
 //! Exit codes: 0 done (and, for verify, nothing damaged), 1 verify found damage, 2 bad flags
 //! or settings, 3 the job could not run or failed (a locked directory, an I/O error, a
-//! refusal from the registry).
+//! refusal from the registry, a file that exists without `--force`).
 //!
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
 //! (bar or lines on stderr), `render` (text reports).
 
 pub mod auth;
 mod auth_render;
+pub mod hosts_toml;
 mod local;
 pub mod progress;
 pub mod remote;
@@ -56,6 +58,8 @@ pub enum CliError {
     Auth(crate::auth::error::AuthError),
     #[error("{0}")]
     Remote(String),
+    #[error("{} already exists; give --force to replace it", .0.display())]
+    Exists(PathBuf),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }

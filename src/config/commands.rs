@@ -1,4 +1,5 @@
-//! Flags of `berth gc` and `berth verify`, and how they combine with a settings file.
+//! Flags of `berth gc` and `berth verify`, and how they combine with a settings file; the flags
+//! of `berth hosts-toml`.
 
 use std::path::PathBuf;
 
@@ -142,6 +143,41 @@ impl VerifyCommand {
     }
 }
 
+/// `berth hosts-toml`.
+#[derive(Debug, Clone, Args)]
+pub struct HostsTomlCommand {
+    /// Registry to mirror through berth (docker.io, quay.io, …); repeat for more. Each gets
+    /// `<out>/<registry>/hosts.toml`, and berth serves it only with a `[[mirror]]` table of
+    /// that `ns`.
+    #[arg(
+        long = "upstream",
+        value_name = "REGISTRY",
+        required_unless_present = "default"
+    )]
+    pub upstreams: Vec<String>,
+    /// berth's base URL as the nodes reach it; its scheme decides plain HTTP or TLS.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub server: String,
+    /// CA certificate (PEM) that signed berth's certificate, for an https:// --server; copied
+    /// beside each hosts.toml.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Directory to write into, laid out as containerd's certs.d.
+    #[arg(long, value_name = "DIR", default_value = "./certs.d")]
+    pub out: PathBuf,
+    /// How long containerd tries to connect to berth before it goes to the registry itself
+    /// (containerd 2.1 and later; older ones ignore the key and wait 30s).
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub dial_timeout: HumanDuration,
+    /// Write one `<out>/_default/hosts.toml` that sends every registry's pulls to berth first,
+    /// instead of one file per --upstream.
+    #[arg(long)]
+    pub default: bool,
+    /// Replace hosts.toml files (and CA copies) that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -213,6 +249,31 @@ mod tests {
         std::fs::write(&empty, "").unwrap();
         let err = gc(&["--config", empty.to_str().unwrap()]).resolve();
         assert!(matches!(err, Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn hosts_toml_flags() {
+        let Command::HostsToml(h) = parse(&[
+            "hosts-toml",
+            "--upstream",
+            "docker.io",
+            "--upstream",
+            "quay.io",
+        ])
+        .unwrap() else {
+            panic!("not hosts-toml")
+        };
+        assert_eq!(h.upstreams, ["docker.io", "quay.io"]);
+        assert_eq!(h.server, "http://127.0.0.1:5000");
+        assert_eq!(h.out, PathBuf::from("./certs.d"));
+        assert_eq!(h.dial_timeout.0, Duration::from_secs(2));
+        assert!(!h.default && !h.force && h.ca.is_none());
+        let Command::HostsToml(h) = parse(&["hosts-toml", "--default"]).unwrap() else {
+            panic!("not hosts-toml")
+        };
+        assert!(h.default && h.upstreams.is_empty());
+        assert!(parse(&["hosts-toml"]).is_err());
+        assert!(parse(&["hosts-toml", "--default", "--dial-timeout", "5"]).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! and `[admin]` tables hold the keys of the `--gc-*`, `--scrub-*` and `--admin-*` flags;
 //! `[auth]` and `[audit]` (module `access`) those of `--auth-*` and `--audit-*`; each
 //! `[[mirror]]` table (file only, `mirror::config`) one upstream served under its `ns`.
-//! `commands` holds the flags of `berth gc` and `berth verify`, `auth` those of the access
+//! `commands` holds the flags of `berth gc`, `berth verify` and `berth hosts-toml`, `auth` those of the access
 //! model's commands (`berth user`, `project`, …), `units` parses durations and rates.
 
 pub mod access;
@@ -24,7 +24,7 @@ use crate::api::{AdminAccess, Limits, Policy};
 use crate::mirror::config::{MirrorSettings, MirrorTable};
 use crate::storage::{ReadVerification, StoreOptions};
 pub use access::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
-pub use commands::{GcCommand, VerifyCommand};
+pub use commands::{GcCommand, HostsTomlCommand, VerifyCommand};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 use units::ByteRate;
 
@@ -60,6 +60,9 @@ pub enum Command {
     Immutable(auth::ImmutableCommand),
     /// Show the audit trail.
     Audit(auth::AuditCommand),
+    /// Write containerd hosts.toml files that make nodes pull through this registry, and
+    /// print the docker and podman settings that do the same.
+    HostsToml(HostsTomlCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
