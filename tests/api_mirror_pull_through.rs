@@ -292,3 +292,60 @@ async fn bytes_that_fail_their_digest_are_never_stored_or_served_whole() {
     );
     mirror.stop().await;
 }
+
+#[tokio::test]
+async fn with_access_control_a_mirror_is_a_project_and_never_links_another_projects_blob() {
+    use berth::config::AuthMode;
+    use common::auth::{self, basic, ADMIN_PW, ALICE_PW};
+    let upstream = Server::start().await;
+    let m = upstream.image("library/app", "v1").await;
+    upstream
+        .put_manifest("library/app", "1", OCI_MANIFEST, &m)
+        .await;
+    let mirror_table = |ns: &str| MirrorTable {
+        ns: ns.into(),
+        upstream: Some(format!("http://{}", upstream.addr)),
+        ..MirrorTable::default()
+    };
+    let tables = [mirror_table("open"), mirror_table("team")];
+    let mirror = auth::start(AuthMode::Basic, |c| {
+        c.mirrors = MirrorSettings::resolve(&tables, None).unwrap();
+    })
+    .await;
+    // A public project's mirror serves anonymous pulls; a private one needs a member.
+    let r = mirror.get("/v2/library/app/manifests/1?ns=open").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = mirror.get("/v2/library/app/manifests/1?ns=team").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let alice = basic("alice", ALICE_PW);
+    let r = mirror
+        .send(
+            http::Method::GET,
+            "/v2/library/app/manifests/1?ns=team",
+            &[("authorization", &alice)],
+            common::Body::Empty,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // A blob pushed into the private project `ops` is not served through the open mirror
+    // by its digest: the upstream does not have it, so it is unknown.
+    let admin = basic("admin", ADMIN_PW);
+    let secret = b"private layer of ops".to_vec();
+    let digest = sha256(&secret);
+    let r = mirror
+        .send(
+            http::Method::POST,
+            &format!("/v2/ops/secret/blobs/uploads/?digest={digest}"),
+            &[("authorization", &admin)],
+            common::Body::full(secret),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = mirror
+        .get(&format!("/v2/library/app/blobs/{digest}?ns=open"))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    mirror.stop().await;
+    upstream.stop().await;
+}
