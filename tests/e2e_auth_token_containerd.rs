@@ -10,19 +10,6 @@ use e2e::cmd::{self, run};
 use e2e::containerd::Containerd;
 use e2e::image::OciImage;
 
-/// The digest `ctr images ls` records for `name`.
-fn local_digest(ctrd: &Containerd, name: &str) -> String {
-    let listing = run(ctrd.ctr().args(["images", "ls"]));
-    let line = listing
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{listing}"));
-    line.split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn ctr_user_pull_push_and_anonymous_public_pull() {
     let ar = AuthRegistry::start("token", None);
@@ -56,7 +43,7 @@ fn ctr_user_pull_push_and_anonymous_public_pull() {
         .ctr()
         .args(["images", "pull", "--plain-http", "--user", &alice])
         .arg(&private));
-    assert_eq!(local_digest(&ctrd, &private), digest);
+    assert_eq!(ctrd.image_digest(&private), digest);
     let grants = statuses(&ar.reg, "POST", "/token");
     assert!(
         grants.contains(&200),
@@ -98,7 +85,7 @@ fn ctr_user_pull_push_and_anonymous_public_pull() {
         .ctr()
         .args(["images", "pull", "--plain-http"])
         .arg(&public));
-    assert_eq!(local_digest(&ctrd, &public), digest);
+    assert_eq!(ctrd.image_digest(&public), digest);
     let resolved = statuses(&ar.reg, "HEAD", &format!("/v2/{PUBLIC}/ctr/manifests/v1"));
     assert_eq!(resolved.last(), Some(&200), "{resolved:?}");
 }

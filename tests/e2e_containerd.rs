@@ -23,19 +23,6 @@ fn remote_digest(reg: &Registry, repo_tag: &str) -> String {
     cmd::sha256_digest(raw.as_bytes())
 }
 
-/// The digest `ctr images ls` records for `name`.
-fn local_digest(ctrd: &Containerd, name: &str) -> String {
-    let listing = run(ctrd.ctr().args(["images", "ls"]));
-    let line = listing
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{listing}"));
-    line.split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .unwrap()
-        .to_string()
-}
-
 fn assert_all_blobs_fetched(ctrd: &Containerd, layout: &std::path::Path, digest: &str) {
     let content = run(ctrd.ctr().args(["content", "ls", "-q"]));
     let manifest: serde_json::Value =
@@ -74,7 +61,7 @@ fn ctr_pull_push_and_mirror() {
         .ctr()
         .args(["images", "pull", "--plain-http"])
         .arg(&name));
-    assert_eq!(local_digest(&ctrd, &name), digest);
+    assert_eq!(ctrd.image_digest(&name), digest);
     assert_all_blobs_fetched(&ctrd, &image.layout, &digest);
 
     // Push under another repository name: containerd mounts the blobs from e2e/ctr.
@@ -112,6 +99,6 @@ fn ctr_pull_push_and_mirror() {
         "the mirror pull never reached the registry"
     );
     let mirrored_digest = mirrored.manifest_digest();
-    assert_eq!(local_digest(&ctrd, upstream_name), mirrored_digest);
+    assert_eq!(ctrd.image_digest(upstream_name), mirrored_digest);
     assert_all_blobs_fetched(&ctrd, &mirrored.layout, &mirrored_digest);
 }

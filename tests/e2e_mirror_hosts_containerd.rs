@@ -67,19 +67,6 @@ fn pull(ctrd: &Containerd, hosts: &Path, name: &str) -> String {
     all
 }
 
-/// The digest `ctr images ls` records for `name`.
-fn local_digest(ctrd: &Containerd, name: &str) -> String {
-    let listing = run(ctrd.ctr().args(["images", "ls"]));
-    let line = listing
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{listing}"));
-    line.split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .unwrap()
-        .to_string()
-}
-
 /// berth's access log lines for reads (HEAD, GET) of a manifest path; the log has the path,
 /// not the query.
 fn manifest_reads<'a>(log: &'a str, path: &str) -> Vec<&'a str> {
@@ -127,7 +114,7 @@ fn each_namespace_pulls_its_own_image() {
             dump.contains(&format!("/manifests/1?ns={ns} ")),
             "containerd did not send ?ns={ns} for {name}:\n{dump}"
         );
-        assert_eq!(local_digest(&ctrd, name), image.manifest_digest(), "{name}");
+        assert_eq!(ctrd.image_digest(name), image.manifest_digest(), "{name}");
     }
     // Nothing else could have answered (the upstreams are out of reach), and berth did.
     let log = reg.log_text();
@@ -171,7 +158,7 @@ fn an_unmirrored_registry_falls_back_to_its_server() {
     let ctrd = Containerd::start(&work.path().join("ctrd"));
     let name = "example.invalid/x/app:1";
     pull(&ctrd, &hosts, name);
-    assert_eq!(local_digest(&ctrd, name), real.manifest_digest());
+    assert_eq!(ctrd.image_digest(name), real.manifest_digest());
     let log = reg.log_text();
     let asked = manifest_reads(&log, "/v2/x/app/manifests/1");
     assert!(!asked.is_empty(), "containerd never asked berth");
@@ -195,7 +182,7 @@ fn an_unmirrored_registry_falls_back_to_its_server() {
     point_server_at(&hosts2.join("example.invalid/hosts.toml"), &origin);
     run(ctrd.ctr().args(["images", "rm", name]));
     pull(&ctrd, &hosts2, name);
-    assert_eq!(local_digest(&ctrd, name), real.manifest_digest());
+    assert_eq!(ctrd.image_digest(name), real.manifest_digest());
 }
 
 /// Replaces the generated `server` (https://example.invalid) with `origin`, over plain HTTP.
@@ -235,7 +222,7 @@ fn over_tls_containerd_trusts_the_ca_copy() {
     let ctrd = Containerd::start(&work.path().join("ctrd"));
     let name = "docker.io/library/bbtls:1";
     pull(&ctrd, &hosts, name);
-    assert_eq!(local_digest(&ctrd, name), image.manifest_digest());
+    assert_eq!(ctrd.image_digest(name), image.manifest_digest());
 }
 
 /// containerd 2.1+ probes an `http://` host that has a `dial_timeout` with a TLS handshake

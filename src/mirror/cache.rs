@@ -135,11 +135,16 @@ impl Mirrors {
                 ))),
             };
         }
-        let fetched = self
-            .fetch_manifest(
-                store, mirror, &upstream, local, remote, reference, max_bytes,
-            )
-            .await;
+        let fetch = ManifestFetch {
+            store,
+            mirror,
+            upstream: &upstream,
+            local,
+            remote,
+            reference,
+            max_bytes,
+        };
+        let fetched = self.fetch_manifest(&fetch).await;
         match (fetched, stored) {
             (Ok(m), _) => Ok(Some(m)),
             (Err(MirrorError::NotFound), stored) => Ok(stored),
@@ -179,18 +184,8 @@ impl Mirrors {
     }
 
     /// Fetches, verifies and stores a manifest; concurrent calls for the same one share it.
-    #[allow(clippy::too_many_arguments)]
-    async fn fetch_manifest(
-        &self,
-        store: &Store,
-        mirror: &Arc<Mirror>,
-        upstream: &Arc<Upstream>,
-        local: &str,
-        remote: &str,
-        reference: &ManifestRef,
-        max_bytes: usize,
-    ) -> Result<StoredManifest, MirrorError> {
-        let key = format!("{local}@{}", reference_text(reference));
+    async fn fetch_manifest(&self, f: &ManifestFetch<'_>) -> Result<StoredManifest, MirrorError> {
+        let key = format!("{}@{}", f.local, reference_text(f.reference));
         let cell: Shared = {
             let mut map = self
                 .manifests
@@ -200,18 +195,7 @@ impl Mirrors {
             map.entry(key.clone()).or_default().clone()
         };
         let result = cell
-            .get_or_init(|| {
-                fetch_manifest_once(
-                    &self.manifests_stored,
-                    store,
-                    mirror,
-                    upstream,
-                    local,
-                    remote,
-                    reference,
-                    max_bytes,
-                )
-            })
+            .get_or_init(|| f.run(&self.manifests_stored))
             .await
             .clone();
         let mut map = self
@@ -317,98 +301,114 @@ impl FlightReport for MirrorStats {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn fetch_manifest_once(
-    stored: &std::sync::atomic::AtomicU64,
-    store: &Store,
-    mirror: &Arc<Mirror>,
-    upstream: &Arc<Upstream>,
-    local: &str,
-    remote: &str,
-    reference: &ManifestRef,
+/// One manifest to fetch: from where, into which repository.
+struct ManifestFetch<'a> {
+    store: &'a Store,
+    mirror: &'a Arc<Mirror>,
+    upstream: &'a Arc<Upstream>,
+    local: &'a str,
+    remote: &'a str,
+    reference: &'a ManifestRef,
     max_bytes: usize,
-) -> Result<StoredManifest, MirrorError> {
-    let stats = &mirror.stats;
-    MirrorStats::add(&stats.upstream_requests, 1);
-    let fetched = match upstream
-        .manifest(remote, &reference_text(reference), false, max_bytes)
-        .await
-    {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(MirrorError::NotFound),
-        Err(e) => {
+}
+
+impl ManifestFetch<'_> {
+    /// Fetches, verifies and stores the manifest; counts it in `stored`.
+    async fn run(
+        &self,
+        stored: &std::sync::atomic::AtomicU64,
+    ) -> Result<StoredManifest, MirrorError> {
+        let ManifestFetch {
+            store,
+            mirror,
+            upstream,
+            local,
+            remote,
+            reference,
+            max_bytes,
+        } = *self;
+        let stats = &mirror.stats;
+        MirrorStats::add(&stats.upstream_requests, 1);
+        let fetched = match upstream
+            .manifest(remote, &reference_text(reference), false, max_bytes)
+            .await
+        {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(MirrorError::NotFound),
+            Err(e) => {
+                MirrorStats::add(&stats.upstream_failures, 1);
+                return Err(MirrorError::Upstream {
+                    upstream: upstream.base().to_owned(),
+                    outage: e.is_outage(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let invalid = |reason: String| {
             MirrorStats::add(&stats.upstream_failures, 1);
-            return Err(MirrorError::Upstream {
+            MirrorError::Invalid {
                 upstream: upstream.base().to_owned(),
-                outage: e.is_outage(),
-                reason: e.to_string(),
-            });
+                reason,
+            }
+        };
+        let algorithm = match reference {
+            ManifestRef::Digest(d) => d.algorithm(),
+            ManifestRef::Tag(_) => Algorithm::Sha256,
+        };
+        let digest = Digest::of(algorithm, &fetched.body);
+        if let ManifestRef::Digest(expected) = reference {
+            if *expected != digest {
+                return Err(invalid(format!(
+                    "its bytes hash to {digest}, not {expected}"
+                )));
+            }
         }
-    };
-    let invalid = |reason: String| {
-        MirrorStats::add(&stats.upstream_failures, 1);
-        MirrorError::Invalid {
-            upstream: upstream.base().to_owned(),
-            reason,
+        if let Some(claimed) = &fetched.digest {
+            if *claimed != Digest::of(claimed.algorithm(), &fetched.body) {
+                return Err(invalid(format!(
+                    "its bytes do not match its Docker-Content-Digest {claimed}"
+                )));
+            }
         }
-    };
-    let algorithm = match reference {
-        ManifestRef::Digest(d) => d.algorithm(),
-        ManifestRef::Tag(_) => Algorithm::Sha256,
-    };
-    let digest = Digest::of(algorithm, &fetched.body);
-    if let ManifestRef::Digest(expected) = reference {
-        if *expected != digest {
-            return Err(invalid(format!(
-                "its bytes hash to {digest}, not {expected}"
-            )));
+        let parsed = manifest::parse(&fetched.body, Some(&fetched.media_type))
+            .map_err(|e| invalid(e.to_string()))?;
+        let tags = match reference {
+            ManifestRef::Tag(t) => vec![t.clone()],
+            ManifestRef::Digest(_) => Vec::new(),
+        };
+        let put = ManifestPut {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            body: fetched.body.to_vec(),
+            tags,
+            references: parsed.references,
+            subject: parsed.subject,
+            artifact_type: parsed.artifact_type,
+            annotations: parsed.annotations,
+        };
+        {
+            let store = store.clone();
+            let local = local.to_owned();
+            blocking(move || store.put_cached_manifest(&local, &put)).await?;
         }
-    }
-    if let Some(claimed) = &fetched.digest {
-        if *claimed != Digest::of(claimed.algorithm(), &fetched.body) {
-            return Err(invalid(format!(
-                "its bytes do not match its Docker-Content-Digest {claimed}"
-            )));
+        if let ManifestRef::Tag(t) = reference {
+            mirror.confirmed(local, t);
         }
+        stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            target: "berth::mirror",
+            upstream = upstream.base(),
+            repository = local,
+            reference = %reference_text(reference),
+            digest = %digest,
+            "manifest fetched"
+        );
+        Ok(StoredManifest {
+            digest,
+            media_type: parsed.media_type,
+            body: fetched.body,
+        })
     }
-    let parsed = manifest::parse(&fetched.body, Some(&fetched.media_type))
-        .map_err(|e| invalid(e.to_string()))?;
-    let tags = match reference {
-        ManifestRef::Tag(t) => vec![t.clone()],
-        ManifestRef::Digest(_) => Vec::new(),
-    };
-    let put = ManifestPut {
-        digest: digest.clone(),
-        media_type: parsed.media_type.clone(),
-        body: fetched.body.to_vec(),
-        tags,
-        references: parsed.references,
-        subject: parsed.subject,
-        artifact_type: parsed.artifact_type,
-        annotations: parsed.annotations,
-    };
-    {
-        let store = store.clone();
-        let local = local.to_owned();
-        blocking(move || store.put_cached_manifest(&local, &put)).await?;
-    }
-    if let ManifestRef::Tag(t) = reference {
-        mirror.confirmed(local, t);
-    }
-    stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(
-        target: "berth::mirror",
-        upstream = upstream.base(),
-        repository = local,
-        reference = %reference_text(reference),
-        digest = %digest,
-        "manifest fetched"
-    );
-    Ok(StoredManifest {
-        digest,
-        media_type: parsed.media_type,
-        body: fetched.body,
-    })
 }
 
 fn reference_text(reference: &ManifestRef) -> String {

@@ -82,6 +82,19 @@ impl Containerd {
         c
     }
 
+    /// The manifest digest `ctr images ls` records for the image `name`.
+    pub fn image_digest(&self, name: &str) -> String {
+        let listing = cmd::run(self.ctr().args(["images", "ls"]));
+        let line = listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{listing}"));
+        line.split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .unwrap()
+            .to_string()
+    }
+
     /// Makes `upstream` (e.g. `docker.io`, served by `server`) resolve through `mirror`
     /// (`http://host:port`); nothing but loopback is reachable here, so only the mirror can answer.
     pub fn add_mirror(&self, upstream: &str, server: &str, mirror: &str) {
