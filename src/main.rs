@@ -1,6 +1,7 @@
 //! `berth` command line: `serve` parses settings, sets up logging, binds and serves until
 //! SIGTERM/SIGINT; `gc` and `verify` run one job, `user`, `project`, `member`, `robot`,
 //! `immutable` and `audit` change or show the access model (see `berth::cli`).
+//! `cert` makes a private CA and the certificate of berth's own TLS listener.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,10 @@ fn main() -> ExitCode {
         Command::Verify(cmd) => {
             init_command_logging();
             berth::cli::verify(&cmd)
+        }
+        Command::Cert(cmd) => {
+            init_command_logging();
+            berth::cli::cert::run(&cmd)
         }
         Command::User(c) => auth_main(AuthCommand::User(c)),
         Command::Project(c) => auth_main(AuthCommand::Project(c)),
