@@ -14,6 +14,7 @@
 //! - [`config`]: command line, environment and TOML settings.
 //! - [`maintenance`]: garbage collection and scrubs of a serving registry, one at a time.
 //! - [`metrics`]: Prometheus counters for `/metrics`.
+//! - [`tlsgen`]: berth's own CA and server certificates (`berth cert`), expiry facts; no HTTP.
 
 pub mod api;
 pub mod auth;
@@ -25,3 +26,4 @@ pub mod mirror;
 pub mod oci;
 pub mod server;
 pub mod storage;
+pub mod tlsgen;

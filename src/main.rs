@@ -1,7 +1,8 @@
 //! `berth` command line: `serve` parses settings, sets up logging, binds and serves until
 //! SIGTERM/SIGINT; `gc` and `verify` run one job, `user`, `project`, `member`, `robot`,
 //! `immutable` and `audit` change or show the access model, `hosts-toml` writes containerd's
-//! mirror settings (see `berth::cli`).
+//! mirror settings, `cert` makes a private CA and the certificate of berth's own TLS listener
+//! (see `berth::cli`).
 
 use std::process::ExitCode;
 
@@ -20,6 +21,10 @@ fn main() -> ExitCode {
         Command::Verify(cmd) => {
             init_command_logging();
             berth::cli::verify(&cmd)
+        }
+        Command::Cert(cmd) => {
+            init_command_logging();
+            berth::cli::cert::run(&cmd)
         }
         Command::User(c) => auth_main(AuthCommand::User(c)),
         Command::Project(c) => auth_main(AuthCommand::Project(c)),

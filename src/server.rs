@@ -81,6 +81,7 @@ where
     F: Future<Output = ()>,
 {
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let cert_expiry = config.tls.as_ref().and_then(tls::watch_expiry);
     let mirrors = Arc::new(Mirrors::new(&config.mirrors).map_err(ServerError::Mirror)?);
     let (data, options) = (config.data.clone(), config.store.clone());
     // Store::open creates the directory itself, syncing each new name into its parent.
@@ -116,7 +117,7 @@ where
     ));
     serve(listener, shutdown, registry, &config.server, tls).await;
     scheduled.abort();
-    for task in [robots, evictor].into_iter().flatten() {
+    for task in [robots, evictor, cert_expiry].into_iter().flatten() {
         task.abort();
     }
     if let Some(job) = maintenance.running() {

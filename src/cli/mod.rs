@@ -2,17 +2,20 @@
 //! ask a running registry to run one, and print the report (text, or JSON with `--json`).
 //! `auth` runs the access model's commands (`berth user`, `project`, `member`, `robot`,
 //! `immutable`, `audit`) on a stopped data directory; `hosts_toml` writes containerd's mirror
-//! settings (`berth hosts-toml`).
+//! settings (`berth hosts-toml`); `cert` makes berth's own CA and server certificate and prints
+//! how clients trust it.
 //!
 //! Exit codes: 0 done (and, for verify, nothing damaged), 1 verify found damage, 2 bad flags
 //! or settings, 3 the job could not run or failed (a locked directory, an I/O error, a
 //! refusal from the registry, a file that exists without `--force`).
 //!
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
-//! (bar or lines on stderr), `render` (text reports).
+//! (bar or lines on stderr), `render` (text reports), `cert_render` (`berth cert`'s printout).
 
 pub mod auth;
 mod auth_render;
+pub mod cert;
+mod cert_render;
 pub mod hosts_toml;
 mod local;
 pub mod progress;
@@ -60,6 +63,8 @@ pub enum CliError {
     Remote(String),
     #[error("{} already exists; give --force to replace it", .0.display())]
     Exists(PathBuf),
+    #[error("{0}")]
+    Cert(#[from] crate::tlsgen::TlsGenError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -68,6 +73,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::Usage(_) => EXIT_USAGE,
+            CliError::Cert(crate::tlsgen::TlsGenError::BadName(_)) => EXIT_USAGE,
             _ => EXIT_FAILED,
         }
     }

@@ -1,6 +1,7 @@
 //! Flags of `berth gc` and `berth verify`, and how they combine with a settings file; the flags
-//! of `berth hosts-toml`.
+//! of `berth hosts-toml` and `berth cert`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args};
@@ -178,6 +179,42 @@ pub struct HostsTomlCommand {
     pub force: bool,
 }
 
+/// `berth cert`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("names").required(true).multiple(true).args(["host", "ip"])))]
+pub struct CertCommand {
+    /// Data directory: the CA is kept in DIR/tls (ca.crt, ca.key), and so is the server
+    /// certificate unless --out-cert/--out-key say otherwise.
+    #[arg(long, value_name = "DIR", env = "BERTH_DATA")]
+    pub data: PathBuf,
+    /// DNS name clients use for the registry; repeat for more.
+    #[arg(long, value_name = "NAME")]
+    pub host: Vec<String>,
+    /// IP address clients use for the registry; repeat for more.
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Vec<IpAddr>,
+    /// Days the server certificate is valid.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 397,
+        value_parser = clap::value_parser!(u32).range(1..=36500)
+    )]
+    pub days: u32,
+    /// Issue a new server certificate (and key) even if the one there still fits; the CA stays.
+    #[arg(long)]
+    pub renew: bool,
+    /// Where to write the server certificate [default: DIR/tls/server.crt].
+    #[arg(long, value_name = "FILE", requires = "out_key")]
+    pub out_cert: Option<PathBuf>,
+    /// Where to write the server key, mode 0600 [default: DIR/tls/server.key].
+    #[arg(long, value_name = "FILE", requires = "out_cert")]
+    pub out_key: Option<PathBuf>,
+    /// Port the registry listens on, for the printed instructions only.
+    #[arg(long, value_name = "PORT", default_value_t = 5000)]
+    pub port: u16,
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -302,5 +339,19 @@ mod tests {
         };
         assert_eq!(v.target(), Target::Data("/d".into()));
         assert!(v.no_quarantine && v.rate.is_none());
+    }
+
+    #[test]
+    fn cert_needs_a_name_and_both_out_files() {
+        let Command::Cert(c) = parse(&["cert", "--data", "/d", "--ip", "127.0.0.1"]).unwrap()
+        else {
+            panic!("not cert")
+        };
+        assert_eq!((c.days, c.port, c.renew), (397, 5000, false));
+        assert!(c.host.is_empty() && c.out_cert.is_none());
+        assert!(parse(&["cert", "--data", "/d"]).is_err());
+        assert!(parse(&["cert", "--data", "/d", "--host", "h", "--out-cert", "c"]).is_err());
+        assert!(parse(&["cert", "--data", "/d", "--host", "h", "--days", "0"]).is_err());
+        assert!(parse(&["cert", "--data", "/d", "--ip", "localhost"]).is_err());
     }
 }

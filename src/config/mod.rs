@@ -43,6 +43,8 @@ pub enum Command {
     Gc(GcCommand),
     /// Check every record of the store and take damaged blobs out of service.
     Verify(VerifyCommand),
+    /// Make a private CA and a server certificate for --tls-cert/--tls-key; print how to trust it.
+    Cert(commands::CertCommand),
     /// Manage users (system administrators and project members).
     #[command(subcommand)]
     User(auth::UserCommand),

@@ -64,6 +64,21 @@ impl Registry {
             .tempdir()
             .unwrap();
         prepare(&dir.path().join("data"));
+        Self::berth_in(dir, certs, extra)
+    }
+
+    /// berth serving HTTPS with a certificate of its own CA: `make` runs `berth cert` on the
+    /// data directory the server will use and says where the CA, certificate and key are.
+    pub fn start_berth_own_cert(make: impl FnOnce(&Path) -> Certs) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap();
+        let certs = make(&dir.path().join("data"));
+        Self::berth_in(dir, Some(&certs), &[])
+    }
+
+    fn berth_in(dir: tempfile::TempDir, certs: Option<&Certs>, extra: &[&str]) -> Registry {
         let mut reg = Registry {
             host: String::new(),
             kind: Kind::Berth,

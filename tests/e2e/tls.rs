@@ -88,3 +88,21 @@ impl Certs {
         }
     }
 }
+
+impl Certs {
+    /// The files `berth cert --data DATA` writes, with a `--cert-dir` directory at `trust`
+    /// holding only the CA certificate (containers' clients read every `*.crt` in it as a CA,
+    /// and refuse a `*.key` without its `*.cert`).
+    pub fn of_berth(data: &Path, trust: &Path) -> Certs {
+        let tls = data.join("tls");
+        std::fs::create_dir_all(trust).unwrap();
+        std::fs::copy(tls.join("ca.crt"), trust.join("ca.crt")).unwrap();
+        Certs {
+            ca_crt: tls.join("ca.crt"),
+            cert_dir: trust.to_path_buf(),
+            server_crt: tls.join("server.crt"),
+            server_chain: tls.join("server.crt"),
+            server_key: tls.join("server.key"),
+        }
+    }
+}
