@@ -246,7 +246,13 @@ impl Mirrors {
             let store = store.clone();
             let (l, d, ns) = (local.to_owned(), digest.clone(), mirror.config.ns.clone());
             blocking(move || {
-                let held = link_any || store.project_holds(&[RepoGroup::Under(&ns)], &d)?;
+                // Looked up first, because a link is a durable commit (a log record and an
+                // fdatasync) even when it finds nothing, and a miss is on the first byte's path.
+                let held = if link_any {
+                    store.stat(&d)?.is_some()
+                } else {
+                    store.project_holds(&[RepoGroup::Under(&ns)], &d)?
+                };
                 if held {
                     store.link_blob(&l, &d)
                 } else {
