@@ -349,3 +349,34 @@ async fn with_access_control_a_mirror_is_a_project_and_never_links_another_proje
     mirror.stop().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn a_blob_another_repository_holds_is_linked_not_fetched() {
+    let upstream = Server::start().await;
+    let data = b"a layer two images share".to_vec();
+    let digest = upstream.push_blob("library/one", &data).await;
+    assert_eq!(upstream.push_blob("library/two", &data).await, digest);
+    let mirror = mirror_of(upstream.addr, "1h").await;
+    let blob_gets = |t: &str| {
+        metric(
+            t,
+            "berth_http_requests_total{route=\"blob\",status=\"200\"}",
+        )
+    };
+    for repo in ["library/one", "library/two"] {
+        let r = mirror
+            .get(&format!("/v2/{repo}/blobs/{digest}?ns=docker.io"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{repo}: {}", r.text());
+        assert_eq!(&r.body[..], &data[..], "{repo}");
+    }
+    let fetched = blob_gets(&upstream.get("/metrics").await.text());
+    assert_eq!(fetched, 1, "the second repository's read went upstream");
+    let text = mirror.get("/metrics").await.text();
+    assert!(
+        metric(&text, "berth_mirror_hits_total{ns=\"docker.io\"}") >= 1,
+        "{text}"
+    );
+    mirror.stop().await;
+    upstream.stop().await;
+}

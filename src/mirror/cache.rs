@@ -35,7 +35,7 @@ pub enum MirrorError {
     #[error("{0} is not in the mirror's allow list")]
     NotAllowed(String),
     /// The upstream could not be asked or refused; `outage` when it was unreachable or failing.
-    #[error("upstream {upstream}: {reason}")]
+    #[error("{}", naming(upstream, reason))]
     Upstream {
         upstream: String,
         reason: String,
@@ -51,6 +51,17 @@ pub enum MirrorError {
 impl From<StorageError> for MirrorError {
     fn from(e: StorageError) -> MirrorError {
         MirrorError::Storage(Arc::new(e))
+    }
+}
+
+/// `reason` prefixed with the upstream it is about, unless it already starts that way (the
+/// text of an `UpstreamError` does: `upstream <base>: <request>: …`).
+fn naming(upstream: &str, reason: &str) -> String {
+    let prefix = format!("upstream {upstream}: ");
+    if reason.starts_with(&prefix) {
+        reason.to_owned()
+    } else {
+        format!("{prefix}{reason}")
     }
 }
 
@@ -228,7 +239,13 @@ impl Mirrors {
             let store = store.clone();
             let (l, d, ns) = (local.to_owned(), digest.clone(), mirror.config.ns.clone());
             blocking(move || {
-                let held = link_any || store.project_holds(&[RepoGroup::Under(&ns)], &d)?;
+                // Looked up first, because a link is a durable commit (a log record and an
+                // fdatasync) even when it finds nothing, and a miss is on the first byte's path.
+                let held = if link_any {
+                    store.stat(&d)?.is_some()
+                } else {
+                    store.project_holds(&[RepoGroup::Under(&ns)], &d)?
+                };
                 if held {
                     store.link_blob(&l, &d)
                 } else {
@@ -422,5 +439,27 @@ fn to_store_ref(reference: &ManifestRef) -> Reference {
     match reference {
         ManifestRef::Tag(t) => Reference::Tag(t.clone()),
         ManifestRef::Digest(d) => Reference::Digest(d.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_error_names_its_upstream_once() {
+        let e = |reason: &str| MirrorError::Upstream {
+            upstream: "http://up:5000".into(),
+            reason: reason.into(),
+            outage: false,
+        };
+        assert_eq!(
+            e("upstream http://up:5000: GET /v2/a/manifests/1: 401").to_string(),
+            "upstream http://up:5000: GET /v2/a/manifests/1: 401"
+        );
+        assert_eq!(
+            e("the upstream sent 3 of 9 bytes").to_string(),
+            "upstream http://up:5000: the upstream sent 3 of 9 bytes"
+        );
     }
 }

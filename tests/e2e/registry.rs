@@ -39,6 +39,9 @@ pub struct Registry {
     dir: tempfile::TempDir,
     /// More `berth serve` flags (access control, for one).
     extra: Vec<String>,
+    /// 5xx statuses the scenario provokes on purpose (a mirror answering 502 for a failing
+    /// upstream); any other still fails it.
+    expected_5xx: Vec<u16>,
 }
 
 impl Registry {
@@ -59,10 +62,42 @@ impl Registry {
         extra: &[&str],
         prepare: impl FnOnce(&Path),
     ) -> Registry {
+        Self::start_berth_in(
+            tempfile::Builder::new()
+                .prefix("berth-e2e-")
+                .tempdir()
+                .unwrap(),
+            certs,
+            extra,
+            prepare,
+        )
+    }
+
+    /// berth over plain HTTP reading `settings` as its TOML settings file (`--config`), for
+    /// what only the file can say (`[[mirror]]` tables).
+    pub fn start_berth_settings(settings: &str) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
             .unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, settings).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        Self::start_berth_in(dir, None, &["--config", &path], |_| {})
+    }
+
+    /// CNCF distribution (Debian `docker-registry`) over plain HTTP, whatever
+    /// `BERTH_E2E_SERVER` says: for scenarios that need it beside berth.
+    pub fn start_distribution() -> Registry {
+        Self::launch_kind(None, Kind::Distribution)
+    }
+
+    fn start_berth_in(
+        dir: tempfile::TempDir,
+        certs: Option<&Certs>,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Registry {
         prepare(&dir.path().join("data"));
         Self::berth_in(dir, certs, extra)
     }
@@ -88,6 +123,7 @@ impl Registry {
             log: dir.path().join("server.log"),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            expected_5xx: Vec::new(),
         };
         for _ in 0..5 {
             if reg.spawn_on(&format!("127.0.0.1:{}", free_port()), false) {
@@ -103,6 +139,17 @@ impl Registry {
     }
 
     fn launch(certs: Option<&Certs>) -> Registry {
+        let external = std::env::var("BERTH_E2E_REGISTRY").ok();
+        let kind = match (&external, std::env::var("BERTH_E2E_SERVER").as_deref()) {
+            (Some(_), _) => Kind::External,
+            (None, Ok("distribution")) => Kind::Distribution,
+            (None, Ok("berth") | Err(_)) => Kind::Berth,
+            (None, Ok(other)) => panic!("BERTH_E2E_SERVER={other}: expected berth or distribution"),
+        };
+        Self::launch_kind(certs, kind)
+    }
+
+    fn launch_kind(certs: Option<&Certs>, kind: Kind) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -110,12 +157,9 @@ impl Registry {
         let log = dir.path().join("server.log");
         let ca = certs.map(|c| c.ca_crt.clone());
         let tls = certs.map(|c| (c.server_chain.clone(), c.server_key.clone()));
-        let external = std::env::var("BERTH_E2E_REGISTRY").ok();
-        let kind = match (&external, std::env::var("BERTH_E2E_SERVER").as_deref()) {
-            (Some(_), _) => Kind::External,
-            (None, Ok("distribution")) => Kind::Distribution,
-            (None, Ok("berth") | Err(_)) => Kind::Berth,
-            (None, Ok(other)) => panic!("BERTH_E2E_SERVER={other}: expected berth or distribution"),
+        let external = match kind {
+            Kind::External => std::env::var("BERTH_E2E_REGISTRY").ok(),
+            _ => None,
         };
         let mut reg = Registry {
             host: external.clone().unwrap_or_default(),
@@ -126,6 +170,7 @@ impl Registry {
             log,
             dir,
             extra: Vec::new(),
+            expected_5xx: Vec::new(),
         };
         if external.is_some() {
             assert!(
@@ -317,11 +362,42 @@ impl Registry {
         self.dir.path()
     }
 
-    fn stop(&mut self) {
+    /// Kills the server (an upstream going away); its log stays readable and is still
+    /// checked for server errors when the registry is dropped.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Lets the log hold answers with this 5xx status without failing the scenario: for a
+    /// registry the scenario makes fail on purpose.
+    pub fn expect_server_status(&mut self, status: u16) {
+        assert!(
+            (500..600).contains(&status),
+            "{status} is not a server error"
+        );
+        self.expected_5xx.push(status);
+    }
+
+    /// The value of one series (name and labels exactly as printed) in `GET /metrics`; 0 when
+    /// the series is absent (a counter not yet incremented).
+    pub fn metric(&self, series: &str) -> u64 {
+        let (status, text) = self.request("GET", "/metrics", &[]);
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text.lines()
+            .find_map(|l| {
+                let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+                Some(
+                    value
+                        .trim()
+                        .parse::<f64>()
+                        .unwrap_or_else(|e| panic!("{series}: {value:?}: {e}"))
+                        as u64,
+                )
+            })
+            .unwrap_or(0)
     }
 }
 
@@ -342,7 +418,10 @@ impl Drop for Registry {
         let log = self.log_text();
         let bad: Vec<&str> = log
             .lines()
-            .filter(|l| server_error(l) || l.contains("panicked"))
+            .filter(|l| {
+                server_error(l).is_some_and(|s| !self.expected_5xx.contains(&s))
+                    || l.contains("panicked")
+            })
             .collect();
         assert!(
             bad.is_empty(),
@@ -352,12 +431,15 @@ impl Drop for Registry {
     }
 }
 
-/// A request log line with a 5xx status (`status=5xx` in berth's log,
-/// `http.response.status=5xx` in distribution's).
-fn server_error(line: &str) -> bool {
-    line.match_indices("status=").any(|(i, m)| {
+/// The 5xx status of a request log line (`status=5xx` in berth's log,
+/// `http.response.status=5xx` in distribution's), if it has one.
+fn server_error(line: &str) -> Option<u16> {
+    line.match_indices("status=").find_map(|(i, m)| {
         let code = &line[i + m.len()..];
-        code.len() >= 3 && code.starts_with('5') && code[..3].bytes().all(|b| b.is_ascii_digit())
+        let ok = code.len() >= 3
+            && code.starts_with('5')
+            && code[..3].bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| code[..3].parse().unwrap())
     })
 }
 
