@@ -26,6 +26,18 @@ fn main() -> ExitCode {
         Command::Robot(c) => auth_main(AuthCommand::Robot(c)),
         Command::Immutable(c) => auth_main(AuthCommand::Immutable(c)),
         Command::Audit(c) => auth_main(AuthCommand::Audit(c)),
+        Command::Export(c) => {
+            init_command_logging();
+            berth::cli::bundle::export(&c)
+        }
+        Command::Import(c) => {
+            init_command_logging();
+            berth::cli::bundle::import(&c)
+        }
+        Command::Inventory(c) => {
+            init_command_logging();
+            berth::cli::bundle::inventory(&c)
+        }
     }
 }
 

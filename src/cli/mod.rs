@@ -8,14 +8,20 @@
 //! refusal from the registry).
 //!
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
-//! (bar or lines on stderr), `render` (text reports).
+//! (bar or lines on stderr), `render` (text reports). `bundle` runs `berth export`, `import` and
+//! `inventory`, writing through `split` and showing `transfer` progress; `registry` is their
+//! distribution API client for `--url`.
 
 pub mod auth;
 mod auth_render;
+pub mod bundle;
 mod local;
 pub mod progress;
+mod registry;
 pub mod remote;
 pub mod render;
+mod split;
+pub mod transfer;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -52,6 +58,8 @@ pub enum CliError {
     NotAStore(PathBuf),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Bundle(#[from] crate::bundle::BundleError),
     #[error("{0}")]
     Auth(crate::auth::error::AuthError),
     #[error("{0}")]

@@ -24,7 +24,7 @@ use crate::api::{AdminAccess, Limits, Policy};
 use crate::mirror::config::{MirrorSettings, MirrorTable};
 use crate::storage::{ReadVerification, StoreOptions};
 pub use access::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
-pub use commands::{GcCommand, VerifyCommand};
+pub use commands::{ExportCommand, GcCommand, ImportCommand, InventoryCommand, VerifyCommand};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 use units::ByteRate;
 
@@ -60,6 +60,12 @@ pub enum Command {
     Immutable(auth::ImmutableCommand),
     /// Show the audit trail.
     Audit(auth::AuditCommand),
+    /// Write images to a bundle for an air-gapped transfer.
+    Export(ExportCommand),
+    /// Read bundles, OCI layouts and docker-archives into the registry.
+    Import(ImportCommand),
+    /// List the blobs and manifests held, for `berth export --have`.
+    Inventory(InventoryCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

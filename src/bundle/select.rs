@@ -1,0 +1,197 @@
+//! What a list of references means in a store: the manifests (each index with every child, each
+//! manifest with its referrers: signatures, SBOMs) and the blobs they name, each once, children
+//! before the indexes that list them. Only the index is read; no blob byte is.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::storage::gc::glob_match;
+use crate::storage::{Reference, Store};
+
+use super::error::BundleError;
+use super::refs::RefSpec;
+
+/// Repositories and tags are listed this many at a time.
+const PAGE: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedManifest {
+    pub repo: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `repo:tag` / `repo@digest` -> manifest.
+    pub refs: BTreeMap<String, Digest>,
+    /// Children before parents; one entry per repository and digest.
+    pub manifests: Vec<SelectedManifest>,
+    /// Configs and layers in the order first met, each once.
+    pub blobs: Vec<(Digest, u64)>,
+}
+
+impl Selection {
+    /// Every digest the selection names (manifests and blobs).
+    pub fn digests(&self) -> HashSet<Digest> {
+        let m = self.manifests.iter().map(|m| m.digest.clone());
+        m.chain(self.blobs.iter().map(|(d, _)| d.clone())).collect()
+    }
+}
+
+/// Resolves `specs` against `store`. A reference that names nothing is an error: an export
+/// that silently leaves out an image would be found missing only on the far side of the gap.
+pub fn select(store: &Store, specs: &[RefSpec]) -> Result<Selection, BundleError> {
+    let mut walk = Walk {
+        store,
+        sel: Selection::default(),
+        seen: HashSet::new(),
+        blobs_seen: HashSet::new(),
+    };
+    for spec in specs {
+        match spec {
+            RefSpec::Tag { repo, tag } => walk.tag(repo, tag)?,
+            RefSpec::Digest { repo, digest } => {
+                let name = format!("{repo}@{digest}");
+                walk.root(repo, digest, &name)?;
+                walk.sel.refs.insert(name, digest.clone());
+            }
+            RefSpec::Repo(repo) => {
+                if walk.all_tags(repo)? == 0 {
+                    return Err(BundleError::UnknownRef(format!("{repo} (no tags)")));
+                }
+            }
+            RefSpec::Glob(pattern) => {
+                let mut n = 0;
+                for repo in repositories(store)? {
+                    if glob_match(pattern, &repo) {
+                        n += walk.all_tags(&repo)?;
+                    }
+                }
+                if n == 0 {
+                    return Err(BundleError::UnknownRef(format!(
+                        "{pattern} (no tagged repository matches)"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(walk.sel)
+}
+
+/// Every repository of the store.
+pub fn repositories(store: &Store) -> Result<Vec<String>, BundleError> {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let page = store.list_repositories(out.last().map(String::as_str), PAGE)?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Every tag of `repo`.
+pub fn tags(store: &Store, repo: &str) -> Result<Vec<String>, BundleError> {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let Some(page) = store.list_tags(repo, out.last().map(String::as_str), PAGE)? else {
+            return Ok(out);
+        };
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+struct Walk<'s> {
+    store: &'s Store,
+    sel: Selection,
+    seen: HashSet<(String, Digest)>,
+    blobs_seen: HashSet<Digest>,
+}
+
+impl Walk<'_> {
+    fn tag(&mut self, repo: &str, tag: &str) -> Result<(), BundleError> {
+        let name = format!("{repo}:{tag}");
+        let m = self
+            .store
+            .get_manifest(repo, &Reference::Tag(tag.to_owned()))?
+            .ok_or_else(|| BundleError::UnknownRef(name.clone()))?;
+        self.root(repo, &m.digest, &name)?;
+        if let Some(e) = self
+            .sel
+            .manifests
+            .iter_mut()
+            .find(|e| e.repo == repo && e.digest == m.digest)
+        {
+            if !e.tags.iter().any(|t| t == tag) {
+                e.tags.push(tag.to_owned());
+            }
+        }
+        self.sel.refs.insert(name, m.digest);
+        Ok(())
+    }
+
+    fn all_tags(&mut self, repo: &str) -> Result<usize, BundleError> {
+        let tags = tags(self.store, repo)?;
+        for t in &tags {
+            self.tag(repo, t)?;
+        }
+        Ok(tags.len())
+    }
+
+    fn root(&mut self, repo: &str, digest: &Digest, name: &str) -> Result<(), BundleError> {
+        if self
+            .store
+            .get_manifest(repo, &Reference::Digest(digest.clone()))?
+            .is_none()
+        {
+            return Err(BundleError::UnknownRef(name.to_owned()));
+        }
+        self.manifest(repo, digest)
+    }
+
+    /// Post-order: children first, then the manifest, then its referrers.
+    fn manifest(&mut self, repo: &str, digest: &Digest) -> Result<(), BundleError> {
+        if !self.seen.insert((repo.to_owned(), digest.clone())) {
+            return Ok(());
+        }
+        let stored = self
+            .store
+            .get_manifest(repo, &Reference::Digest(digest.clone()))?
+            .ok_or_else(|| BundleError::Missing(format!("{repo}@{digest}: not in the store")))?;
+        let parsed = manifest::parse(&stored.body, Some(&stored.media_type))
+            .map_err(|e| BundleError::format(format!("{repo}@{digest}: {e}")))?;
+        let is_index = parsed.media_type == OCI_INDEX || parsed.media_type == DOCKER_MANIFEST_LIST;
+        for r in &parsed.references {
+            if is_index {
+                self.manifest(repo, r)?;
+            } else if self.blobs_seen.insert(r.clone()) {
+                let info = self.store.stat(r)?.ok_or_else(|| {
+                    BundleError::Missing(format!(
+                        "{repo}@{digest} names blob {r}, not in the store"
+                    ))
+                })?;
+                self.sel.blobs.push((r.clone(), info.size));
+            }
+        }
+        self.sel.manifests.push(SelectedManifest {
+            repo: repo.to_owned(),
+            digest: digest.clone(),
+            media_type: stored.media_type,
+            size: stored.body.len() as u64,
+            tags: Vec::new(),
+        });
+        for referrer in self.store.referrers(repo, digest)? {
+            self.manifest(repo, &referrer.digest)?;
+        }
+        Ok(())
+    }
+}
