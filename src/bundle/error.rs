@@ -33,6 +33,9 @@ pub enum BundleError {
         expected: u64,
         got: u64,
     },
+    /// The tar itself ends or breaks between files.
+    #[error("the tar is cut short or damaged after {after}: {reason}")]
+    CutShort { after: String, reason: String },
     /// The contents manifest does not describe the bundle it heads.
     #[error("the bundle's contents manifest does not match the bundle: {0}")]
     ContentsMismatch(String),

@@ -184,10 +184,17 @@ fn each_tar_entry(
     f: &mut dyn FnMut(Entry<'_>) -> Result<(), BundleError>,
 ) -> Result<(), BundleError> {
     let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries()?.take(n) {
-        let mut entry = entry?;
+    let mut after = String::from("the start");
+    let cut = |after: &str, e: io::Error| BundleError::CutShort {
+        after: after.to_owned(),
+        reason: e.to_string(),
+    };
+    let entries = archive.entries().map_err(|e| cut(&after, e))?;
+    for entry in entries.take(n) {
+        let mut entry = entry.map_err(|e| cut(&after, e))?;
         let ty = entry.header().entry_type();
         let path = normalize(&entry.path()?.to_string_lossy());
+        after.clone_from(&path);
         if ty.is_symlink() || ty.is_hard_link() {
             let target = entry
                 .link_name()?

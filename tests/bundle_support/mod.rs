@@ -188,3 +188,22 @@ pub fn tar_paths(path: &Path) -> Vec<String> {
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect()
 }
+
+/// Copies the tar at `from` to `to`, letting `f` change (or drop, with `None`) each file.
+pub fn rewrite_tar(from: &Path, to: &Path, mut f: impl FnMut(&str, Vec<u8>) -> Option<Vec<u8>>) {
+    let mut a = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut out = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+        if let Some(body) = f(&path, body) {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            out.append_data(&mut h, &path, &body[..]).unwrap();
+        }
+    }
+    out.finish().unwrap();
+}
