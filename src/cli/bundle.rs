@@ -163,7 +163,7 @@ fn run_import(cmd: &ImportCommand) -> Result<(), CliError> {
     let Some(dir) = &cmd.target.data else {
         return registry::import(cmd, &opts);
     };
-    let store = local::open(dir, "import")?;
+    let store = local::open_or_create(dir, "import")?;
     let result = (|| {
         for path in &cmd.paths {
             let mut progress = Transfer::for_stderr("import", 0);
