@@ -22,7 +22,7 @@ fn refuse(store: &Store, bundle: &Path) -> BundleError {
         before,
         "a refused import changed what clients see"
     );
-    let repos = berth::bundle::select::repositories(store).unwrap();
+    let repos = berth::bundle::origin::Origin::repositories(store).unwrap();
     assert!(repos.iter().all(|r| !r.starts_with('_')), "{repos:?}");
     err
 }

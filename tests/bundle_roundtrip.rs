@@ -67,7 +67,7 @@ fn round_trip_between_two_data_dirs_is_identical() {
         b"not exported"
     )));
     // Nothing is left under the staging repository.
-    let repos = berth::bundle::select::repositories(&b).unwrap();
+    let repos = berth::bundle::origin::Origin::repositories(&b).unwrap();
     assert!(repos.iter().all(|r| !r.starts_with('_')), "{repos:?}");
 
     // Importing again writes nothing new and changes nothing.

@@ -9,13 +9,14 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 
 use crate::oci::digest::Digest;
-use crate::storage::{BlobReader, StorageError, Store};
+use crate::storage::{BlobReader, Reference, StorageError};
 
 use super::contents::{
     BlobEntry, Contents, ManifestEntry, CONTENTS_FILE, FORMAT_VERSION, SIGNATURE_FILE,
 };
 use super::error::BundleError;
 use super::layout::{blob_path, Index, IndexEntry, INDEX_FILE, OCI_LAYOUT_BODY, OCI_LAYOUT_FILE};
+use super::origin::Origin;
 use super::select::Selection;
 use super::sign::Signer;
 
@@ -26,11 +27,11 @@ pub fn contents(sel: &Selection, have: &HashSet<Digest>) -> Contents {
     // Only `ship` decides: a manifest in two repositories is in the tar once.
     let mut manifests = Vec::with_capacity(sel.manifests.len());
     let mut blobs = Vec::with_capacity(sel.blobs.len());
-    for (d, size) in &sel.blobs {
+    for b in &sel.blobs {
         blobs.push(BlobEntry {
-            digest: d.clone(),
-            size: *size,
-            shipped: ship(d),
+            digest: b.digest.clone(),
+            size: b.size,
+            shipped: ship(&b.digest),
         });
     }
     for m in &sel.manifests {
@@ -66,7 +67,7 @@ pub fn index(sel: &Selection) -> Index {
 
 /// Streams the bundle of `sel` into `out`; `progress` hears the blob bytes written so far.
 pub fn write<W: Write>(
-    store: &Store,
+    store: &dyn Origin,
     sel: &Selection,
     have: &HashSet<Digest>,
     signer: Option<&Signer>,
@@ -87,27 +88,33 @@ pub fn write<W: Write>(
     }
     put(&mut tar, OCI_LAYOUT_FILE, OCI_LAYOUT_BODY)?;
     let mut written = 0u64;
-    let shipped_blobs = contents.blobs.iter().filter(|b| b.shipped);
-    let shipped_manifests = contents.manifests.iter().filter(|m| m.shipped);
-    let files = shipped_blobs
-        .map(|b| (&b.digest, b.size))
-        .chain(shipped_manifests.map(|m| (&m.digest, m.size)));
-    for (digest, size) in files {
-        let blob = store
-            .get(digest)?
-            .ok_or_else(|| BundleError::Missing(format!("blob {digest} left the store")))?;
-        if blob.size != size {
+    for b in contents.blobs.iter().filter(|b| b.shipped) {
+        let repo = sel
+            .blobs
+            .iter()
+            .find(|s| s.digest == b.digest)
+            .map_or("", |s| s.repo.as_str());
+        let reader = Exact {
+            inner: store.open_blob(repo, &b.digest)?,
+            left: b.size,
+        };
+        tar.append_data(&mut header(b.size), blob_path(&b.digest), reader)?;
+        written += b.size;
+        progress(written);
+    }
+    for m in contents.manifests.iter().filter(|m| m.shipped) {
+        let body = store
+            .manifest(&m.repository, &Reference::Digest(m.digest.clone()))?
+            .ok_or_else(|| BundleError::Missing(format!("manifest {} went away", m.digest)))?
+            .body;
+        if body.len() as u64 != m.size {
             return Err(BundleError::Missing(format!(
-                "blob {digest} changed size in the store"
+                "manifest {} changed size",
+                m.digest
             )));
         }
-        let mut header = header(size);
-        let reader = Exact {
-            inner: BlobRead::new(blob.reader()),
-            left: size,
-        };
-        tar.append_data(&mut header, blob_path(digest), reader)?;
-        written += size;
+        put(&mut tar, &blob_path(&m.digest), &body)?;
+        written += m.size;
         progress(written);
     }
     let index_json = serde_json::to_vec_pretty(&index(sel))

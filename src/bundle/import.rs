@@ -17,6 +17,7 @@ use super::docker::{self, Files, MANIFEST_FILE};
 use super::error::BundleError;
 use super::layout::{blob_path, digest_of_path, Index, INDEX_FILE, OCI_LAYOUT_FILE};
 use super::names::{target, RepoOverride};
+pub use super::publish::Published;
 use super::publish::{self, Planned};
 use super::sign::Verifier;
 use super::source::{Entry, Input};
@@ -44,6 +45,8 @@ pub struct ImportReport {
     /// Blobs the store already held: their bytes were read past, not written.
     pub blobs_present: u64,
     pub bytes_present: u64,
+    /// Every manifest put, children before the indexes that list them.
+    pub published: Vec<Published>,
 }
 
 /// Imports `path` into `store`; `progress(read, total)` hears the input bytes read so far.
@@ -84,6 +87,7 @@ pub fn import(
     } = reading;
     staging.finish()?;
     report.manifests = ready.len();
+    report.published = ready.iter().map(publish::Ready::published).collect();
     report.images = ready
         .iter()
         .filter(|r| r.is_tagged())

@@ -1,40 +1,37 @@
-//! `inventory`: what a data directory holds, as the have-list an incremental export reads.
+//! `inventory`: what a data directory (or registry) holds, as the have-list an incremental
+//! export reads.
 
-use crate::oci::digest::Digest;
-use crate::storage::Store;
+use std::collections::BTreeSet;
 
 use super::contents::{Inventory, InventoryManifest, FORMAT_VERSION};
 use super::error::BundleError;
+use super::origin::Origin;
 use super::refs::RefSpec;
-use super::select::{repositories, select};
+use super::select::select;
 
-const PAGE: usize = 1000;
-
-/// Every blob of the store (manifest bodies included) and every manifest reachable from a tag.
-pub fn inventory(store: &Store) -> Result<Inventory, BundleError> {
-    let mut blobs: Vec<Digest> = Vec::new();
-    loop {
-        let page = store.list_blobs(blobs.last(), PAGE)?;
-        let done = page.len() < PAGE;
-        blobs.extend(page.into_iter().map(|b| b.digest));
-        if done {
-            break;
-        }
-    }
+/// Every blob held (manifest bodies included; through the API, every blob a tagged manifest
+/// names) and every manifest reachable from a tag.
+pub fn inventory(origin: &dyn Origin) -> Result<Inventory, BundleError> {
+    let mut named = BTreeSet::new();
     let mut manifests = Vec::new();
-    for repo in repositories(store)? {
+    for repo in origin.repositories()? {
         // A repository with no tags (only links, or a staging leftover) has nothing to select.
-        let sel = match select(store, &[RefSpec::Repo(repo)]) {
+        let sel = match select(origin, &[RefSpec::Repo(repo)]) {
             Ok(sel) => sel,
             Err(BundleError::UnknownRef(_)) => continue,
             Err(e) => return Err(e),
         };
+        named.extend(sel.digests());
         manifests.extend(sel.manifests.into_iter().map(|m| InventoryManifest {
             repository: m.repo,
             digest: m.digest,
             tags: m.tags,
         }));
     }
+    let blobs = match origin.all_blobs()? {
+        Some(all) => all,
+        None => named.into_iter().collect(),
+    };
     Ok(Inventory {
         format: FORMAT_VERSION,
         blobs,

@@ -5,7 +5,8 @@
 //!
 //! Layout:
 //! - `refs`, `names`: image references given to export, and where imported images go.
-//! - `select`: what references mean in a store (index children, referrers), no bytes read.
+//! - `origin`: what an export reads from (a store here; a registry in `cli`).
+//! - `select`: what references mean in an origin (index children, referrers), no bytes read.
 //! - `contents`: the contents manifest `berth-bundle.json` and the have-list of `inventory`.
 //! - `layout`: the OCI image layout's files and `index.json` annotations.
 //! - `export`: streams a selection as a tar; `sign`: ed25519 over the contents manifest.
@@ -22,6 +23,7 @@ pub mod import;
 pub mod inventory;
 pub mod layout;
 pub mod names;
+pub mod origin;
 pub mod publish;
 pub mod refs;
 pub mod select;

@@ -43,6 +43,17 @@ pub fn merge(plan: Vec<Planned>) -> Vec<Planned> {
     out
 }
 
+/// A manifest an import put, as a later push to a registry needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub repo: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub tags: Vec<String>,
+    /// The blobs and child manifests it names.
+    pub references: Vec<Digest>,
+}
+
 /// A manifest checked and ready to put.
 pub struct Ready {
     repo: String,
@@ -57,6 +68,16 @@ impl Ready {
         } else {
             let tags = self.put.tags.iter();
             tags.map(|t| format!("{}:{t}", self.repo)).collect()
+        }
+    }
+
+    pub fn published(&self) -> Published {
+        Published {
+            repo: self.repo.clone(),
+            digest: self.put.digest.clone(),
+            media_type: self.put.media_type.clone(),
+            tags: self.put.tags.clone(),
+            references: self.put.references.clone(),
         }
     }
 

@@ -7,13 +7,11 @@ use std::collections::{BTreeMap, HashSet};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::storage::gc::glob_match;
-use crate::storage::{Reference, Store};
+use crate::storage::Reference;
 
 use super::error::BundleError;
+use super::origin::Origin;
 use super::refs::RefSpec;
-
-/// Repositories and tags are listed this many at a time.
-const PAGE: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectedManifest {
@@ -31,20 +29,29 @@ pub struct Selection {
     /// Children before parents; one entry per repository and digest.
     pub manifests: Vec<SelectedManifest>,
     /// Configs and layers in the order first met, each once.
-    pub blobs: Vec<(Digest, u64)>,
+    pub blobs: Vec<SelectedBlob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// A repository that serves it (the first met).
+    pub repo: String,
 }
 
 impl Selection {
     /// Every digest the selection names (manifests and blobs).
     pub fn digests(&self) -> HashSet<Digest> {
         let m = self.manifests.iter().map(|m| m.digest.clone());
-        m.chain(self.blobs.iter().map(|(d, _)| d.clone())).collect()
+        m.chain(self.blobs.iter().map(|b| b.digest.clone()))
+            .collect()
     }
 }
 
 /// Resolves `specs` against `store`. A reference that names nothing is an error: an export
 /// that silently leaves out an image would be found missing only on the far side of the gap.
-pub fn select(store: &Store, specs: &[RefSpec]) -> Result<Selection, BundleError> {
+pub fn select(store: &dyn Origin, specs: &[RefSpec]) -> Result<Selection, BundleError> {
     let mut walk = Walk {
         store,
         sel: Selection::default(),
@@ -66,7 +73,7 @@ pub fn select(store: &Store, specs: &[RefSpec]) -> Result<Selection, BundleError
             }
             RefSpec::Glob(pattern) => {
                 let mut n = 0;
-                for repo in repositories(store)? {
+                for repo in store.repositories()? {
                     if glob_match(pattern, &repo) {
                         n += walk.all_tags(&repo)?;
                     }
@@ -82,36 +89,8 @@ pub fn select(store: &Store, specs: &[RefSpec]) -> Result<Selection, BundleError
     Ok(walk.sel)
 }
 
-/// Every repository of the store.
-pub fn repositories(store: &Store) -> Result<Vec<String>, BundleError> {
-    let mut out: Vec<String> = Vec::new();
-    loop {
-        let page = store.list_repositories(out.last().map(String::as_str), PAGE)?;
-        let done = page.len() < PAGE;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
-/// Every tag of `repo`.
-pub fn tags(store: &Store, repo: &str) -> Result<Vec<String>, BundleError> {
-    let mut out: Vec<String> = Vec::new();
-    loop {
-        let Some(page) = store.list_tags(repo, out.last().map(String::as_str), PAGE)? else {
-            return Ok(out);
-        };
-        let done = page.len() < PAGE;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
 struct Walk<'s> {
-    store: &'s Store,
+    store: &'s dyn Origin,
     sel: Selection,
     seen: HashSet<(String, Digest)>,
     blobs_seen: HashSet<Digest>,
@@ -122,7 +101,7 @@ impl Walk<'_> {
         let name = format!("{repo}:{tag}");
         let m = self
             .store
-            .get_manifest(repo, &Reference::Tag(tag.to_owned()))?
+            .manifest(repo, &Reference::Tag(tag.to_owned()))?
             .ok_or_else(|| BundleError::UnknownRef(name.clone()))?;
         self.root(repo, &m.digest, &name)?;
         if let Some(e) = self
@@ -140,7 +119,7 @@ impl Walk<'_> {
     }
 
     fn all_tags(&mut self, repo: &str) -> Result<usize, BundleError> {
-        let tags = tags(self.store, repo)?;
+        let tags = self.store.tags(repo)?;
         for t in &tags {
             self.tag(repo, t)?;
         }
@@ -150,7 +129,7 @@ impl Walk<'_> {
     fn root(&mut self, repo: &str, digest: &Digest, name: &str) -> Result<(), BundleError> {
         if self
             .store
-            .get_manifest(repo, &Reference::Digest(digest.clone()))?
+            .manifest(repo, &Reference::Digest(digest.clone()))?
             .is_none()
         {
             return Err(BundleError::UnknownRef(name.to_owned()));
@@ -165,7 +144,7 @@ impl Walk<'_> {
         }
         let stored = self
             .store
-            .get_manifest(repo, &Reference::Digest(digest.clone()))?
+            .manifest(repo, &Reference::Digest(digest.clone()))?
             .ok_or_else(|| BundleError::Missing(format!("{repo}@{digest}: not in the store")))?;
         let parsed = manifest::parse(&stored.body, Some(&stored.media_type))
             .map_err(|e| BundleError::format(format!("{repo}@{digest}: {e}")))?;
@@ -174,12 +153,16 @@ impl Walk<'_> {
             if is_index {
                 self.manifest(repo, r)?;
             } else if self.blobs_seen.insert(r.clone()) {
-                let info = self.store.stat(r)?.ok_or_else(|| {
+                let size = self.store.blob_size(repo, r)?.ok_or_else(|| {
                     BundleError::Missing(format!(
                         "{repo}@{digest} names blob {r}, not in the store"
                     ))
                 })?;
-                self.sel.blobs.push((r.clone(), info.size));
+                self.sel.blobs.push(SelectedBlob {
+                    digest: r.clone(),
+                    size,
+                    repo: repo.to_owned(),
+                });
             }
         }
         self.sel.manifests.push(SelectedManifest {
@@ -190,7 +173,7 @@ impl Walk<'_> {
             tags: Vec::new(),
         });
         for referrer in self.store.referrers(repo, digest)? {
-            self.manifest(repo, &referrer.digest)?;
+            self.manifest(repo, &referrer)?;
         }
         Ok(())
     }

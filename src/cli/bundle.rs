@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use crate::bundle::contents::read_contents;
 use crate::bundle::names::RepoOverride;
+use crate::bundle::origin::Origin;
 use crate::bundle::select::select;
 use crate::bundle::sign::{Signer, Verifier};
 use crate::bundle::{export as write_bundle, import as read_bundle, Inventory, RefSpec};
@@ -17,9 +18,11 @@ use crate::config::units::format_bytes;
 use crate::config::{ExportCommand, ImportCommand, InventoryCommand};
 use crate::oci::digest::Digest;
 
+use super::push;
+use super::registry::Remote;
 use super::split::Output;
 use super::transfer::Transfer;
-use super::{finish, local, registry, CliError};
+use super::{finish, local, CliError};
 
 /// Output buffer: tar headers and blob chunks go out in large writes.
 const OUT_BUFFER: usize = 1 << 20;
@@ -48,59 +51,72 @@ fn run_export(cmd: &ExportCommand) -> Result<(), CliError> {
         .as_deref()
         .map(Signer::from_pem_file)
         .transpose()?;
-    let Some(dir) = &cmd.target.data else {
-        return registry::export(cmd, &specs, &have, signer.as_ref());
-    };
-    let store = local::open(dir, "export")?;
-    let result = (|| {
-        let sel = select(&store, &specs)?;
-        let contents = write_bundle::contents(&sel, &have);
-        let total: u64 = contents.shipped().values().sum();
-        let mut progress = Transfer::for_stderr("export", total);
-        let to_stdout = cmd.output == Path::new("-");
-        let written = if to_stdout {
-            let out = BufWriter::with_capacity(OUT_BUFFER, std::io::stdout().lock());
-            let (_, mut out) =
-                write_bundle::write(&store, &sel, &have, signer.as_ref(), out, &mut |n| {
-                    progress.update(n)
-                })?;
-            out.flush()?;
-            Vec::new()
-        } else {
-            let out = Output::create(&cmd.output, cmd.split_size);
-            let out = BufWriter::with_capacity(OUT_BUFFER, out);
-            let mut tick = |n| progress.update(n);
-            match write_bundle::write(&store, &sel, &have, signer.as_ref(), out, &mut tick) {
-                Ok((_, out)) => out.into_inner().map_err(|e| e.into_error())?.finish()?,
-                Err(e) => {
-                    // The writer is gone with the error; what it wrote is found by name.
-                    remove_partial(&cmd.output, cmd.split_size.is_some());
-                    return Err(e.into());
-                }
+    match &cmd.target.data {
+        Some(dir) => {
+            let store = local::open(dir, "export")?;
+            let result = write_out(&store, cmd, &specs, &have, signer.as_ref());
+            let closed = store.close();
+            result?;
+            closed?;
+        }
+        None => write_out(
+            &Remote::connect(&cmd.target)?,
+            cmd,
+            &specs,
+            &have,
+            signer.as_ref(),
+        )?,
+    }
+    Ok(())
+}
+
+/// Selects `specs` in `origin` and writes the bundle where `cmd` says.
+fn write_out(
+    origin: &dyn Origin,
+    cmd: &ExportCommand,
+    specs: &[RefSpec],
+    have: &HashSet<Digest>,
+    signer: Option<&Signer>,
+) -> Result<(), CliError> {
+    let sel = select(origin, specs)?;
+    let contents = write_bundle::contents(&sel, have);
+    let total: u64 = contents.shipped().values().sum();
+    let mut progress = Transfer::for_stderr("export", total);
+    let mut tick = |n| progress.update(n);
+    let written = if cmd.output == Path::new("-") {
+        let out = BufWriter::with_capacity(OUT_BUFFER, std::io::stdout().lock());
+        let (_, mut out) = write_bundle::write(origin, &sel, have, signer, out, &mut tick)?;
+        out.flush()?;
+        Vec::new()
+    } else {
+        let out = Output::create(&cmd.output, cmd.split_size);
+        let out = BufWriter::with_capacity(OUT_BUFFER, out);
+        match write_bundle::write(origin, &sel, have, signer, out, &mut tick) {
+            Ok((_, out)) => out.into_inner().map_err(|e| e.into_error())?.finish()?,
+            Err(e) => {
+                // The writer is gone with the error; what it wrote is found by name.
+                remove_partial(&cmd.output, cmd.split_size.is_some());
+                return Err(e.into());
             }
-        };
-        progress.finish();
-        eprintln!(
-            "exported {} references: {} manifests, {} blobs; {} written{}{}",
-            contents.refs.len(),
-            contents.manifests.len(),
-            contents.blobs.len(),
-            format_bytes(total),
-            if have.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", {} left out (the receiver has them)",
-                    contents.assumed().len()
-                )
-            },
-            describe_files(&written)
-        );
-        Ok::<(), CliError>(())
-    })();
-    let closed = store.close();
-    result?;
-    closed?;
+        }
+    };
+    progress.finish();
+    eprintln!(
+        "exported {} references: {} manifests, {} blobs; {} written{}{}",
+        contents.refs.len(),
+        contents.manifests.len(),
+        contents.blobs.len(),
+        format_bytes(total),
+        if have.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} left out (the receiver has them)",
+                contents.assumed().len()
+            )
+        },
+        describe_files(&written)
+    );
     Ok(())
 }
 
@@ -161,7 +177,12 @@ fn run_import(cmd: &ImportCommand) -> Result<(), CliError> {
         verifier: verifier.as_ref(),
     };
     let Some(dir) = &cmd.target.data else {
-        return registry::import(cmd, &opts);
+        let remote = Remote::connect(&cmd.target)?;
+        for path in &cmd.paths {
+            let report = push::import(&remote, path, &opts).map_err(|e| refused(path, e))?;
+            print_import(path, &report);
+        }
+        return Ok(());
     };
     let store = local::open_or_create(dir, "import")?;
     let result = (|| {
@@ -217,7 +238,7 @@ fn run_inventory(cmd: &InventoryCommand) -> Result<(), CliError> {
             closed?;
             inv
         }
-        None => registry::inventory(&cmd.target)?,
+        None => crate::bundle::inventory::inventory(&Remote::connect(&cmd.target)?)?,
     };
     let mut json = serde_json::to_vec_pretty(&inv).map_err(|e| CliError::Usage(e.to_string()))?;
     json.push(b'\n');

@@ -10,13 +10,14 @@
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
 //! (bar or lines on stderr), `render` (text reports). `bundle` runs `berth export`, `import` and
 //! `inventory`, writing through `split` and showing `transfer` progress; `registry` is their
-//! distribution API client for `--url`.
+//! distribution API client for `--url`, `push` what `import --url` sends.
 
 pub mod auth;
 mod auth_render;
 pub mod bundle;
 mod local;
 pub mod progress;
+mod push;
 mod registry;
 pub mod remote;
 pub mod render;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
-use berth::bundle::select::{repositories, tags};
+use berth::bundle::origin::Origin;
 use berth::bundle::{export, select::select, RefSpec};
 use berth::oci::digest::{Algorithm, Digest};
 use berth::oci::manifest::{self, OCI_INDEX, OCI_MANIFEST};
@@ -125,8 +125,8 @@ pub fn seen(store: &Store) -> Seen {
         blobs: BTreeMap::new(),
         referrers: BTreeMap::new(),
     };
-    for repo in repositories(store).unwrap() {
-        let t = tags(store, &repo).unwrap();
+    for repo in store.repositories().unwrap() {
+        let t = Origin::tags(store, &repo).unwrap();
         if t.is_empty() {
             continue;
         }
@@ -156,7 +156,7 @@ pub fn seen(store: &Store) -> Seen {
                 .collect();
             out.referrers.insert((repo.clone(), m.digest.clone()), refs);
         }
-        for (d, _) in &sel.blobs {
+        for d in sel.blobs.iter().map(|b| &b.digest) {
             assert!(store.repo_has_blob(&repo, d).unwrap(), "{repo} lacks {d}");
             let bytes = store.get(d).unwrap().unwrap().read_all().unwrap().to_vec();
             assert_eq!(Digest::of(Algorithm::Sha256, &bytes), *d);

@@ -1,0 +1,72 @@
+//! The bundle commands against running registries (`--url`): an OCI layout imported into one
+//! through the distribution API, its inventory listed, the image exported from it and imported
+//! into a second registry that has access control on, as a project member. skopeo reads the
+//! image back from both, byte-identical.
+
+mod e2e;
+
+use std::process::Command;
+
+use e2e::auth::{AuthRegistry, ALICE, ALICE_PASSWORD, PRIVATE};
+use e2e::cmd::{self, run, run_expect_failure};
+use e2e::image::{assert_same_image, OciImage};
+use e2e::registry::{berth_bin, Registry};
+
+#[test]
+fn import_export_and_inventory_through_the_api() {
+    let work = e2e::workdir();
+    let image = OciImage::build(&work.path().join("layout"), "v1", &[768]);
+    let a = Registry::start();
+    let url_a = format!("http://{}", a.host());
+    let names = run(Command::new(berth_bin())
+        .args(["import", "--url", &url_a])
+        .arg(&image.layout)
+        .args(["--repo", "e2e/remote/app"]));
+    assert_eq!(names.trim(), "e2e/remote/app:v1");
+    let out_a = work.path().join("out-a");
+    run(cmd::tool("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/e2e/remote/app:v1", a.host()))
+        .arg(format!("oci:{}:v1", out_a.display())));
+    assert_same_image(&image.layout, &out_a, "v1");
+
+    let inventory = run(Command::new(berth_bin()).args(["inventory", "--url", &url_a, "-o", "-"]));
+    let inv: serde_json::Value = serde_json::from_str(&inventory).unwrap();
+    let digest = image.manifest_digest();
+    assert_eq!(
+        inv["manifests"][0]["digest"],
+        digest.as_str(),
+        "{inventory}"
+    );
+    assert_eq!(inv["manifests"][0]["tags"][0], "v1", "{inventory}");
+    assert_eq!(inv["blobs"].as_array().unwrap().len(), 4, "{inventory}");
+
+    let bundle = work.path().join("bundle.tar");
+    run(Command::new(berth_bin())
+        .args(["export", "--url", &url_a, "e2e/remote/app:v1", "-o"])
+        .arg(&bundle));
+
+    let b = AuthRegistry::start("basic", None);
+    let url_b = format!("http://{}", b.host());
+    let target = format!("{PRIVATE}/app");
+    let refused = run_expect_failure(
+        Command::new(berth_bin())
+            .args(["import", "--url", &url_b])
+            .arg(&bundle)
+            .args(["--repo", &target]),
+    );
+    assert!(refused.contains("--username"), "{refused}");
+    let names = run(Command::new(berth_bin())
+        .args(["import", "--url", &url_b, "--username", ALICE])
+        .env("BERTH_PASSWORD", ALICE_PASSWORD)
+        .arg(&bundle)
+        .args(["--repo", &target]));
+    assert_eq!(names.trim(), format!("{target}:v1"));
+    let out_b = work.path().join("out-b");
+    run(cmd::tool("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("--src-creds={ALICE}:{ALICE_PASSWORD}"))
+        .arg(format!("docker://{}/{target}:v1", b.host()))
+        .arg(format!("oci:{}:v1", out_b.display())));
+    assert_same_image(&image.layout, &out_b, "v1");
+}
