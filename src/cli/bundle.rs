@@ -43,7 +43,7 @@ fn run_export(cmd: &ExportCommand) -> Result<(), CliError> {
     let specs = cmd
         .refs
         .iter()
-        .map(|r| RefSpec::parse(r))
+        .map(|r| RefSpec::parse(r).map_err(|e| CliError::Usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let have = have_list(cmd.have.as_deref(), cmd.since.as_deref())?;
     let signer = cmd
@@ -206,10 +206,10 @@ fn run_import(cmd: &ImportCommand) -> Result<(), CliError> {
 
 /// An import refusal names the input it is about.
 pub(crate) fn refused(path: &Path, e: BundleError) -> CliError {
-    CliError::Usage(format!(
-        "{}: refused, nothing imported: {e}",
-        path.display()
-    ))
+    CliError::Refused {
+        path: path.to_owned(),
+        reason: e,
+    }
 }
 
 pub(crate) fn print_import(path: &Path, r: &ImportReport) {

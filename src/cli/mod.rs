@@ -61,6 +61,12 @@ pub enum CliError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Bundle(#[from] crate::bundle::BundleError),
+    /// An input `berth import` refused whole.
+    #[error("{path}: refused, nothing imported: {reason}")]
+    Refused {
+        path: PathBuf,
+        reason: crate::bundle::BundleError,
+    },
     #[error("{0}")]
     Auth(crate::auth::error::AuthError),
     #[error("{0}")]

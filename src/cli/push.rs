@@ -112,7 +112,7 @@ fn push_blob(
     };
     let what = format!("pushing {digest} to {repo}");
     let resp = remote.send(Method::POST, &start, &[], None)?;
-    let resp = remote.expect(resp, &[StatusCode::CREATED, StatusCode::ACCEPTED], &what)?;
+    let resp = remote.require(resp, &[StatusCode::CREATED, StatusCode::ACCEPTED], &what)?;
     if resp.status() == StatusCode::CREATED {
         return Ok(0);
     }
@@ -136,7 +136,7 @@ fn push_blob(
         ];
         let body = Bytes::copy_from_slice(&buf[..n]);
         let resp = remote.send(Method::PATCH, &location, &headers, Some(body))?;
-        let resp = remote.expect(resp, &[StatusCode::ACCEPTED], &what)?;
+        let resp = remote.require(resp, &[StatusCode::ACCEPTED], &what)?;
         location = location_of(&resp, &what)?;
         offset += n as u64;
     }
@@ -147,7 +147,7 @@ fn push_blob(
         &[],
         None,
     )?;
-    remote.expect(resp, &[StatusCode::CREATED], &what)?;
+    remote.require(resp, &[StatusCode::CREATED], &what)?;
     pushed.insert(digest.clone(), repo.to_owned());
     Ok(size)
 }
@@ -163,7 +163,7 @@ fn put_manifest(
     let headers = [(header::CONTENT_TYPE, media_type.to_owned())];
     let path = format!("/v2/{repo}/manifests/{reference}");
     let resp = remote.send(Method::PUT, &path, &headers, Some(body))?;
-    remote.expect(resp, &[StatusCode::CREATED], &what)?;
+    remote.require(resp, &[StatusCode::CREATED], &what)?;
     Ok(())
 }
 

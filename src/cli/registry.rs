@@ -119,7 +119,7 @@ impl Remote {
     }
 
     /// Fails with the registry's own error text unless the status is one of `ok`.
-    pub fn expect(
+    pub fn require(
         &self,
         resp: reqwest::Response,
         ok: &[StatusCode],
@@ -142,7 +142,7 @@ impl Remote {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.expect(resp, &[StatusCode::OK], path)?;
+        let resp = self.require(resp, &[StatusCode::OK], path)?;
         let body = self.body(resp, MAX_MANIFEST)?;
         serde_json::from_slice(&body)
             .map(Some)
@@ -226,7 +226,7 @@ impl Origin for Remote {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.expect(resp, &[StatusCode::OK], &path)?;
+        let resp = self.require(resp, &[StatusCode::OK], &path)?;
         let media_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -253,7 +253,7 @@ impl Origin for Remote {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.expect(resp, &[StatusCode::OK], &path)?;
+        let resp = self.require(resp, &[StatusCode::OK], &path)?;
         let size = resp
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -278,7 +278,7 @@ impl Origin for Remote {
     ) -> Result<Box<dyn Read + 'a>, BundleError> {
         let path = format!("/v2/{repo}/blobs/{digest}");
         let resp = self.send(Method::GET, &path, &[], None)?;
-        let resp = self.expect(resp, &[StatusCode::OK], &path)?;
+        let resp = self.require(resp, &[StatusCode::OK], &path)?;
         Ok(Box::new(BodyRead {
             remote: self,
             resp,
