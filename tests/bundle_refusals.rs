@@ -106,6 +106,7 @@ fn damaged_and_lying_bundles_are_refused_whole() {
             digest: ghost.clone(),
             size: 5,
             shipped: true,
+            repository: "app".into(),
         })
     });
     let err = refuse(&b, &extra);

@@ -46,6 +46,43 @@ fn import_export_and_inventory_through_the_api() {
         .args(["export", "--url", &url_a, "e2e/remote/app:v1", "-o"])
         .arg(&bundle));
 
+    // A flipped byte in a layer: refused while it streams, and no tag appears.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&e2e::image::read_blob(&image.layout, &digest)).unwrap();
+    let layer = manifest["layers"][1]["digest"].as_str().unwrap();
+    let layer_bytes = e2e::image::read_blob(&image.layout, layer);
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &layer_bytes[..64])
+        .unwrap();
+    bytes[at + 1000] ^= 0x40;
+    let flipped = work.path().join("flipped.tar");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let refused = run_expect_failure(
+        Command::new(berth_bin())
+            .args(["import", "--url", &url_a])
+            .arg(&flipped)
+            .args(["--repo", "e2e/remote/flipped"]),
+    );
+    assert!(refused.contains("do not match the digest"), "{refused}");
+    assert!(refused.contains(layer), "{refused}");
+    // Blobs already sent may be there; no manifest and no tag is.
+    let (status, body) = a.request("GET", "/v2/e2e/remote/flipped/tags/list", &[]);
+    if status == 200 {
+        let tags: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let none = tags["tags"].is_null() || tags["tags"].as_array().is_some_and(|t| t.is_empty());
+        assert!(none, "{body}");
+    } else {
+        assert_eq!(status, 404, "{body}");
+    }
+    let (status, _) = a.request(
+        "GET",
+        &format!("/v2/e2e/remote/flipped/manifests/{digest}"),
+        &[],
+    );
+    assert_eq!(status, 404);
+
     let b = AuthRegistry::start("basic", None);
     let url_b = format!("http://{}", b.host());
     let target = format!("{PRIVATE}/app");

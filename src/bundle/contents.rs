@@ -46,6 +46,9 @@ pub struct BlobEntry {
     pub digest: Digest,
     pub size: u64,
     pub shipped: bool,
+    /// The first repository (of `manifests`) whose images use it: where an importer that
+    /// pushes to a registry as it reads sends it, before any manifest has arrived.
+    pub repository: String,
 }
 
 impl Contents {

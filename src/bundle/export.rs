@@ -32,6 +32,7 @@ pub fn contents(sel: &Selection, have: &HashSet<Digest>) -> Contents {
             digest: b.digest.clone(),
             size: b.size,
             shipped: ship(&b.digest),
+            repository: b.repo.clone(),
         });
     }
     for m in &sel.manifests {

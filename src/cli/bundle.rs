@@ -18,11 +18,11 @@ use crate::config::units::format_bytes;
 use crate::config::{ExportCommand, ImportCommand, InventoryCommand};
 use crate::oci::digest::Digest;
 
-use super::push;
 use super::registry::Remote;
 use super::split::Output;
 use super::transfer::Transfer;
 use super::{finish, local, CliError};
+use super::{push, stream};
 
 /// Output buffer: tar headers and blob chunks go out in large writes.
 const OUT_BUFFER: usize = 1 << 20;
@@ -179,7 +179,13 @@ fn run_import(cmd: &ImportCommand) -> Result<(), CliError> {
     let Some(dir) = &cmd.target.data else {
         let remote = Remote::connect(&cmd.target)?;
         for path in &cmd.paths {
-            let report = push::import(&remote, path, &opts).map_err(|e| refused(path, e))?;
+            // A berth bundle streams straight through; anything else is checked first.
+            let report = if read_contents(path).is_ok() {
+                stream::import(&remote, path, &opts)
+            } else {
+                push::import_via_scratch(&remote, path, &opts)
+            };
+            let report = report.map_err(|e| refused(path, e))?;
             print_import(path, &report);
         }
         return Ok(());

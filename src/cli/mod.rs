@@ -10,7 +10,8 @@
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
 //! (bar or lines on stderr), `render` (text reports). `bundle` runs `berth export`, `import` and
 //! `inventory`, writing through `split` and showing `transfer` progress; `registry` is their
-//! distribution API client for `--url`, `push` what `import --url` sends.
+//! distribution API client for `--url`, `push` what `import --url` sends
+//! (a berth bundle `stream`s through as it is read).
 
 pub mod auth;
 mod auth_render;
@@ -22,6 +23,7 @@ mod registry;
 pub mod remote;
 pub mod render;
 mod split;
+mod stream;
 pub mod transfer;
 
 use std::io::{IsTerminal, Write};

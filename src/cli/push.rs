@@ -1,9 +1,11 @@
-//! `berth import --url`: the input is first imported, with every check of a local import, into
-//! a scratch store in the temporary directory (the registry's API has no repository a client
-//! can stage blobs under unseen); then every blob is pushed, each manifest by digest, children
-//! first, and the tags last, so the registry shows nothing that is not complete.
+//! Sending to a registry through the distribution API: blobs (a chunked upload hashed as it is
+//! sent, or a cross-repository mount) and manifests. And `import --url` for inputs other than
+//! berth bundles (`stream` handles those): they are checked, as a local import checks them,
+//! into a scratch store under the temporary directory, since which repository a blob of an
+//! OCI layout or docker-archive belongs to is known only at its end; then every blob is
+//! pushed, each manifest by digest, children first, and the tags last.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -12,7 +14,7 @@ use http::{header, Method, StatusCode};
 
 use crate::bundle::origin::Origin;
 use crate::bundle::{BundleError, ImportOptions, ImportReport};
-use crate::oci::digest::Digest;
+use crate::oci::digest::{Algorithm, Digest, Hasher};
 use crate::storage::{Reference, Store, StoreOptions};
 
 use super::registry::Remote;
@@ -22,7 +24,7 @@ use super::transfer::Transfer;
 const CHUNK: usize = 8 << 20;
 
 /// Imports `path` into a scratch store, then pushes what it published to `remote`.
-pub fn import(
+pub fn import_via_scratch(
     remote: &Remote,
     path: &Path,
     opts: &ImportOptions<'_>,
@@ -36,7 +38,7 @@ pub fn import(
     });
     progress.finish();
     let report = report?;
-    push(remote, &store, &report)?;
+    push_published(remote, &store, &report)?;
     store.close()?;
     Ok(report)
 }
@@ -61,74 +63,107 @@ impl Drop for Scratch {
     }
 }
 
-fn push(remote: &Remote, store: &Store, report: &ImportReport) -> Result<(), BundleError> {
-    let manifests: HashMap<&Digest, ()> =
-        report.published.iter().map(|p| (&p.digest, ())).collect();
+fn push_published(
+    remote: &Remote,
+    store: &Store,
+    report: &ImportReport,
+) -> Result<(), BundleError> {
+    let manifests: HashSet<&Digest> = report.published.iter().map(|p| &p.digest).collect();
     let total: u64 = report.bytes_written + report.bytes_present;
     let mut progress = Transfer::for_stderr("push", total);
     let mut sent = 0u64;
     // Where each blob went first: later repositories mount it from there.
-    let mut pushed: HashMap<Digest, String> = HashMap::new();
+    let mut home: HashMap<Digest, String> = HashMap::new();
     for p in &report.published {
-        for d in p.references.iter().filter(|d| !manifests.contains_key(d)) {
-            sent += push_blob(remote, store, &p.repo, d, &mut pushed)?;
+        for d in p.references.iter().filter(|d| !manifests.contains(d)) {
+            if remote.blob_size(&p.repo, d)?.is_some() {
+                continue;
+            }
+            if let Some(from) = home.get(d) {
+                if mount(remote, &p.repo, d, from)? {
+                    continue;
+                }
+            }
+            let size = store
+                .stat(d)?
+                .map(|i| i.size)
+                .ok_or_else(|| BundleError::Missing(format!("{d} left the scratch store")))?;
+            upload(remote, &p.repo, d, size, &mut store.open_blob(&p.repo, d)?)?;
+            home.insert(d.clone(), p.repo.clone());
+            sent += size;
             progress.update(sent);
         }
     }
+    let body = |repo: &str, d: &Digest| -> Result<Bytes, BundleError> {
+        Ok(store
+            .manifest(repo, &Reference::Digest(d.clone()))?
+            .ok_or_else(|| BundleError::Missing(format!("{repo}@{d} left")))?
+            .body)
+    };
     for p in &report.published {
-        let body = store
-            .manifest(&p.repo, &Reference::Digest(p.digest.clone()))?
-            .ok_or_else(|| BundleError::Missing(format!("{}@{} left", p.repo, p.digest)))?
-            .body;
-        put_manifest(remote, &p.repo, &p.digest.to_string(), &p.media_type, body)?;
+        let b = body(&p.repo, &p.digest)?;
+        put_manifest(remote, &p.repo, &p.digest.to_string(), &p.media_type, b)?;
     }
     for p in &report.published {
         for tag in &p.tags {
-            let body = store
-                .manifest(&p.repo, &Reference::Digest(p.digest.clone()))?
-                .map(|m| m.body)
-                .unwrap_or_default();
-            put_manifest(remote, &p.repo, tag, &p.media_type, body)?;
+            put_manifest(
+                remote,
+                &p.repo,
+                tag,
+                &p.media_type,
+                body(&p.repo, &p.digest)?,
+            )?;
         }
     }
     progress.finish();
     Ok(())
 }
 
-/// Pushes one blob into `repo` unless the registry has it there; returns the bytes sent.
-fn push_blob(
+/// Asks `repo` to take `digest` from the repository `from`; false if the registry started an
+/// upload instead (then abandoned).
+pub fn mount(
     remote: &Remote,
-    store: &Store,
     repo: &str,
     digest: &Digest,
-    pushed: &mut HashMap<Digest, String>,
-) -> Result<u64, BundleError> {
-    if remote.blob_size(repo, digest)?.is_some() {
-        return Ok(0);
-    }
-    let start = match pushed.get(digest) {
-        Some(from) => format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"),
-        None => format!("/v2/{repo}/blobs/uploads/"),
-    };
-    let what = format!("pushing {digest} to {repo}");
-    let resp = remote.send(Method::POST, &start, &[], None)?;
+    from: &str,
+) -> Result<bool, BundleError> {
+    let path = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}");
+    let what = format!("mounting {digest} into {repo}");
+    let resp = remote.send(Method::POST, &path, &[], None)?;
     let resp = remote.require(resp, &[StatusCode::CREATED, StatusCode::ACCEPTED], &what)?;
     if resp.status() == StatusCode::CREATED {
-        return Ok(0);
+        return Ok(true);
     }
+    let location = location_of(&resp, &what)?;
+    let _ = remote.send(Method::DELETE, &location, &[], None);
+    Ok(false)
+}
+
+/// Pushes `size` bytes of `data` as `digest` into `repo`: chunked PATCHes, hashed as they are
+/// sent; a wrong digest is refused here, and the upload abandoned, before the registry is
+/// asked to commit it.
+pub fn upload(
+    remote: &Remote,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    data: &mut dyn Read,
+) -> Result<(), BundleError> {
+    let what = format!("pushing {digest} to {repo}");
+    let start = format!("/v2/{repo}/blobs/uploads/");
+    let resp = remote.send(Method::POST, &start, &[], None)?;
+    let resp = remote.require(resp, &[StatusCode::ACCEPTED], &what)?;
     let mut location = location_of(&resp, &what)?;
-    let size = store
-        .stat(digest)?
-        .map(|i| i.size)
-        .ok_or_else(|| BundleError::Missing(format!("{digest} left the scratch store")))?;
-    let mut data = store.open_blob(repo, digest)?;
+    let mut hasher = Hasher::new(Algorithm::Sha256);
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;
-    while offset < size {
+    let mut data = data.take(size);
+    loop {
         let n = fill(&mut data, &mut buf)?;
         if n == 0 {
-            return Err(BundleError::Missing(format!("{digest} ended early")));
+            break;
         }
+        hasher.update(&buf[..n]);
         let range = format!("{}-{}", offset, offset + n as u64 - 1);
         let headers = [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
@@ -140,19 +175,31 @@ fn push_blob(
         location = location_of(&resp, &what)?;
         offset += n as u64;
     }
+    let actual = hasher.finish();
+    if offset != size || actual != *digest {
+        let _ = remote.send(Method::DELETE, &location, &[], None);
+        return Err(if offset != size {
+            BundleError::Truncated {
+                path: digest.to_string(),
+                expected: size,
+                got: offset,
+            }
+        } else {
+            BundleError::DigestMismatch {
+                path: digest.to_string(),
+                expected: digest.clone(),
+                actual,
+            }
+        });
+    }
     let sep = if location.contains('?') { '&' } else { '?' };
-    let resp = remote.send(
-        Method::PUT,
-        &format!("{location}{sep}digest={digest}"),
-        &[],
-        None,
-    )?;
+    let put = format!("{location}{sep}digest={digest}");
+    let resp = remote.send(Method::PUT, &put, &[], None)?;
     remote.require(resp, &[StatusCode::CREATED], &what)?;
-    pushed.insert(digest.clone(), repo.to_owned());
-    Ok(size)
+    Ok(())
 }
 
-fn put_manifest(
+pub fn put_manifest(
     remote: &Remote,
     repo: &str,
     reference: &str,
@@ -183,7 +230,7 @@ fn location_of(resp: &reqwest::Response, what: &str) -> Result<String, BundleErr
     }
 }
 
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..])? {
