@@ -8,15 +8,14 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::oci::digest::Digest;
-use crate::oci::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::oci::name::{is_valid_name, is_valid_tag};
 use crate::storage::Store;
 
 use super::contents::{Contents, CONTENTS_FILE, FORMAT_VERSION, SIGNATURE_FILE};
-use super::docker::{self, Files, MANIFEST_FILE};
+use super::docker::{Files, MANIFEST_FILE};
 use super::error::BundleError;
-use super::layout::{blob_path, digest_of_path, Index, INDEX_FILE, OCI_LAYOUT_FILE};
-use super::names::{target, RepoOverride};
+use super::layout::{digest_of_path, Index, INDEX_FILE, OCI_LAYOUT_FILE};
+use super::names::RepoOverride;
+use super::plan;
 pub use super::publish::Published;
 use super::publish::{self, Planned};
 use super::sign::Verifier;
@@ -222,214 +221,28 @@ impl Reading<'_, '_> {
     fn plan(&mut self, over: Option<&RepoOverride>) -> Result<Vec<Planned>, BundleError> {
         if let Some((c, _)) = self.contents.take() {
             self.report.format = "berth bundle";
-            return self.plan_bundle(&c, over);
+            let index = self.meta.get(INDEX_FILE).map(Vec::as_slice);
+            return plan::bundle(self.store, &c, &self.blobs, index, over);
         }
         if let Some(index) = self.meta.get(INDEX_FILE) {
             self.report.format = "OCI image layout";
             let index: Index = serde_json::from_slice(index)
                 .map_err(|e| BundleError::format(format!("{INDEX_FILE}: {e}")))?;
-            return plan_layout(self.store, &index, over);
+            return plan::layout(self.store, &index, over);
         }
         if let Some(list) = self.meta.get(MANIFEST_FILE) {
             self.report.format = "docker-archive";
-            return self.plan_docker(list, over);
+            let files = Files {
+                staged: &self.files,
+                links: &self.links,
+            };
+            return plan::docker(self.store, list, &files, over);
         }
         Err(BundleError::format(
             "neither a berth bundle, an OCI image layout (no index.json) nor a docker-archive \
              (no manifest.json)",
         ))
     }
-
-    fn plan_bundle(
-        &self,
-        c: &Contents,
-        over: Option<&RepoOverride>,
-    ) -> Result<Vec<Planned>, BundleError> {
-        for (d, size) in c.shipped() {
-            if self.blobs.get(&d) != Some(&size) {
-                return Err(BundleError::ContentsMismatch(format!(
-                    "{} ({size} bytes) is listed but not in the bundle: the bundle is cut short \
-                     or incomplete",
-                    blob_path(&d)
-                )));
-            }
-        }
-        for (d, size) in c.assumed() {
-            if self.store.stat(&d)?.map(|i| i.size) != Some(size) {
-                return Err(BundleError::Missing(format!(
-                    "the bundle leaves out {d} ({size} bytes), made for a receiver that holds \
-                     it, and this data directory does not: import the earlier bundle first"
-                )));
-            }
-        }
-        let Some(index) = self.meta.get(INDEX_FILE) else {
-            return Err(BundleError::ContentsMismatch(format!(
-                "{INDEX_FILE} is missing: the bundle is cut short"
-            )));
-        };
-        let index: Index = serde_json::from_slice(index)
-            .map_err(|e| BundleError::format(format!("{INDEX_FILE}: {e}")))?;
-        for e in &index.manifests {
-            let named = e.name().and_then(|n| c.refs.get(n));
-            if named != Some(&e.digest) {
-                return Err(BundleError::ContentsMismatch(format!(
-                    "{INDEX_FILE} names {} as {:?}, which {CONTENTS_FILE} does not list",
-                    e.digest,
-                    e.name().unwrap_or_default()
-                )));
-            }
-        }
-        let single = c.refs.len() == 1;
-        if over.is_some() {
-            // Checked once: every manifest of a one-image bundle moves along with it.
-            target(c.refs.keys().next().map(String::as_str), over, single)?;
-        }
-        let mut plan = Vec::with_capacity(c.manifests.len());
-        for m in &c.manifests {
-            let (repo, tags) = match over {
-                Some(o) => {
-                    let tags = match (&o.tag, m.tags.is_empty()) {
-                        (Some(t), false) => vec![t.clone()],
-                        _ => m.tags.clone(),
-                    };
-                    (o.repo.clone(), tags)
-                }
-                None => (m.repository.clone(), m.tags.clone()),
-            };
-            if !is_valid_name(&repo) || !m.tags.iter().all(|t| is_valid_tag(t)) {
-                return Err(BundleError::ContentsMismatch(format!(
-                    "{repo:?} {:?}: not a valid repository name and tags",
-                    m.tags
-                )));
-            }
-            plan.push(Planned {
-                repo,
-                digest: m.digest.clone(),
-                media_type: Some(m.media_type.clone()),
-                tags,
-                body: None,
-            });
-        }
-        Ok(plan)
-    }
-
-    fn plan_docker(
-        &self,
-        list: &[u8],
-        over: Option<&RepoOverride>,
-    ) -> Result<Vec<Planned>, BundleError> {
-        let files = Files {
-            staged: &self.files,
-            links: &self.links,
-        };
-        let store = self.store;
-        let config = |d: &Digest| -> Result<Vec<u8>, BundleError> {
-            let blob = store
-                .get(d)?
-                .ok_or_else(|| BundleError::Missing(format!("config {d} was not stored")))?;
-            Ok(blob.read_all()?.to_vec())
-        };
-        let images = docker::images(list, &files, &config)?;
-        let single = images.len() == 1;
-        let mut plan = Vec::new();
-        for img in images {
-            let mut tags: Vec<(String, Option<String>)> = Vec::new();
-            if img.names.is_empty() || over.is_some() {
-                let t = target(img.names.first().map(String::as_str), over, single)?;
-                tags.push((t.repo, t.tag));
-            } else {
-                for n in &img.names {
-                    let t = target(Some(n), None, single)?;
-                    tags.push((t.repo, t.tag));
-                }
-            }
-            for (repo, tag) in tags {
-                plan.push(Planned {
-                    repo,
-                    digest: img.digest.clone(),
-                    media_type: Some(DOCKER_MANIFEST.to_owned()),
-                    tags: tag.into_iter().collect(),
-                    body: Some(img.body.clone()),
-                });
-            }
-        }
-        Ok(plan)
-    }
-}
-
-/// The manifests of an OCI layout: each named `index.json` entry, its children first.
-fn plan_layout(
-    store: &Store,
-    index: &Index,
-    over: Option<&RepoOverride>,
-) -> Result<Vec<Planned>, BundleError> {
-    let single = index.manifests.len() == 1;
-    let mut plan = Vec::new();
-    let mut skipped = 0;
-    for e in &index.manifests {
-        if e.name().is_none() && !single && over.is_none() {
-            skipped += 1;
-            continue;
-        }
-        let t = target(e.name(), over, single)?;
-        let media_type = (!e.media_type.is_empty()).then(|| e.media_type.clone());
-        children_first(store, &t.repo, &e.digest, media_type, &mut plan, 0)?;
-        if let (Some(tag), Some(last)) = (t.tag, plan.last_mut()) {
-            last.tags.push(tag);
-        }
-    }
-    if skipped > 0 {
-        tracing::warn!(
-            skipped,
-            "index.json entries without an image name were left out"
-        );
-    }
-    if plan.is_empty() {
-        return Err(BundleError::Names("index.json names no image".into()));
-    }
-    Ok(plan)
-}
-
-/// Indexes nest a level or two in practice; deeper is refused rather than followed forever.
-const MAX_DEPTH: usize = 8;
-
-fn children_first(
-    store: &Store,
-    repo: &str,
-    digest: &Digest,
-    media_type: Option<String>,
-    plan: &mut Vec<Planned>,
-    depth: usize,
-) -> Result<(), BundleError> {
-    if depth > MAX_DEPTH {
-        return Err(BundleError::format(format!(
-            "{digest}: indexes nested deeper than {MAX_DEPTH}"
-        )));
-    }
-    let body = store
-        .get(digest)?
-        .ok_or_else(|| {
-            BundleError::Missing(format!(
-                "{INDEX_FILE} names {digest}, which is not in {} nor stored",
-                blob_path(digest)
-            ))
-        })?
-        .read_all()?;
-    let parsed = crate::oci::manifest::parse(&body, media_type.as_deref())
-        .map_err(|e| BundleError::format(format!("manifest {digest}: {e}")))?;
-    if parsed.media_type == OCI_INDEX || parsed.media_type == DOCKER_MANIFEST_LIST {
-        for child in &parsed.references {
-            children_first(store, repo, child, None, plan, depth + 1)?;
-        }
-    }
-    plan.push(Planned {
-        repo: repo.to_owned(),
-        digest: digest.clone(),
-        media_type: Some(parsed.media_type),
-        tags: Vec::new(),
-        body: None,
-    });
-    Ok(())
 }
 
 fn read_meta(path: &str, size: u64, data: &mut dyn Read) -> Result<Vec<u8>, BundleError> {

@@ -13,7 +13,8 @@
 //! - `source`: an input's files one by one (tar, gzip, zstd, split parts, directory).
 //! - `staging`: blobs streamed into upload sessions of a hidden repository.
 //! - `docker`: schema 2 manifests built from a docker-archive's `manifest.json`.
-//! - `import` (read, decide, plan) and `publish` (check everything, then make it visible).
+//! - `import` (read once, stage), `plan` (what the input means) and `publish` (check
+//!   everything, then make it visible).
 
 pub mod contents;
 pub mod docker;
@@ -24,6 +25,7 @@ pub mod inventory;
 pub mod layout;
 pub mod names;
 pub mod origin;
+pub mod plan;
 pub mod publish;
 pub mod refs;
 pub mod select;
