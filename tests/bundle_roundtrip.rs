@@ -75,3 +75,39 @@ fn round_trip_between_two_data_dirs_is_identical() {
     assert_eq!(again.blobs_written, 0);
     assert_eq!(seen(&b), got);
 }
+
+#[test]
+fn digest_references_import_untagged_and_blobs_shared_across_repositories_go_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(&tmp.path().join("a"));
+    let shared: &[u8] = b"a base layer both repositories use";
+    let one = put_image(&a, "team/one", "v1", &[shared]);
+    put_image(&a, "team/two", "v1", &[shared, b"two's own layer"]);
+    let bundle = tmp.path().join("bundle.tar");
+    let refs = [format!("team/one@{one}"), "team/two:v1".to_owned()];
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let contents = export_to(&a, &refs, &HashSet::new(), &bundle);
+    let shared_digest =
+        berth::oci::digest::Digest::of(berth::oci::digest::Algorithm::Sha256, shared);
+    let files = tar_paths(&bundle);
+    let shared_files = files
+        .iter()
+        .filter(|p| p.ends_with(&shared_digest.hex()))
+        .count();
+    assert_eq!(shared_files, 1, "{files:?}");
+    assert!(contents.refs.contains_key(&format!("team/one@{one}")));
+
+    let b = open(&tmp.path().join("b"));
+    import(&b, &bundle, &ImportOptions::default(), &mut |_, _| {}).unwrap();
+    let got = b
+        .get_manifest("team/one", &berth::storage::Reference::Digest(one.clone()))
+        .unwrap();
+    assert!(got.is_some(), "team/one@{one} imported");
+    assert_eq!(b.list_tags("team/one", None, 10).unwrap(), Some(vec![]));
+    assert_eq!(
+        b.list_tags("team/two", None, 10).unwrap(),
+        Some(vec!["v1".to_owned()])
+    );
+    assert!(b.repo_has_blob("team/one", &shared_digest).unwrap());
+    assert!(b.repo_has_blob("team/two", &shared_digest).unwrap());
+}

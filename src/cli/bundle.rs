@@ -102,8 +102,8 @@ fn write_out(
     };
     progress.finish();
     eprintln!(
-        "exported {} references: {} manifests, {} blobs; {} written{}{}",
-        contents.refs.len(),
+        "exported {}: {} manifests, {} blobs; {} written{}{}",
+        plural(contents.refs.len(), "reference"),
         contents.manifests.len(),
         contents.blobs.len(),
         format_bytes(total),
@@ -118,6 +118,14 @@ fn write_out(
         describe_files(&written)
     );
     Ok(())
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn describe_files(files: &[PathBuf]) -> String {
