@@ -205,6 +205,8 @@ impl Reading<'_, '_> {
         let s = self.staging.stage(path, Some(&d), e.size, e.data)?;
         self.count(&s);
         self.blobs.insert(d, e.size);
+        // A docker-archive may name its files by these paths too (`docker save` since 25).
+        self.files.insert(e.path, s);
         Ok(())
     }
 

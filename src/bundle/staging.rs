@@ -66,7 +66,7 @@ impl<'s> Staging<'s> {
                 return Ok(Staged {
                     digest: d.clone(),
                     size,
-                    head: Vec::new(),
+                    head: self.stored_head(d)?,
                     written: false,
                 });
             }
@@ -121,6 +121,18 @@ impl<'s> Staging<'s> {
             head,
             written: true,
         })
+    }
+
+    /// The first bytes of a stored blob.
+    fn stored_head(&self, d: &Digest) -> Result<Vec<u8>, BundleError> {
+        let Some(blob) = self.store.get(d)? else {
+            return Ok(Vec::new());
+        };
+        let mut head = Vec::with_capacity(HEAD);
+        for part in blob.range(0, HEAD as u64) {
+            head.extend_from_slice(&part?);
+        }
+        Ok(head)
     }
 
     /// Drops the staging links: after a publish the real repositories link the blobs; after a
