@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::oci::digest::Digest;
 use crate::storage::Store;
 
+use super::check;
 use super::contents::{Contents, CONTENTS_FILE, FORMAT_VERSION, SIGNATURE_FILE};
 use super::docker::{Files, MANIFEST_FILE};
 use super::error::BundleError;
@@ -62,6 +63,7 @@ pub fn import(
         verifier: opts.verifier,
         contents: None,
         signed: false,
+        shipped: BTreeMap::new(),
         entries: 0,
         meta: HashMap::new(),
         blobs: BTreeMap::new(),
@@ -102,6 +104,8 @@ struct Reading<'a, 's> {
     /// The contents manifest, parsed and as its exact bytes (what the signature covers).
     contents: Option<(Contents, Vec<u8>)>,
     signed: bool,
+    /// What the contents manifest says the tar holds under `blobs/`: digest -> size.
+    shipped: BTreeMap<Digest, u64>,
     entries: usize,
     meta: HashMap<String, Vec<u8>>,
     /// `blobs/…` files read: digest -> size.
@@ -149,6 +153,7 @@ impl Reading<'_, '_> {
                         c.format
                     )));
                 }
+                self.shipped = c.shipped();
                 self.contents = Some((c, raw));
             }
             SIGNATURE_FILE => {
@@ -185,22 +190,8 @@ impl Reading<'_, '_> {
             self.files.insert(e.path, s);
             return Ok(());
         };
-        if let Some((c, _)) = &self.contents {
-            let listed = c.shipped();
-            match listed.get(&d) {
-                None => {
-                    return Err(BundleError::ContentsMismatch(format!(
-                        "{path} is in the bundle but not listed in {CONTENTS_FILE}"
-                    )))
-                }
-                Some(&size) if size != e.size => {
-                    return Err(BundleError::ContentsMismatch(format!(
-                        "{path} holds {} bytes; {CONTENTS_FILE} lists {size}",
-                        e.size
-                    )))
-                }
-                Some(_) => {}
-            }
+        if self.contents.is_some() {
+            check::listed(&self.shipped, path, &d, e.size)?;
         }
         let s = self.staging.stage(path, Some(&d), e.size, e.data)?;
         self.count(&s);

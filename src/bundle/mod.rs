@@ -7,7 +7,8 @@
 //! - `refs`, `names`: image references given to export, and where imported images go.
 //! - `origin`: what an export reads from (a store here; a registry in `cli`).
 //! - `select`: what references mean in an origin (index children, referrers), no bytes read.
-//! - `contents`: the contents manifest `berth-bundle.json` and the have-list of `inventory`.
+//! - `contents`: the contents manifest `berth-bundle.json` and the have-list of `inventory`;
+//!   `check`: a bundle against its contents manifest.
 //! - `layout`: the OCI image layout's files and `index.json` annotations.
 //! - `export`: streams a selection as a tar; `sign`: ed25519 over the contents manifest.
 //! - `source`: an input's files one by one (tar, gzip, zstd, split parts, directory).
@@ -16,6 +17,7 @@
 //! - `import` (read once, stage), `plan` (what the input means) and `publish` (check
 //!   everything, then make it visible).
 
+pub mod check;
 pub mod contents;
 pub mod docker;
 pub mod error;

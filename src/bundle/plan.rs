@@ -9,7 +9,8 @@ use crate::oci::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::oci::name::{is_valid_name, is_valid_tag};
 use crate::storage::Store;
 
-use super::contents::{Contents, CONTENTS_FILE};
+use super::check;
+use super::contents::Contents;
 use super::docker::{self, Files};
 use super::error::BundleError;
 use super::layout::{blob_path, Index, INDEX_FILE};
@@ -25,37 +26,12 @@ pub fn bundle(
     index: Option<&[u8]>,
     over: Option<&RepoOverride>,
 ) -> Result<Vec<Planned>, BundleError> {
-    for (d, size) in c.shipped() {
-        if blobs.get(&d) != Some(&size) {
-            return Err(BundleError::ContentsMismatch(format!(
-                "{} ({size} bytes) is listed but not in the bundle: the bundle is cut short \
-                 or incomplete",
-                blob_path(&d)
-            )));
-        }
-    }
+    check::complete(c, blobs, index)?;
     for (d, size) in c.assumed() {
         if store.stat(&d)?.map(|i| i.size) != Some(size) {
             return Err(BundleError::Missing(format!(
                 "the bundle leaves out {d} ({size} bytes), made for a receiver that holds \
                  it, and this data directory does not: import the earlier bundle first"
-            )));
-        }
-    }
-    let Some(index) = index else {
-        return Err(BundleError::ContentsMismatch(format!(
-            "{INDEX_FILE} is missing: the bundle is cut short"
-        )));
-    };
-    let index: Index = serde_json::from_slice(index)
-        .map_err(|e| BundleError::format(format!("{INDEX_FILE}: {e}")))?;
-    for e in &index.manifests {
-        let named = e.name().and_then(|n| c.refs.get(n));
-        if named != Some(&e.digest) {
-            return Err(BundleError::ContentsMismatch(format!(
-                "{INDEX_FILE} names {} as {:?}, which {CONTENTS_FILE} does not list",
-                e.digest,
-                e.name().unwrap_or_default()
             )));
         }
     }

@@ -45,6 +45,11 @@ fn run_export(cmd: &ExportCommand) -> Result<(), CliError> {
         .iter()
         .map(|r| RefSpec::parse(r).map_err(|e| CliError::Usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    if cmd.split_size.is_some() && cmd.output == Path::new("-") {
+        return Err(CliError::Usage(
+            "--split-size writes files FILE.000, FILE.001, …: give -o FILE, not -".into(),
+        ));
+    }
     let have = have_list(cmd.have.as_deref(), cmd.since.as_deref())?;
     let signer = cmd
         .sign_key

@@ -10,8 +10,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::bundle::check;
 use crate::bundle::contents::{Contents, CONTENTS_FILE, FORMAT_VERSION, SIGNATURE_FILE};
-use crate::bundle::layout::{blob_path, digest_of_path, Index, INDEX_FILE};
+use crate::bundle::layout::{digest_of_path, INDEX_FILE};
 use crate::bundle::names::{target, RepoOverride};
 use crate::bundle::origin::Origin;
 use crate::bundle::sign::Verifier;
@@ -39,6 +40,7 @@ pub fn import(
         verifier: opts.verifier,
         contents: None,
         signed: false,
+        shipped: BTreeMap::new(),
         index: None,
         seen: BTreeMap::new(),
         bodies: HashMap::new(),
@@ -65,6 +67,8 @@ struct Streaming<'a> {
     verifier: Option<&'a Verifier>,
     contents: Option<(Contents, Vec<u8>)>,
     signed: bool,
+    /// What the contents manifest says the tar holds under `blobs/`: digest -> size.
+    shipped: BTreeMap<Digest, u64>,
     index: Option<Vec<u8>>,
     /// Files read under `blobs/`: digest -> size.
     seen: BTreeMap<Digest, u64>,
@@ -105,6 +109,7 @@ impl Streaming<'_> {
                     c.refs.len() == 1,
                 )?;
             }
+            self.shipped = c.shipped();
             self.contents = Some((c, raw));
             return Ok(());
         }
@@ -142,20 +147,7 @@ impl Streaming<'_> {
         data: &mut dyn Read,
     ) -> Result<(), BundleError> {
         let c = self.contents()?;
-        let listed = c.shipped();
-        match listed.get(&d) {
-            None => {
-                return Err(BundleError::ContentsMismatch(format!(
-                    "{path} is in the bundle but not listed in {CONTENTS_FILE}"
-                )))
-            }
-            Some(&n) if n != size => {
-                return Err(BundleError::ContentsMismatch(format!(
-                    "{path} holds {size} bytes; {CONTENTS_FILE} lists {n}"
-                )))
-            }
-            Some(_) => {}
-        }
+        check::listed(&self.shipped, path, &d, size)?;
         if c.manifests.iter().any(|m| m.digest == d) {
             let body = Bytes::from(read_small(path, size, data)?);
             let actual = Digest::of(d.algorithm(), &body);
@@ -191,30 +183,7 @@ impl Streaming<'_> {
 
     fn publish(&mut self) -> Result<(), BundleError> {
         let c = self.contents()?.clone();
-        for (d, size) in c.shipped() {
-            if self.seen.get(&d) != Some(&size) {
-                return Err(BundleError::ContentsMismatch(format!(
-                    "{} ({size} bytes) is listed but not in the bundle: it is cut short",
-                    blob_path(&d)
-                )));
-            }
-        }
-        let index = self.index.as_deref().ok_or_else(|| {
-            BundleError::ContentsMismatch(format!(
-                "{INDEX_FILE} is missing: the bundle is cut short"
-            ))
-        })?;
-        let index: Index = serde_json::from_slice(index)
-            .map_err(|e| BundleError::format(format!("{INDEX_FILE}: {e}")))?;
-        if index
-            .manifests
-            .iter()
-            .any(|e| e.name().and_then(|n| c.refs.get(n)) != Some(&e.digest))
-        {
-            return Err(BundleError::ContentsMismatch(format!(
-                "{INDEX_FILE} and {CONTENTS_FILE} name different images"
-            )));
-        }
+        check::complete(&c, &self.seen, self.index.as_deref())?;
         // What an incremental bundle left out must be where its images go.
         let home: HashMap<&Digest, &str> = c
             .blobs
