@@ -1,7 +1,7 @@
 //! The bundle commands against running registries (`--url`): an OCI layout imported into one
 //! through the distribution API, its inventory listed, the image exported from it and imported
-//! into a second registry that has access control on, as a project member. skopeo reads the
-//! image back from both, byte-identical.
+//! into a second registry that has access control on, as a project member, signed and
+//! checked against the signer's key. skopeo reads the image back from both, byte-identical.
 
 mod e2e;
 
@@ -42,9 +42,12 @@ fn import_export_and_inventory_through_the_api() {
     assert_eq!(inv["blobs"].as_array().unwrap().len(), 4, "{inventory}");
 
     let bundle = work.path().join("bundle.tar");
+    let fixtures = cmd::repo_path("tests/fixtures/auth");
     run(Command::new(berth_bin())
         .args(["export", "--url", &url_a, "e2e/remote/app:v1", "-o"])
-        .arg(&bundle));
+        .arg(&bundle)
+        .arg("--sign-key")
+        .arg(fixtures.join("ed25519-key.pem")));
 
     // A flipped byte in a layer: refused while it streams, and no tag appears.
     let manifest: serde_json::Value =
@@ -97,7 +100,9 @@ fn import_export_and_inventory_through_the_api() {
         .args(["import", "--url", &url_b, "--username", ALICE])
         .env("BERTH_PASSWORD", ALICE_PASSWORD)
         .arg(&bundle)
-        .args(["--repo", &target]));
+        .args(["--repo", &target])
+        .arg("--verify-key")
+        .arg(fixtures.join("ed25519-pub.pem")));
     assert_eq!(names.trim(), format!("{target}:v1"));
     let out_b = work.path().join("out-b");
     run(cmd::tool("skopeo")
