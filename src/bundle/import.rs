@@ -37,7 +37,7 @@ pub struct ImportOptions<'a> {
 pub struct ImportReport {
     /// `berth bundle`, `OCI image layout` or `docker-archive`.
     pub format: &'static str,
-    /// `repo:tag` of every tag set, `repo@digest` of every image imported by digest.
+    /// `repo:tag` of every tag set (images imported by digest only are in `published`).
     pub images: Vec<String>,
     pub manifests: usize,
     pub blobs_written: u64,

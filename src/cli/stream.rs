@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::bundle::check;
 use crate::bundle::contents::{Contents, CONTENTS_FILE, FORMAT_VERSION, SIGNATURE_FILE};
-use crate::bundle::layout::{digest_of_path, INDEX_FILE};
+use crate::bundle::layout::{digest_of_path, INDEX_FILE, OCI_LAYOUT_FILE};
 use crate::bundle::names::{target, RepoOverride};
 use crate::bundle::origin::Origin;
 use crate::bundle::sign::Verifier;
@@ -132,7 +132,11 @@ impl Streaming<'_> {
             return Ok(());
         }
         let Some(d) = digest_of_path(&path) else {
-            // oci-layout; anything else has no place in a bundle.
+            if path != OCI_LAYOUT_FILE {
+                return Err(BundleError::ContentsMismatch(format!(
+                    "{path} has no place in a berth bundle"
+                )));
+            }
             io::copy(&mut e.data.take(e.size), &mut io::sink())?;
             return Ok(());
         };
