@@ -89,7 +89,8 @@ impl Input {
         self.for_first(usize::MAX, f)
     }
 
-    /// Like [`Input::for_each`] for the first `n` files only (links count too).
+    /// Like [`Input::for_each`] for the first `n` files only (links count too, directories
+    /// do not).
     pub fn for_first(
         &self,
         n: usize,
@@ -190,7 +191,13 @@ fn each_tar_entry(
         reason: e.to_string(),
     };
     let entries = archive.entries().map_err(|e| cut(&after, e))?;
-    for entry in entries.take(n) {
+    // Counts the files handed over, not directory entries (`tar -C dir -cf x.tar .` starts
+    // with `./`).
+    let mut handed = 0;
+    for entry in entries {
+        if handed == n {
+            break;
+        }
         let mut entry = entry.map_err(|e| cut(&after, e))?;
         let ty = entry.header().entry_type();
         let path = normalize(&entry.path()?.to_string_lossy());
@@ -205,6 +212,7 @@ fn each_tar_entry(
             } else {
                 normalize(&target)
             };
+            handed += 1;
             f(Entry {
                 path,
                 size: 0,
@@ -217,6 +225,7 @@ fn each_tar_entry(
             continue;
         }
         let size = entry.header().size()?;
+        handed += 1;
         f(Entry {
             path,
             size,
@@ -289,6 +298,33 @@ impl<R: Read> Read for Counted<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_file_is_found_past_directory_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.tar");
+        let mut b = tar::Builder::new(File::create(&path).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        b.append_data(&mut h, "./", io::empty()).unwrap();
+        for name in ["./berth-bundle.json", "./later"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(2);
+            b.append_data(&mut h, name, &b"{}"[..]).unwrap();
+        }
+        b.finish().unwrap();
+        drop(b);
+        let mut seen = Vec::new();
+        Input::open(&path)
+            .unwrap()
+            .for_first(1, &mut |e| {
+                seen.push(e.path);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec!["berth-bundle.json".to_owned()]);
+    }
 
     #[test]
     fn paths_normalize() {
