@@ -41,6 +41,9 @@ fn import_export_and_inventory_through_the_api() {
     assert_eq!(inv["manifests"][0]["tags"][0], "v1", "{inventory}");
     assert_eq!(inv["blobs"].as_array().unwrap().len(), 4, "{inventory}");
 
+    // A signature-like referrer of the image, pushed by hand; the export takes it along.
+    let referrer = push_referrer(&a, work.path(), "e2e/remote/app", &digest);
+
     let bundle = work.path().join("bundle.tar");
     let fixtures = cmd::repo_path("tests/fixtures/auth");
     run(Command::new(berth_bin())
@@ -111,4 +114,73 @@ fn import_export_and_inventory_through_the_api() {
         .arg(format!("docker://{}/{target}:v1", b.host()))
         .arg(format!("oci:{}:v1", out_b.display())));
     assert_same_image(&image.layout, &out_b, "v1");
+    let (status, body) = b.reg.request(
+        "GET",
+        &format!("/v2/{target}/referrers/{digest}"),
+        &["-u", &format!("{ALICE}:{ALICE_PASSWORD}")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&referrer), "{body}");
+}
+
+/// Pushes an artifact manifest whose subject is `subject` (blobs with a monolithic POST);
+/// returns its digest.
+fn push_referrer(reg: &Registry, dir: &std::path::Path, repo: &str, subject: &str) -> String {
+    let (status, body) = reg.request(
+        "GET",
+        &format!("/v2/{repo}/manifests/{subject}"),
+        &["-H", "Accept: application/vnd.oci.image.manifest.v1+json"],
+    );
+    assert_eq!(status, 200, "{body}");
+    let subject_size = body.len();
+    let mut descriptors = Vec::new();
+    for (name, bytes, media_type) in [
+        ("empty", &b"{}"[..], "application/vnd.oci.empty.v1+json"),
+        (
+            "sig",
+            &b"a signature over the image"[..],
+            "application/vnd.example.sig",
+        ),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let d = cmd::sha256_digest(bytes);
+        let (status, body) = reg.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+            &[
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+                &format!("@{}", file.display()),
+            ],
+        );
+        assert_eq!(status, 201, "{body}");
+        descriptors
+            .push(serde_json::json!({"mediaType": media_type, "digest": d, "size": bytes.len()}));
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.sig",
+        "config": descriptors[0],
+        "layers": [descriptors[1]],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size},
+    }))
+    .unwrap();
+    let file = dir.join("referrer.json");
+    std::fs::write(&file, &manifest).unwrap();
+    let d = cmd::sha256_digest(&manifest);
+    let (status, body) = reg.request(
+        "PUT",
+        &format!("/v2/{repo}/manifests/{d}"),
+        &[
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &format!("@{}", file.display()),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    d
 }
