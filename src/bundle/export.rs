@@ -55,11 +55,13 @@ pub fn contents(sel: &Selection, have: &HashSet<Digest>) -> Contents {
 
 /// `index.json`: one entry per exported reference.
 pub fn index(sel: &Selection) -> Index {
+    let by_digest: std::collections::HashMap<&Digest, &super::select::SelectedManifest> =
+        sel.manifests.iter().map(|m| (&m.digest, m)).collect();
     let entries = sel
         .refs
         .iter()
         .filter_map(|(name, digest)| {
-            let m = sel.manifests.iter().find(|m| &m.digest == digest)?;
+            let m = by_digest.get(digest)?;
             Some(IndexEntry::named(&m.media_type, digest, m.size, name))
         })
         .collect();
@@ -89,12 +91,13 @@ pub fn write<W: Write>(
     }
     put(&mut tar, OCI_LAYOUT_FILE, OCI_LAYOUT_BODY)?;
     let mut written = 0u64;
+    let homes: std::collections::HashMap<&Digest, &str> = sel
+        .blobs
+        .iter()
+        .map(|b| (&b.digest, b.repo.as_str()))
+        .collect();
     for b in contents.blobs.iter().filter(|b| b.shipped) {
-        let repo = sel
-            .blobs
-            .iter()
-            .find(|s| s.digest == b.digest)
-            .map_or("", |s| s.repo.as_str());
+        let repo = homes.get(&b.digest).copied().unwrap_or_default();
         let reader = Exact {
             inner: store.open_blob(repo, &b.digest)?,
             left: b.size,

@@ -2,7 +2,7 @@
 //! manifest with its referrers: signatures, SBOMs) and the blobs they name, each once, children
 //! before the indexes that list them. Only the index is read; no blob byte is.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, DOCKER_MANIFEST_LIST, OCI_INDEX};
@@ -57,6 +57,7 @@ pub fn select(store: &dyn Origin, specs: &[RefSpec]) -> Result<Selection, Bundle
         sel: Selection::default(),
         seen: HashSet::new(),
         blobs_seen: HashSet::new(),
+        at: HashMap::new(),
     };
     for spec in specs {
         match spec {
@@ -94,6 +95,8 @@ struct Walk<'s> {
     sel: Selection,
     seen: HashSet<(String, Digest)>,
     blobs_seen: HashSet<Digest>,
+    /// Where each (repository, manifest) is in `sel.manifests`.
+    at: HashMap<(String, Digest), usize>,
 }
 
 impl Walk<'_> {
@@ -104,12 +107,8 @@ impl Walk<'_> {
             .manifest(repo, &Reference::Tag(tag.to_owned()))?
             .ok_or_else(|| BundleError::UnknownRef(name.clone()))?;
         self.root(repo, &m.digest, &name)?;
-        if let Some(e) = self
-            .sel
-            .manifests
-            .iter_mut()
-            .find(|e| e.repo == repo && e.digest == m.digest)
-        {
+        let at = self.at.get(&(repo.to_owned(), m.digest.clone())).copied();
+        if let Some(e) = at.and_then(|i| self.sel.manifests.get_mut(i)) {
             if !e.tags.iter().any(|t| t == tag) {
                 e.tags.push(tag.to_owned());
             }
@@ -165,6 +164,8 @@ impl Walk<'_> {
                 });
             }
         }
+        self.at
+            .insert((repo.to_owned(), digest.clone()), self.sel.manifests.len());
         self.sel.manifests.push(SelectedManifest {
             repo: repo.to_owned(),
             digest: digest.clone(),

@@ -41,6 +41,8 @@ pub fn import(
         contents: None,
         signed: false,
         shipped: BTreeMap::new(),
+        manifest_digests: HashSet::new(),
+        homes: HashMap::new(),
         index: None,
         seen: BTreeMap::new(),
         bodies: HashMap::new(),
@@ -69,6 +71,9 @@ struct Streaming<'a> {
     signed: bool,
     /// What the contents manifest says the tar holds under `blobs/`: digest -> size.
     shipped: BTreeMap<Digest, u64>,
+    manifest_digests: HashSet<Digest>,
+    /// Blob -> the repository it is sent to first.
+    homes: HashMap<Digest, String>,
     index: Option<Vec<u8>>,
     /// Files read under `blobs/`: digest -> size.
     seen: BTreeMap<Digest, u64>,
@@ -110,6 +115,12 @@ impl Streaming<'_> {
                 )?;
             }
             self.shipped = c.shipped();
+            self.manifest_digests = c.manifests.iter().map(|m| m.digest.clone()).collect();
+            self.homes = c
+                .blobs
+                .iter()
+                .map(|b| (b.digest.clone(), b.repository.clone()))
+                .collect();
             self.contents = Some((c, raw));
             return Ok(());
         }
@@ -150,9 +161,9 @@ impl Streaming<'_> {
         size: u64,
         data: &mut dyn Read,
     ) -> Result<(), BundleError> {
-        let c = self.contents()?;
+        self.contents()?;
         check::listed(&self.shipped, path, &d, size)?;
-        if c.manifests.iter().any(|m| m.digest == d) {
+        if self.manifest_digests.contains(&d) {
             let body = Bytes::from(read_small(path, size, data)?);
             let actual = Digest::of(d.algorithm(), &body);
             if actual != d {
@@ -164,12 +175,7 @@ impl Streaming<'_> {
             }
             self.bodies.insert(d.clone(), body);
         } else {
-            let home = c
-                .blobs
-                .iter()
-                .find(|b| b.digest == d)
-                .map(|b| b.repository.clone())
-                .unwrap_or_default();
+            let home = self.homes.get(&d).cloned().unwrap_or_default();
             let repo = self.repo(&home).to_owned();
             if self.remote.blob_size(&repo, &d)? == Some(size) {
                 io::copy(&mut data.take(size), &mut io::sink())?;
