@@ -6,6 +6,8 @@
 //! - [`auth`]: access control with no HTTP in it: Harbor's model (users, projects, members,
 //!   robots, immutable tags, quotas, audit) in `auth.redb`, logins, tokens (JWT keys, checks,
 //!   scopes, the verified-token cache) and the verdicts the API enforces.
+//! - [`bundle`]: air-gapped transfer: bundles (OCI layouts in a tar) written from the store,
+//!   and bundles, OCI layouts and docker-archives read into it; no HTTP.
 //! - [`api`]: the distribution API over the store: routes, handlers, the OCI error mapping.
 //! - [`mirror`]: the containerd mirror endpoint (`?ns=`) and pull-through cache of upstreams.
 //! - [`server`]: the connection loop (plain HTTP or TLS), timeouts, graceful shutdown.
@@ -18,6 +20,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod maintenance;

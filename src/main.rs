@@ -33,6 +33,18 @@ fn main() -> ExitCode {
         Command::Immutable(c) => auth_main(AuthCommand::Immutable(c)),
         Command::Audit(c) => auth_main(AuthCommand::Audit(c)),
         Command::HostsToml(cmd) => berth::cli::hosts_toml::run(&cmd),
+        Command::Export(c) => {
+            init_command_logging();
+            berth::cli::bundle::export(&c)
+        }
+        Command::Import(c) => {
+            init_command_logging();
+            berth::cli::bundle::import(&c)
+        }
+        Command::Inventory(c) => {
+            init_command_logging();
+            berth::cli::bundle::inventory(&c)
+        }
     }
 }
 

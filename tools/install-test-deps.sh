@@ -15,7 +15,7 @@ trap 'rm -f "$LOG"' EXIT
 
 APT_PACKAGES=(
     skopeo podman buildah containerd runc umoci nginx openssl curl jq busybox-static
-    docker-registry wrk python3 python3-pip ca-certificates
+    docker-registry wrk python3 python3-pip ca-certificates zstd gzip
 )
 PY_PACKAGES=(oras helm-sdkpy)
 
@@ -112,7 +112,7 @@ install_nextest() {
 check_tools() {
     local t
     for t in skopeo podman buildah containerd ctr runc umoci nginx openssl curl jq busybox \
-        docker-registry; do
+        docker-registry zstd gzip; do
         command -v "$t" >/dev/null 2>&1 || die "$t is still missing after installation"
     done
     [ -x /bin/busybox ] || die "/bin/busybox (busybox-static) is missing"

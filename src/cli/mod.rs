@@ -11,16 +11,25 @@
 //!
 //! Layout: `local` (open a data directory), `remote` (the admin endpoint client), `progress`
 //! (bar or lines on stderr), `render` (text reports), `cert_render` (`berth cert`'s printout).
+//! `bundle` runs `berth export`, `import` and `inventory`, writing through `split` and showing
+//! `transfer` progress; `registry` is their distribution API client for `--url`, `push` what
+//! `import --url` sends (a berth bundle `stream`s through as it is read).
 
 pub mod auth;
 mod auth_render;
+pub mod bundle;
 pub mod cert;
 mod cert_render;
 pub mod hosts_toml;
 mod local;
 pub mod progress;
+mod push;
+mod registry;
 pub mod remote;
 pub mod render;
+mod split;
+mod stream;
+pub mod transfer;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -57,6 +66,14 @@ pub enum CliError {
     NotAStore(PathBuf),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Bundle(#[from] crate::bundle::BundleError),
+    /// An input `berth import` refused whole.
+    #[error("{path}: refused, nothing imported: {reason}")]
+    Refused {
+        path: PathBuf,
+        reason: crate::bundle::BundleError,
+    },
     #[error("{0}")]
     Auth(crate::auth::error::AuthError),
     #[error("{0}")]

@@ -215,6 +215,85 @@ pub struct CertCommand {
     pub port: u16,
 }
 
+/// Where a bundle command works: a data directory no server holds, or a running registry
+/// through the distribution API.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["data", "url"])))]
+pub struct BundleTarget {
+    /// Data directory of a stopped registry.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Base URL of a running registry, e.g. http://127.0.0.1:5000.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// CA certificate (PEM) that signed the registry's certificate, for an https:// --url.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub ca_cert: Option<PathBuf>,
+    /// User to log in as when the registry has access control (password from BERTH_PASSWORD).
+    #[arg(long, value_name = "NAME", requires = "url")]
+    pub username: Option<String>,
+}
+
+/// `berth export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportCommand {
+    #[command(flatten)]
+    pub target: BundleTarget,
+    /// Images: repo:tag, repo@digest, repo (all its tags) or a glob like docker.io/library/*.
+    #[arg(value_name = "REF", required = true)]
+    pub refs: Vec<String>,
+    /// The bundle to write (`-` for standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Leave out the blobs and manifests this inventory (`berth inventory`) lists.
+    #[arg(long, value_name = "FILE", conflicts_with = "since")]
+    pub have: Option<PathBuf>,
+    /// Leave out what an earlier bundle holds (its contents manifest is the have-list).
+    #[arg(long, value_name = "BUNDLE")]
+    pub since: Option<PathBuf>,
+    /// Sign the contents manifest with this ed25519 private key (PEM, PKCS#8).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Write the bundle in parts of at most this size: FILE.000, FILE.001, … (e.g. 4GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub split_size: Option<u64>,
+}
+
+/// `berth import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportCommand {
+    #[command(flatten)]
+    pub target: BundleTarget,
+    /// Bundles, OCI layouts (directories or tars, gzip or zstd too), oci-archives or
+    /// docker-archives. A split bundle is named by its first part or without the suffix.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Import the one image of the input as NAME[:TAG] instead of the name it carries.
+    #[arg(long, value_name = "NAME")]
+    pub repo: Option<String>,
+    /// Refuse bundles whose contents manifest this ed25519 public key (PEM) did not sign.
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<PathBuf>,
+}
+
+/// `berth inventory`.
+#[derive(Debug, Clone, Args)]
+pub struct InventoryCommand {
+    #[command(flatten)]
+    pub target: BundleTarget,
+    /// Where to write the inventory (`-` for standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// A size such as `4GiB` or `500MB`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    match s.parse::<ByteRate>()? {
+        ByteRate(Some(n)) => Ok(n),
+        ByteRate(None) => Err(format!("{s:?} is not a size such as 4GiB")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -353,5 +432,39 @@ mod tests {
         assert!(parse(&["cert", "--data", "/d", "--host", "h", "--out-cert", "c"]).is_err());
         assert!(parse(&["cert", "--data", "/d", "--host", "h", "--days", "0"]).is_err());
         assert!(parse(&["cert", "--data", "/d", "--ip", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn bundle_commands_parse() {
+        let Command::Export(e) = parse(&[
+            "export",
+            "--data",
+            "/d",
+            "a:v1",
+            "b/*",
+            "-o",
+            "x.tar",
+            "--split-size",
+            "4GiB",
+        ])
+        .unwrap() else {
+            panic!("not export")
+        };
+        assert_eq!(e.refs, vec!["a:v1".to_owned(), "b/*".to_owned()]);
+        assert_eq!(e.split_size, Some(4 << 30));
+        assert!(parse(&["export", "--data", "/d", "-o", "x.tar"]).is_err());
+        assert!(
+            parse(&["export", "--data", "/d", "a", "-o", "x", "--have", "h", "--since", "s"])
+                .is_err()
+        );
+        assert!(parse(&["import", "--data", "/d", "--url", "http://x", "b.tar"]).is_err());
+        let Command::Import(i) =
+            parse(&["import", "--url", "http://x", "b.tar", "--repo", "r"]).unwrap()
+        else {
+            panic!("not import")
+        };
+        assert_eq!(i.target.url.as_deref(), Some("http://x"));
+        assert!(parse(&["inventory", "--data", "/d", "-o", "-"]).is_ok());
+        assert!(parse(&["inventory", "-o", "-"]).is_err());
     }
 }

@@ -24,7 +24,9 @@ use crate::api::{AdminAccess, Limits, Policy};
 use crate::mirror::config::{MirrorSettings, MirrorTable};
 use crate::storage::{ReadVerification, StoreOptions};
 pub use access::{AuditArgs, AuthArgs, AuthMode, AuthSettings};
-pub use commands::{GcCommand, HostsTomlCommand, VerifyCommand};
+pub use commands::{
+    ExportCommand, GcCommand, HostsTomlCommand, ImportCommand, InventoryCommand, VerifyCommand,
+};
 pub use gc::{GcArgs, GcSettings, ScrubArgs, ScrubSettings};
 use units::ByteRate;
 
@@ -65,6 +67,12 @@ pub enum Command {
     /// Write containerd hosts.toml files that make nodes pull through this registry, and
     /// print the docker and podman settings that do the same.
     HostsToml(HostsTomlCommand),
+    /// Write images to a bundle for an air-gapped transfer.
+    Export(ExportCommand),
+    /// Read bundles, OCI layouts and docker-archives into the registry.
+    Import(ImportCommand),
+    /// List the blobs and manifests held, for `berth export --have`.
+    Inventory(InventoryCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

@@ -16,7 +16,7 @@ pub mod stats;
 pub mod upstream;
 
 mod challenge;
-mod tls;
+pub(crate) mod tls;
 mod tokens;
 
 use std::collections::HashMap;

@@ -230,6 +230,13 @@ impl Registry {
     /// Stops the server with SIGTERM, checks that berth shut down cleanly (exit status 0), and
     /// starts it again over the same data on the same port.
     pub fn restart(&mut self) {
+        self.shut_down();
+        self.start_again();
+    }
+
+    /// Stops the server with SIGTERM and checks that berth shut down cleanly, leaving its data
+    /// directory to commands that need it unlocked (`berth export --data`).
+    pub fn shut_down(&mut self) {
         let mut child = self
             .child
             .take()
@@ -259,6 +266,10 @@ impl Registry {
                 self.log_text()
             );
         }
+    }
+
+    /// Starts the server again, after [`Registry::shut_down`], on the same data and port.
+    pub fn start_again(&mut self) {
         let host = self.host.clone();
         assert!(
             self.spawn_on(&host, true),
