@@ -1,6 +1,18 @@
 //! The bundle's contents manifest (`berth-bundle.json`, the first file of every bundle) and the
 //! have-list (`berth inventory`). Both are plain JSON so that a person, or a script on the
-//! receiving side, can read what a bundle holds without berth.
+//! receiving side, can read what a bundle holds without berth:
+//!
+//! ```text
+//! {"format": 1,
+//!  "refs": {"docker.io/library/app:1.0": "sha256:…"},
+//!  "manifests": [{"repository": "docker.io/library/app", "digest": "sha256:…",
+//!                 "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 525,
+//!                 "tags": ["1.0"], "shipped": true}, …],
+//!  "blobs": [{"digest": "sha256:…", "size": 2811, "shipped": false,
+//!             "repository": "docker.io/library/app"}, …]}
+//! ```
+//!
+//! `shipped: false` marks what an incremental export left out (the receiver must hold it).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -134,4 +146,46 @@ pub fn read_contents(path: &std::path::Path) -> Result<Contents, super::BundleEr
             path.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::digest::Algorithm;
+
+    #[test]
+    fn the_json_shape_is_the_documented_one() {
+        let d = Digest::of(Algorithm::Sha256, b"m");
+        let b = Digest::of(Algorithm::Sha256, b"b");
+        let c = Contents {
+            format: FORMAT_VERSION,
+            refs: [("app:1".to_owned(), d.clone())].into_iter().collect(),
+            manifests: vec![ManifestEntry {
+                repository: "app".into(),
+                digest: d.clone(),
+                media_type: "m".into(),
+                size: 1,
+                tags: vec!["1".into()],
+                shipped: true,
+            }],
+            blobs: vec![BlobEntry {
+                digest: b.clone(),
+                size: 1,
+                shipped: false,
+                repository: "app".into(),
+            }],
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["format"], 1);
+        assert_eq!(v["refs"]["app:1"], d.to_string());
+        assert_eq!(v["manifests"][0]["mediaType"], "m");
+        assert_eq!(v["blobs"][0]["shipped"], false);
+        assert_eq!(c.shipped().len(), 1);
+        assert_eq!(c.assumed().keys().collect::<Vec<_>>(), vec![&b]);
+        let back: Contents = serde_json::from_value(v).unwrap();
+        assert_eq!(back, c);
+        let mut extra = serde_json::to_value(&c).unwrap();
+        extra["surprise"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<Contents>(extra).is_err());
+    }
 }

@@ -131,13 +131,22 @@ pub fn check(store: &Store, plan: Vec<Planned>) -> Result<Vec<Ready>, BundleErro
     Ok(out)
 }
 
-/// Links every blob a manifest names into its repository, then puts it; children come before
-/// the indexes that list them, so each index finds its children in place.
+/// Links every blob a manifest names into its repository, then puts it untagged; children
+/// come before the indexes that list them, so each index finds its children in place. Tags
+/// are set last, once every manifest is in: an import cut short there leaves no tag naming
+/// an incomplete image.
 pub fn publish(store: &Store, ready: &[Ready]) -> Result<(), BundleError> {
     for r in ready {
         for d in &r.put.references {
             store.link_blob(&r.repo, d)?;
         }
+        let untagged = ManifestPut {
+            tags: Vec::new(),
+            ..r.put.clone()
+        };
+        store.put_manifest(&r.repo, &untagged)?;
+    }
+    for r in ready.iter().filter(|r| r.is_tagged()) {
         store.put_manifest(&r.repo, &r.put)?;
     }
     Ok(())
