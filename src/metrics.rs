@@ -236,13 +236,13 @@ fn unix_seconds(ms: Option<u64>) -> f64 {
     ms.map_or(0.0, |ms| ms as f64 / 1000.0)
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
+pub(crate) fn counter(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} counter")?;
     writeln!(out, "{name} {value}")
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, value: u64) -> std::fmt::Result {
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} gauge")?;
     writeln!(out, "{name} {value}")

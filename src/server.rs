@@ -10,7 +10,8 @@
 //!
 //! Open connections are capped (`admission`); HTTP/2 streams per connection are capped and
 //! their flow-control windows fixed, so one connection can make the server buffer at most
-//! `max_streams` times the request body credit of `api::appender`.
+//! `max_streams` times the request body credit of `api::appender`; bodies held whole, on
+//! every connection together, share one budget (`api::held`).
 //!
 //! Each request carries its connection's peer address (for the admin endpoint's access rule).
 //! Beside the connections runs the maintenance schedule (collections and scrubs, see

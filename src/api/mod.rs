@@ -3,9 +3,10 @@
 //!
 //! Layout: `route` (path → `Route`), `query`, `error` (the only storage → OCI mapping),
 //! `reply` (response builder), `body` (zero-copy response body), `stream` (request bodies read
-//! frame by frame), `room` (refusals decided from headers, before the body is touched),
-//! `appender` (pipelined session appends), `mirrored` (reads under a mirror: `?ns=` names and
-//! the pull-through cache's answers), and one handler module per area:
+//! frame by frame), `held` (the budget of body bytes all requests hold together), `room`
+//! (refusals decided from headers, before the body is touched), `appender` (pipelined session
+//! appends), `mirrored` (reads under a mirror: `?ns=` names and the pull-through cache's
+//! answers), and one handler module per area:
 //! `blobs`, `uploads`, `manifests`, `listing` (tags and catalog), `referrers`, `admin`
 //! (garbage collection and scrubs on request, outside `/v2/`).
 
@@ -16,6 +17,7 @@ pub mod body;
 pub mod enforce;
 pub mod error;
 pub mod guard;
+mod held;
 mod listing;
 pub mod manage;
 mod manifests;
@@ -64,6 +66,10 @@ pub struct Limits {
     pub append_batch_bytes: usize,
     /// Bodies up to this size with `?digest=` are buffered and stored in one call.
     pub monolithic_buffer_bytes: usize,
+    /// Request body bytes all requests together may hold in memory while they wait for the
+    /// rest of their bodies (see `held`). The process pays up to about twice that: hyper's
+    /// read buffers around the frames, and the allocator's slack as holders come and go.
+    pub max_body_buffer_bytes: usize,
     /// Page size of `/v2/_catalog` when the client gives no `n`, and the largest `n` honoured.
     pub max_page: usize,
 }
@@ -75,6 +81,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(120),
             append_batch_bytes: 1 << 20,
             monolithic_buffer_bytes: 1 << 20,
+            max_body_buffer_bytes: 32 << 20,
             max_page: 10_000,
         }
     }
@@ -85,6 +92,14 @@ impl Limits {
     /// against its `Content-Range`: the same bound as a buffered monolithic push.
     pub fn checked_chunk_bytes(&self) -> u64 {
         self.monolithic_buffer_bytes.max(self.append_batch_bytes) as u64
+    }
+
+    /// The body budget in force: never less than one request may have to hold alone (the
+    /// largest manifest, a checked chunk), or such a request could never be served.
+    pub fn body_buffer_bytes(&self) -> usize {
+        self.max_body_buffer_bytes
+            .max(self.max_manifest_bytes)
+            .max(self.checked_chunk_bytes() as usize)
     }
 }
 
@@ -131,6 +146,8 @@ struct Inner {
     scheme: &'static str,
     /// Upstreams served under `<ns>/` (empty: no mirroring).
     mirrors: Arc<Mirrors>,
+    /// Request body bytes held by all requests together.
+    bodies: Arc<held::BodyBudget>,
 }
 
 impl Registry {
@@ -149,10 +166,12 @@ impl Registry {
         policy: Policy,
         maintenance: Maintenance,
     ) -> Registry {
+        let bodies = Arc::new(held::BodyBudget::new(limits.body_buffer_bytes()));
         Registry {
             inner: Arc::new(Inner {
                 store,
                 metrics,
+                bodies,
                 limits,
                 policy,
                 maintenance,
@@ -200,6 +219,10 @@ impl Registry {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    pub(crate) fn bodies(&self) -> &Arc<held::BodyBudget> {
+        &self.inner.bodies
     }
 
     pub fn limits(&self) -> &Limits {
@@ -346,6 +369,7 @@ impl Registry {
                 .body(b"ok\n".to_vec())),
             (Route::Metrics, Method::GET) => {
                 let mut text = self.inner.metrics.render(&self.inner.store);
+                text.push_str(&self.inner.bodies.metrics());
                 if let Some(access) = &self.inner.access {
                     text.push_str(&access.metrics());
                 }

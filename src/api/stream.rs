@@ -1,18 +1,23 @@
 //! Request bodies read frame by frame into bounded batches, so an upload of any size holds at
 //! most one batch here (plus what the appender has queued, bounded by its credit, and the
 //! records the store's session may hold). A body may take as long as it likes while bytes keep
-//! arriving; only silence longer than the idle timeout ends it.
+//! arriving; only silence longer than the idle timeout ends it, or, when the bodies held by
+//! all requests fill their shared budget (`held`), silence of a second or more.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, StatusCode};
+use http::Request;
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::held::{stalled, Hold};
 use crate::api::Registry;
 use crate::metrics::Metrics;
 
@@ -62,17 +67,16 @@ pub struct BodyReader {
     counted: Option<BytesIn>,
     idle: Duration,
     batch: usize,
-    buf: BytesMut,
-    /// The part of the last frame that did not fit into the previous batch.
-    carry: Option<Bytes>,
-    /// Frames gathered for the next `next_frames` batch.
+    /// Frames gathered and not yet handed on: charged to the shared body budget whenever the
+    /// reader waits for its client with them in hand.
     pending: Vec<Bytes>,
     pending_len: usize,
+    hold: Hold,
     done: bool,
 }
 
 impl BodyReader {
-    /// `batch` is the size of the batches `next_batch` returns.
+    /// `batch` is how many bytes `next_frames` gathers before it hands them on.
     pub fn new(reg: &Registry, req: Request<Incoming>, batch: usize) -> BodyReader {
         let counted = req.extensions().get::<BytesIn>().cloned();
         BodyReader {
@@ -81,48 +85,10 @@ impl BodyReader {
             counted,
             idle: reg.limits().body_idle_timeout,
             batch: batch.max(1),
-            buf: BytesMut::new(),
-            carry: None,
             pending: Vec::new(),
             pending_len: 0,
+            hold: Hold::new(reg.bodies()),
             done: false,
-        }
-    }
-
-    /// The next batch of exactly `batch` bytes (fewer only at the end), or `None` once the
-    /// body is exhausted. Batches line up with the store's chunk records, so the store writes
-    /// them without re-buffering; a frame that covers a whole batch is passed on uncopied.
-    pub async fn next_batch(&mut self) -> ApiResult<Option<Bytes>> {
-        while self.buf.len() < self.batch {
-            let mut data = match self.carry.take() {
-                Some(data) => data,
-                None if self.done => break,
-                None => match self.next_data().await? {
-                    Some(data) => data,
-                    None => {
-                        self.done = true;
-                        break;
-                    }
-                },
-            };
-            if self.buf.is_empty() && data.len() >= self.batch {
-                let batch = data.split_to(self.batch);
-                self.carry = (!data.is_empty()).then_some(data);
-                return Ok(Some(batch));
-            }
-            let take = (self.batch - self.buf.len()).min(data.len());
-            if self.buf.capacity() == 0 {
-                self.buf.reserve(self.batch);
-            }
-            self.buf.extend_from_slice(&data[..take]);
-            if take < data.len() {
-                self.carry = Some(data.slice(take..));
-            }
-        }
-        if self.buf.is_empty() {
-            Ok(None)
-        } else {
-            Ok(Some(self.buf.split().freeze()))
         }
     }
 
@@ -130,22 +96,34 @@ impl BodyReader {
     /// end), or `None` once the body is exhausted. Nothing is copied: the store keeps the
     /// frames themselves until it has written them.
     pub async fn next_frames(&mut self) -> ApiResult<Option<Vec<Bytes>>> {
-        if let Some(carry) = self.carry.take() {
-            self.pend(carry);
-        }
-        if !self.buf.is_empty() {
-            let rest = self.buf.split().freeze();
-            self.pend(rest);
-        }
         while self.pending_len < self.batch && !self.done {
             match self.next_data().await? {
                 Some(data) => self.pend(data),
                 None => self.done = true,
             }
         }
-        self.pending_len = 0;
-        let frames = std::mem::take(&mut self.pending);
+        let frames = self.take_pending();
         Ok((!frames.is_empty()).then_some(frames))
+    }
+
+    /// Whether the whole body has been read: known without waiting when it declared its
+    /// length, or once a read found its end.
+    pub fn ended(&self) -> bool {
+        self.done || self.body.is_end_stream()
+    }
+
+    /// Reads the whole body, refusing it as soon as it grows past `limit`. The frames are
+    /// gathered as they come and copied once, into a buffer of exactly the body's length.
+    pub async fn read_all(&mut self, limit: usize) -> ApiResult<Option<Bytes>> {
+        while let Some(data) = self.next_data().await? {
+            if self.pending_len + data.len() > limit {
+                self.drop_pending();
+                return Ok(None);
+            }
+            self.pend(data);
+        }
+        self.done = true;
+        Ok(Some(concat(self.take_pending())))
     }
 
     fn pend(&mut self, data: Bytes) {
@@ -153,48 +131,39 @@ impl BodyReader {
         self.pending.push(data);
     }
 
-    /// Bytes read but not yet handed out (what arrived before a failure).
-    pub fn take_buffered(&mut self) -> Vec<Bytes> {
-        let mut out = std::mem::take(&mut self.pending);
+    /// Hands the gathered frames on; the budget no longer counts them.
+    fn take_pending(&mut self) -> Vec<Bytes> {
         self.pending_len = 0;
-        if !self.buf.is_empty() {
-            out.push(self.buf.split().freeze());
-        }
-        out.extend(self.carry.take());
-        out
+        self.hold.release();
+        std::mem::take(&mut self.pending)
     }
 
-    /// Reads the whole body, refusing it as soon as it grows past `limit`.
-    pub async fn read_all(&mut self, limit: usize) -> ApiResult<Option<Bytes>> {
-        let mut all = BytesMut::new();
-        while let Some(data) = self.next_data().await? {
-            if all.len() + data.len() > limit {
-                return Ok(None);
-            }
-            all.extend_from_slice(&data);
-        }
-        self.done = true;
-        Ok(Some(all.freeze()))
+    fn drop_pending(&mut self) {
+        drop(self.take_pending());
     }
 
     async fn next_data(&mut self) -> ApiResult<Option<Bytes>> {
         loop {
-            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
-                Err(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        ErrorCode::BlobUploadInvalid,
-                    )
-                    .with_detail("request body stalled"))
-                }
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
+            if self.body.is_end_stream() {
+                return Ok(None);
+            }
+            // A frame hyper already has is taken without waiting, and without the budget.
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut self.body).poll_frame(cx)))
+                    .await;
+            let frame = match polled {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => self.wait().await?,
+            };
+            let frame = match frame {
+                None => return Ok(None),
+                Some(Err(e)) => {
                     return Err(ApiError::bad_request(
                         ErrorCode::BlobUploadInvalid,
                         format!("reading request body: {e}"),
                     ))
                 }
-                Ok(Some(Ok(frame))) => frame,
+                Some(Ok(frame)) => frame,
             };
             if let Ok(data) = frame.into_data() {
                 if !data.is_empty() {
@@ -202,9 +171,42 @@ impl BodyReader {
                     if let Some(c) = &self.counted {
                         c.0.fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
+                    self.hold.received(data.len());
                     return Ok(Some(data));
                 }
             }
         }
     }
+
+    /// Waits for the client's next frame. What the reader holds meanwhile is charged to the
+    /// body budget first; silence past the idle timeout, or being cut off to make room for
+    /// others, ends the request and drops what it held.
+    async fn wait(&mut self) -> ApiResult<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Err(e) = self.hold.settle(self.pending_len).await {
+            self.drop_pending();
+            return Err(e);
+        }
+        let outcome = tokio::select! {
+            frame = self.body.frame() => Ok(frame),
+            () = tokio::time::sleep(self.idle) => Err(stalled()),
+            () = self.hold.cut() => Err(stalled()),
+        };
+        if outcome.is_err() {
+            self.drop_pending();
+        }
+        outcome
+    }
+}
+
+/// The frames as one buffer of exactly their length: copied once, or not at all if there is
+/// only one.
+pub fn concat(mut frames: Vec<Bytes>) -> Bytes {
+    if frames.len() <= 1 {
+        return frames.pop().unwrap_or_default();
+    }
+    let mut all = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+    for frame in &frames {
+        all.extend_from_slice(frame);
+    }
+    all.freeze()
 }

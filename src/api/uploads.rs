@@ -16,7 +16,7 @@ use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::query::Query;
 use crate::api::reply::{Reply, CONTENT_DIGEST, OCI_CHUNK_MIN_LENGTH, UPLOAD_UUID};
 use crate::api::room;
-use crate::api::stream::{refuse, BodyReader};
+use crate::api::stream::{concat, refuse, BodyReader};
 use crate::api::Registry;
 use crate::auth::access::Caller;
 use crate::oci::digest::Digest;
@@ -146,23 +146,22 @@ async fn monolithic(
             .monolithic_buffer_bytes
             .max(limits.append_batch_bytes),
     );
-    let first = reader.next_batch().await?.unwrap_or_default();
-    let second = if first.len() >= limits.monolithic_buffer_bytes {
-        reader.next_batch().await?
-    } else {
-        None
-    };
-    let Some(second) = second else {
-        enforce::quota(reg, caller, &name, Some(&digest), first.len() as u64).await?;
+    // Only what has arrived is held: a body that declares a megabyte and sends a kilobyte
+    // costs a kilobyte.
+    let first = reader.next_frames().await?.unwrap_or_default();
+    let small = batch_len(&first) <= limits.monolithic_buffer_bytes as u64;
+    if small && reader.ended() {
+        let body = concat(first);
+        enforce::quota(reg, caller, &name, Some(&digest), body.len() as u64).await?;
         let (n, d) = (name.clone(), digest.clone());
-        reg.blocking(move |s| s.put_blob(&n, &d, &first)).await?;
+        reg.blocking(move |s| s.put_blob(&n, &d, &body)).await?;
         return Ok(blob_created(&name, &digest));
-    };
+    }
     let n = name.clone();
     let id = reg.blocking(move |s| s.begin_upload(&n)).await?;
     let mut pipe = Appender::new(reg, id, 0);
     let streamed = async {
-        pipe.push(vec![first, second]).await?;
+        pipe.push(first).await?;
         while let Some(batch) = reader.next_frames().await? {
             pipe.push(batch).await?;
         }
@@ -385,6 +384,8 @@ async fn stream_chunk(
     let mut pipe = Appender::new(reg, *id, offset);
     let too_long = |appended: u64, more: u64| declared.is_some_and(|d| appended + more > d);
     let mut overrun = false;
+    // Every frame is pushed as it arrives, so a body cut short (client gone, stalled) keeps
+    // what arrived, and the client can resume from the offset a status request reports.
     let streamed = async {
         while let Some(batch) = reader.next_frames().await? {
             if too_long(pipe.planned - offset, batch_len(&batch)) {
@@ -399,14 +400,6 @@ async fn stream_chunk(
         Ok(())
     }
     .await;
-    // A body cut short (client gone, stalled) keeps what arrived, so the client can resume
-    // from the offset a status request reports.
-    if streamed.is_err() && !overrun {
-        let rest = reader.take_buffered();
-        if !rest.is_empty() && !too_long(pipe.planned - offset, batch_len(&rest)) {
-            let _ = pipe.push(rest).await;
-        }
-    }
     // Whatever happened, the append in flight must land before the reply goes out.
     let end = pipe.finish().await;
     let short = streamed.is_ok()

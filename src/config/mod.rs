@@ -137,6 +137,12 @@ pub struct ServeArgs {
     /// Largest manifest in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
+    /// Bytes of request bodies all requests together may hold in memory while they wait for
+    /// the rest (manifests, chunks checked against their Content-Range, small single-request
+    /// pushes); past it bodies silent for a second are cut off (408), else new ones refused
+    /// (503). At least the largest manifest [default: 33554432].
+    #[arg(long, env = "BERTH_MAX_BODY_BUFFER_BYTES")]
+    pub max_body_buffer_bytes: Option<usize>,
     /// Check every chunk's checksum on every read (true = `--read-verification always`,
     /// false = `off`); `--read-verification` wins when both are given.
     #[arg(long, env = "BERTH_VERIFY_READS")]
@@ -217,6 +223,7 @@ impl ServeArgs {
                 .or(other.max_upload_buffer_bytes),
             upload_idle_timeout: self.upload_idle_timeout.or(other.upload_idle_timeout),
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
+            max_body_buffer_bytes: self.max_body_buffer_bytes.or(other.max_body_buffer_bytes),
             verify_reads: self.verify_reads.or(other.verify_reads),
             read_verification: self.read_verification.or(other.read_verification),
             delete: self.delete.or(other.delete),
@@ -383,6 +390,10 @@ impl Config {
         if let Some(v) = args.max_manifest_bytes {
             config.limits.max_manifest_bytes = v;
         }
+        if let Some(v) = args.max_body_buffer_bytes {
+            // Raised to the largest manifest where it is used (`Limits::body_buffer_bytes`).
+            config.limits.max_body_buffer_bytes = v;
+        }
         if let Some(v) = args.verify_reads {
             config.store.read_verification = if v {
                 ReadVerification::Always
@@ -496,7 +507,7 @@ ns = "quay.io"
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nverify-reads = false\nmax-upload-buffer-bytes = 134217728\nupload-idle-timeout = 600\n",
+            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nverify-reads = false\nmax-upload-buffer-bytes = 134217728\nupload-idle-timeout = 600\nmax-body-buffer-bytes = 33554432\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -512,6 +523,7 @@ ns = "quay.io"
         assert_eq!(c.store.read_verification, ReadVerification::Off);
         assert_eq!(c.store.max_upload_buffer_bytes, 128 << 20);
         assert_eq!(c.store.upload_max_idle, Duration::from_secs(600));
+        assert_eq!(c.limits.max_body_buffer_bytes, 32 << 20);
     }
 
     #[test]
