@@ -102,14 +102,14 @@ fn tune_malloc() {
     }
 }
 
+/// Binds the listen address, then hands over to the server, which says when it is serving.
 async fn serve(config: Config) -> Result<(), berth::server::ServerError> {
-    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        data = %config.data.display(),
-        tls = config.tls.is_some(),
-        "berth serving"
-    );
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| berth::server::ServerError::Listen {
+            listen: config.listen.clone(),
+            source,
+        })?;
     berth::server::run(listener, shutdown_signal(), config).await
 }
 

@@ -71,6 +71,11 @@ pub enum ServerError {
     Auth(String),
     #[error("mirror: {0}")]
     Mirror(String),
+    #[error("--listen {listen:?}: {source} (give an address such as 127.0.0.1:5000 or [::]:5000)")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
     #[error("task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -116,6 +121,14 @@ where
             scrub_every: config.scrub.interval,
         },
     ));
+    // Said only now: the store is open and locked, TLS and access control are loaded, and
+    // connections waiting in the listener's backlog are about to be answered.
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data = %config.data.display(),
+        tls = tls.is_some(),
+        "berth serving"
+    );
     serve(listener, shutdown, registry, &config.server, tls).await;
     scheduled.abort();
     for task in [robots, evictor, cert_expiry].into_iter().flatten() {

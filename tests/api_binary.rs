@@ -89,3 +89,58 @@ fn bad_settings_exit_with_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/berth.toml"));
 }
+
+#[test]
+fn serving_is_said_only_once_the_store_is_open_and_bad_addresses_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    // The first instance holds the store's lock once it says it is serving.
+    loop {
+        let line = next_json(&mut lines);
+        if line["fields"]["message"] == "berth serving" {
+            break;
+        }
+    }
+    // A second one on the same data directory fails on the lock, and never said it served.
+    let second = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(!said.contains("berth serving"), "{said}");
+    // SAFETY: signalling a child process this test spawned and still owns.
+    unsafe { libc::kill(first.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(first.wait().unwrap().success());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "nope", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--listen \"nope\""), "{stderr}");
+}
