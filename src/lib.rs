@@ -27,6 +27,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod mirror;
 pub mod oci;
+pub mod owner_only;
 pub mod server;
 pub mod storage;
 pub mod tlsgen;

@@ -298,19 +298,6 @@ fn skopeo_reads_the_upstreams_bytes_through_the_mirror() {
     }
 }
 
-/// The digest `ctr images ls` records for `name`.
-fn ctr_digest(ctrd: &Containerd, name: &str) -> String {
-    let listing = run(ctrd.ctr().args(["images", "ls"]));
-    let line = listing
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("{name} not in ctr images ls:\n{listing}"));
-    line.split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .unwrap()
-        .to_string()
-}
-
 /// Pulls `ns/repo_tag` through the mirror and checks the digest and that the config and every
 /// layer of this platform's manifest are in containerd's content store.
 fn ctr_pull(ctrd: &Containerd, ns: &str, repo_tag: &str, digest: &str, manifest: &Value) {
@@ -320,7 +307,7 @@ fn ctr_pull(ctrd: &Containerd, ns: &str, repo_tag: &str, digest: &str, manifest:
         .args(["images", "pull", "--hosts-dir"])
         .arg(&ctrd.hosts_dir)
         .arg(&name));
-    assert_eq!(ctr_digest(ctrd, &name), digest, "{name}");
+    assert_eq!(ctrd.image_digest(&name), digest, "{name}");
     let content = run(ctrd.ctr().args(["content", "ls", "-q"]));
     let mut wanted = vec![manifest["config"]["digest"].as_str().unwrap()];
     wanted.extend(

@@ -5,14 +5,12 @@
 //! silent `chmod` would hide that from the operator (the rule `ssh` applies to its keys).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::token_error::KeyError;
-
-/// Bits that must be clear in the key file's mode.
-const GROUP_OR_OTHER: u32 = 0o077;
+use crate::owner_only::OwnerOnlyError;
 
 /// The outcome of [`create`].
 #[derive(Debug, PartialEq, Eq)]
@@ -31,26 +29,13 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
 
 /// Reads the key file, or `None` if it does not exist.
 pub fn read(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path)(e)),
-    };
-    // The mode of the open file, not of the path, so a swap between check and read changes nothing.
-    let mode = file
-        .metadata()
-        .map_err(io_error(path))?
-        .permissions()
-        .mode();
-    if mode & GROUP_OR_OTHER != 0 {
-        return Err(KeyError::InsecurePermissions {
+    crate::owner_only::read(path).map_err(|e| match e {
+        OwnerOnlyError::Io(source) => io_error(path)(source),
+        OwnerOnlyError::Loose(mode) => KeyError::InsecurePermissions {
             path: path.to_path_buf(),
-            mode: mode & 0o7777,
-        });
-    }
-    let mut contents = Vec::new();
-    file.read_to_end(&mut contents).map_err(io_error(path))?;
-    Ok(Some(contents))
+            mode,
+        },
+    })
 }
 
 /// Creates `path` holding `contents`, unless it exists.
@@ -94,6 +79,7 @@ fn temp_path(path: &Path) -> Result<PathBuf, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -143,7 +143,7 @@ impl Reading<'_, '_> {
                         "{CONTENTS_FILE} must be the first file of the bundle"
                     )));
                 }
-                let raw = read_meta(path, e.size, e.data)?;
+                let raw = read_meta(path, e.size, MAX_META, e.data)?;
                 let c: Contents = serde_json::from_slice(&raw).map_err(|err| {
                     BundleError::ContentsMismatch(format!("{CONTENTS_FILE} does not parse: {err}"))
                 })?;
@@ -157,7 +157,7 @@ impl Reading<'_, '_> {
                 self.contents = Some((c, raw));
             }
             SIGNATURE_FILE => {
-                let sig = read_meta(path, e.size, e.data)?;
+                let sig = read_meta(path, e.size, MAX_META, e.data)?;
                 if let Some(v) = self.verifier {
                     let Some((_, raw)) = &self.contents else {
                         return Err(BundleError::Signature(format!(
@@ -169,7 +169,7 @@ impl Reading<'_, '_> {
                 }
             }
             INDEX_FILE | MANIFEST_FILE | OCI_LAYOUT_FILE | "repositories" => {
-                let body = read_meta(path, e.size, e.data)?;
+                let body = read_meta(path, e.size, MAX_META, e.data)?;
                 self.meta.insert(path.to_owned(), body);
             }
             _ => self.file(e)?,
@@ -238,8 +238,15 @@ impl Reading<'_, '_> {
     }
 }
 
-fn read_meta(path: &str, size: u64, data: &mut dyn Read) -> Result<Vec<u8>, BundleError> {
-    if size > MAX_META {
+/// A small file of a tar (contents manifest, signature, index, manifest) read whole, refused
+/// past `limit` bytes or when the tar ends before it does.
+pub(crate) fn read_meta(
+    path: &str,
+    size: u64,
+    limit: u64,
+    data: &mut dyn Read,
+) -> Result<Vec<u8>, BundleError> {
+    if size > limit {
         return Err(BundleError::format(format!(
             "{path} is {size} bytes, more than any such file should be"
         )));

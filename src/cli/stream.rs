@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::bundle::check;
 use crate::bundle::contents::{Contents, CONTENTS_FILE, FORMAT_VERSION, SIGNATURE_FILE};
+use crate::bundle::import::read_meta;
 use crate::bundle::layout::{digest_of_path, INDEX_FILE, OCI_LAYOUT_FILE};
 use crate::bundle::names::{target, RepoOverride};
 use crate::bundle::origin::Origin;
@@ -97,7 +98,7 @@ impl Streaming<'_> {
     fn entry(&mut self, e: Entry<'_>) -> Result<(), BundleError> {
         let path = e.path.clone();
         if path == CONTENTS_FILE && self.contents.is_none() {
-            let raw = read_small(&path, e.size, e.data)?;
+            let raw = read_meta(&path, e.size, MAX_META, e.data)?;
             let c: Contents = serde_json::from_slice(&raw).map_err(|err| {
                 BundleError::ContentsMismatch(format!("{CONTENTS_FILE} does not parse: {err}"))
             })?;
@@ -126,7 +127,7 @@ impl Streaming<'_> {
         }
         self.contents()?;
         if path == SIGNATURE_FILE {
-            let sig = read_small(&path, e.size, e.data)?;
+            let sig = read_meta(&path, e.size, MAX_META, e.data)?;
             if let (Some(v), Some((_, raw))) = (self.verifier, &self.contents) {
                 v.verify(raw, &sig)?;
                 self.signed = true;
@@ -139,7 +140,7 @@ impl Streaming<'_> {
             ));
         }
         if path == INDEX_FILE {
-            self.index = Some(read_small(&path, e.size, e.data)?);
+            self.index = Some(read_meta(&path, e.size, MAX_META, e.data)?);
             return Ok(());
         }
         let Some(d) = digest_of_path(&path) else {
@@ -164,7 +165,7 @@ impl Streaming<'_> {
         self.contents()?;
         check::listed(&self.shipped, path, &d, size)?;
         if self.manifest_digests.contains(&d) {
-            let body = Bytes::from(read_small(path, size, data)?);
+            let body = Bytes::from(read_meta(path, size, MAX_META, data)?);
             let actual = Digest::of(d.algorithm(), &body);
             if actual != d {
                 return Err(BundleError::DigestMismatch {
@@ -301,22 +302,4 @@ fn at(path: &str, e: BundleError) -> BundleError {
         },
         other => other,
     }
-}
-
-fn read_small(path: &str, size: u64, data: &mut dyn Read) -> Result<Vec<u8>, BundleError> {
-    if size > MAX_META {
-        return Err(BundleError::format(format!(
-            "{path} is {size} bytes, too large"
-        )));
-    }
-    let mut buf = Vec::with_capacity(size as usize);
-    data.take(size).read_to_end(&mut buf)?;
-    if buf.len() as u64 != size {
-        return Err(BundleError::Truncated {
-            path: path.to_owned(),
-            expected: size,
-            got: buf.len() as u64,
-        });
-    }
-    Ok(buf)
 }

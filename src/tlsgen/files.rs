@@ -7,14 +7,13 @@
 //! leaked, and a silent `chmod` would hide that (the rule `ssh` applies to its keys).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::TlsGenError;
+use crate::owner_only::OwnerOnlyError;
 
-/// Bits that must be clear in a CA key file's mode.
-const GROUP_OR_OTHER: u32 = 0o077;
 /// Private keys: the owner only.
 pub const KEY_MODE: u32 = 0o600;
 /// Certificates are public.
@@ -52,26 +51,13 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>, TlsGenError> {
 
 /// Reads a private key only the owner can reach, or `None` if it does not exist.
 pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, TlsGenError> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path)(e)),
-    };
-    // The mode of the open file, not of the path, so a swap between check and read changes nothing.
-    let mode = file
-        .metadata()
-        .map_err(io_error(path))?
-        .permissions()
-        .mode();
-    if mode & GROUP_OR_OTHER != 0 {
-        return Err(TlsGenError::LooseKey {
+    crate::owner_only::read(path).map_err(|e| match e {
+        OwnerOnlyError::Io(source) => io_error(path)(source),
+        OwnerOnlyError::Loose(mode) => TlsGenError::LooseKey {
             path: path.to_path_buf(),
-            mode: mode & 0o7777,
-        });
-    }
-    let mut contents = Vec::new();
-    file.read_to_end(&mut contents).map_err(io_error(path))?;
-    Ok(Some(contents))
+            mode,
+        },
+    })
 }
 
 /// Creates `path` holding `contents`; fails with `Exists` if it is there already. `link`,
@@ -138,6 +124,7 @@ fn sync_dir(dir: &Path) -> Result<(), TlsGenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
