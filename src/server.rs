@@ -45,6 +45,7 @@ use crate::storage::{StorageError, Store};
 
 mod activity;
 mod admission;
+mod notify;
 mod requests;
 pub mod tls;
 
@@ -129,6 +130,7 @@ where
         tls = tls.is_some(),
         "berth serving"
     );
+    notify::ready();
     serve(listener, shutdown, registry, &config.server, tls).await;
     scheduled.abort();
     for task in [robots, evictor, cert_expiry].into_iter().flatten() {
@@ -242,6 +244,7 @@ pub async fn serve<F>(
         open = connections.len(),
         "shutting down: no longer accepting"
     );
+    notify::stopping();
     let _ = closing_tx.send(true);
     let drained = tokio::time::timeout(settings.grace_period, async {
         while connections.join_next().await.is_some() {}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the berth test suite drives on a fresh Debian bookworm machine:
 # the real registry clients (skopeo, podman, buildah, containerd, oras-py, helm-sdkpy), nginx,
+# systemd-analyze (checks the shipped unit),
 # openssl, umoci and the reference registry. Idempotent: a second run only checks.
 # Quiet on success; on failure prints the failing step and its output, and exits non-zero.
 #
@@ -15,7 +16,7 @@ trap 'rm -f "$LOG"' EXIT
 
 APT_PACKAGES=(
     skopeo podman buildah containerd runc umoci nginx openssl curl jq busybox-static
-    docker-registry wrk python3 python3-pip ca-certificates zstd gzip
+    docker-registry wrk python3 python3-pip ca-certificates zstd gzip systemd
 )
 PY_PACKAGES=(oras helm-sdkpy)
 

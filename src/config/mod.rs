@@ -143,22 +143,20 @@ pub struct ServeArgs {
     /// (503). At least the largest manifest [default: 33554432].
     #[arg(long, env = "BERTH_MAX_BODY_BUFFER_BYTES")]
     pub max_body_buffer_bytes: Option<usize>,
-    /// Check every chunk's checksum on every read (true = `--read-verification always`,
-    /// false = `off`); `--read-verification` wins when both are given.
-    #[arg(long, env = "BERTH_VERIFY_READS")]
-    pub verify_reads: Option<bool>,
     /// When chunk checksums are checked as blobs are served: always, once (the first read
     /// since the store was opened) or off [default: once].
     #[arg(long, env = "BERTH_READ_VERIFICATION")]
     pub read_verification: Option<ReadVerification>,
     /// Allow DELETE of manifests, tags and blobs; false answers every such DELETE with 405
     /// UNSUPPORTED [default: true].
-    #[arg(long, env = "BERTH_DELETE", value_name = "BOOL")]
+    #[arg(
+        long,
+        env = "BERTH_DELETE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     pub delete: Option<bool>,
-    /// Same as `--delete false` (and wins over it).
-    #[arg(long = "no-delete")]
-    #[serde(skip)]
-    pub no_delete: bool,
     #[command(flatten)]
     #[serde(default)]
     pub gc: GcArgs,
@@ -224,10 +222,8 @@ impl ServeArgs {
             upload_idle_timeout: self.upload_idle_timeout.or(other.upload_idle_timeout),
             max_manifest_bytes: self.max_manifest_bytes.or(other.max_manifest_bytes),
             max_body_buffer_bytes: self.max_body_buffer_bytes.or(other.max_body_buffer_bytes),
-            verify_reads: self.verify_reads.or(other.verify_reads),
             read_verification: self.read_verification.or(other.read_verification),
             delete: self.delete.or(other.delete),
-            no_delete: self.no_delete,
             gc: self.gc.or(other.gc),
             scrub: self.scrub.or(other.scrub),
             admin: AdminArgs {
@@ -252,10 +248,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("parsing {path}: {source}")]
+    /// `place` names the line, its table and the line itself, so the setting at fault is
+    /// named even where the parser's message only speaks of types.
+    #[error("{path}{place}: {message}")]
     Parse {
         path: PathBuf,
-        source: toml::de::Error,
+        place: String,
+        message: String,
     },
     #[error("--tls-cert and --tls-key must be given together")]
     TlsPair,
@@ -394,19 +393,10 @@ impl Config {
             // Raised to the largest manifest where it is used (`Limits::body_buffer_bytes`).
             config.limits.max_body_buffer_bytes = v;
         }
-        if let Some(v) = args.verify_reads {
-            config.store.read_verification = if v {
-                ReadVerification::Always
-            } else {
-                ReadVerification::Off
-            };
-        }
         if let Some(v) = args.read_verification {
             config.store.read_verification = v;
         }
-        if args.no_delete {
-            config.policy.deletes = false;
-        } else if let Some(v) = args.delete {
+        if let Some(v) = args.delete {
             config.policy.deletes = v;
         }
         if let Some(v) = args.admin.allow {
@@ -440,10 +430,29 @@ pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
-        source,
+        place: e
+            .span()
+            .map(|at| place_in(&text, at.start))
+            .unwrap_or_default(),
+        message: e.message().trim_end().to_owned(),
     })
+}
+
+/// ", line 7 in [gc]: `interval = 5`" for the byte offset `at` of a settings file.
+fn place_in(text: &str, at: usize) -> String {
+    let before = text.get(..at).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let table = before
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .last()
+        .map(|header| format!(" in {header}"))
+        .unwrap_or_default();
+    format!(", line {line_no}{table}: `{line}`")
 }
 
 #[cfg(test)]
@@ -507,7 +516,7 @@ ns = "quay.io"
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nverify-reads = false\nmax-upload-buffer-bytes = 134217728\nupload-idle-timeout = 600\nmax-body-buffer-bytes = 33554432\n",
+            "listen = \"127.0.0.1:6000\"\ndata = \"/srv/x\"\nlog-format = \"json\"\nmax-uploads = 7\nread-verification = \"off\"\nmax-upload-buffer-bytes = 134217728\nupload-idle-timeout = 600\nmax-body-buffer-bytes = 33554432\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -527,6 +536,21 @@ ns = "quay.io"
     }
 
     #[test]
+    fn a_wrong_value_names_its_line_and_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let error_for = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            read_file(&path).unwrap_err().to_string()
+        };
+        let e = error_for("listen = 5000\n");
+        assert!(e.contains("line 1: `listen = 5000`"), "{e}");
+        assert!(e.contains("integer"), "{e}");
+        let e = error_for("delete = true\n\n[gc]\ncompact = \"yes\"\n");
+        assert!(e.contains("line 4 in [gc]: `compact = \"yes\"`"), "{e}");
+    }
+
+    #[test]
     fn unknown_file_keys_and_half_tls_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
@@ -535,10 +559,9 @@ ns = "quay.io"
             config: Some(path),
             ..ServeArgs::default()
         };
-        assert!(matches!(
-            Config::resolve(args),
-            Err(ConfigError::Parse { .. })
-        ));
+        let e = Config::resolve(args).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }));
+        assert!(e.to_string().contains("listne"), "{e}");
         let args = ServeArgs {
             tls_cert: Some("c.pem".into()),
             ..ServeArgs::default()
@@ -572,7 +595,7 @@ ns = "quay.io"
     }
 
     #[test]
-    fn no_delete_wins() {
+    fn delete_is_one_setting() {
         let resolve = |flags: &[&str]| {
             let cli = Cli::try_parse_from(["berth", "serve"].iter().chain(flags)).unwrap();
             let Command::Serve(args) = cli.command else {
@@ -581,10 +604,12 @@ ns = "quay.io"
             Config::resolve(*args).unwrap().policy.deletes
         };
         assert!(resolve(&[]));
-        assert!(!resolve(&["--no-delete"]));
-        assert!(!resolve(&["--no-delete", "--delete", "true"]));
         assert!(!resolve(&["--delete", "false"]));
         assert!(resolve(&["--delete", "true"]));
+        assert!(resolve(&["--delete"]));
+        for gone in ["--no-delete", "--verify-reads"] {
+            assert!(Cli::try_parse_from(["berth", "serve", gone, "false"]).is_err());
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
         std::fs::write(&path, "delete = false\n").unwrap();
@@ -597,10 +622,10 @@ ns = "quay.io"
         std::fs::write(&path, "delete = true\n").unwrap();
         let c = Config::resolve(ServeArgs {
             config: Some(path),
-            no_delete: true,
+            delete: Some(false),
             ..ServeArgs::default()
         })
         .unwrap();
-        assert!(!c.policy.deletes);
+        assert!(!c.policy.deletes, "the flag wins over the file");
     }
 }

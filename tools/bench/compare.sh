@@ -13,7 +13,7 @@
 # Environment: RUNS (pushes per registry, best kept; default 2), PULLS (default 3),
 #   SMALL_COUNT (4 KiB pushes per registry; default 2000), WRK_SECONDS (default 8),
 #   BLOB_SIZE (default 1GiB), CHUNK (default 16MiB), BERTH_ARGS (extra `berth serve` flags for
-#   experiments, e.g. "--verify-reads false"; the default run measures the default settings).
+#   experiments, e.g. "--read-verification off"; the default run measures the default settings).
 set -euo pipefail
 
 RUNS=${RUNS:-2}

@@ -6,6 +6,7 @@
 
 mod client;
 mod data;
+mod hash_rate;
 mod latency;
 mod manifest;
 mod pull;
@@ -107,6 +108,12 @@ enum Command {
     HashSink {
         #[arg(long, default_value = "127.0.0.1:5099")]
         listen: String,
+    },
+    /// sha256 of this many bytes on one core, from memory: the rate no digest-verifying
+    /// import or push can beat on this machine.
+    HashRate {
+        #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+        size: u64,
     },
 }
 
@@ -210,5 +217,9 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
             latency::run(&reg, &opts).await
         }
         Command::HashSink { listen } => Ok(tokio::task::block_in_place(|| sink::run(&listen))?),
+        Command::HashRate { size } => {
+            hash_rate::run(size);
+            Ok(())
+        }
     }
 }
