@@ -4,6 +4,7 @@
 //! name yet. Blobs the store already holds are skipped, their bytes read past unwritten.
 
 use std::io::{self, Read};
+use std::sync::mpsc;
 
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 use crate::storage::{StorageError, Store, UploadId};
@@ -21,8 +22,10 @@ pub struct Staged {
     pub written: bool,
 }
 
-/// Bytes read from the input per append.
-const CHUNK: usize = 1 << 20;
+/// Bytes read from the input per append: whole chunk records of the store, several at once.
+const CHUNK: usize = 4 << 20;
+/// Buffers in flight between the reading and the writing thread.
+const BUFFERS: usize = 3;
 /// How many leading bytes [`Staged::head`] keeps.
 const HEAD: usize = 8;
 
@@ -74,25 +77,8 @@ impl<'s> Staging<'s> {
         let id = self.store.begin_upload(&self.repo)?;
         self.open = Some(id);
         let mut hasher = expected.is_none().then(|| Hasher::new(Algorithm::Sha256));
-        let mut head = Vec::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        let mut data = (&mut *data).take(size);
-        loop {
-            let n = read_some(&mut data, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            let part = &buf[..n];
-            if head.len() < HEAD {
-                head.extend_from_slice(&part[..part.len().min(HEAD - head.len())]);
-            }
-            if let Some(h) = &mut hasher {
-                h.update(part);
-            }
-            self.store.append_at_end(&id, part)?;
-            got += n as u64;
-        }
+        let (got, head) =
+            self.write_while_reading(&id, &mut (&mut *data).take(size), &mut hasher)?;
         if got != size {
             return Err(truncated(path, size, got));
         }
@@ -124,6 +110,62 @@ impl<'s> Staging<'s> {
     }
 
     /// The first bytes of a stored blob.
+    /// Appends everything `data` yields to upload `id` on a second thread while this one reads
+    /// the next buffer, so reading (and decompressing) the input overlaps with hashing and
+    /// writing the store. Returns the bytes read and the first [`HEAD`] of them.
+    fn write_while_reading(
+        &self,
+        id: &UploadId,
+        data: &mut dyn Read,
+        hasher: &mut Option<Hasher>,
+    ) -> Result<(u64, Vec<u8>), BundleError> {
+        let store = self.store;
+        std::thread::scope(|scope| {
+            let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(1);
+            let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+            for _ in 0..BUFFERS {
+                let _ = empty_tx.send(Vec::with_capacity(CHUNK));
+            }
+            let writer = scope.spawn(move || -> Result<(), StorageError> {
+                for buf in full_rx {
+                    store.append_at_end(id, &buf)?;
+                    // The reader may have stopped already.
+                    let _ = empty_tx.send(buf);
+                }
+                Ok(())
+            });
+            let read = (|| -> Result<(u64, Vec<u8>), BundleError> {
+                let (mut got, mut head) = (0u64, Vec::new());
+                // Ends when the input does, or when the writer stopped (it says why below).
+                while let Ok(mut buf) = empty_rx.recv() {
+                    buf.resize(CHUNK, 0);
+                    let n = read_some(data, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    if head.len() < HEAD {
+                        head.extend(buf.iter().take(HEAD - head.len()));
+                    }
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&buf);
+                    }
+                    got += n as u64;
+                    if full_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                Ok((got, head))
+            })();
+            drop(full_tx);
+            let written = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            written?;
+            read
+        })
+    }
+
     fn stored_head(&self, d: &Digest) -> Result<Vec<u8>, BundleError> {
         let Some(blob) = self.store.get(d)? else {
             return Ok(Vec::new());
@@ -170,7 +212,7 @@ fn truncated(path: &str, expected: u64, got: u64) -> BundleError {
 }
 
 /// Fills as much of `buf` as the reader gives before its end (tar entries hand out short reads).
-fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_some(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
