@@ -79,13 +79,13 @@ impl<'s> Staging<'s> {
         let mut got = 0u64;
         let mut data = (&mut *data).take(size);
         loop {
-            let n = read_some(&mut data, &mut buf)?;
-            if n == 0 {
+            let part = read_some(&mut data, &mut buf)?;
+            if part.is_empty() {
                 break;
             }
-            let part = &buf[..n];
+            let n = part.len();
             if head.len() < HEAD {
-                head.extend_from_slice(&part[..part.len().min(HEAD - head.len())]);
+                head.extend(part.iter().take(HEAD - head.len()));
             }
             if let Some(h) = &mut hasher {
                 h.update(part);
@@ -169,16 +169,18 @@ fn truncated(path: &str, expected: u64, got: u64) -> BundleError {
     }
 }
 
-/// Fills as much of `buf` as the reader gives before its end (tar entries hand out short reads).
-fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills as much of `buf` as the reader gives before its end (tar entries hand out short reads);
+/// returns the part filled.
+fn read_some<'b>(r: &mut impl Read, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
     let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+    while let Some(rest @ [_, ..]) = buf.get_mut(n..) {
+        match r.read(rest) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => n += k.min(rest.len()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(n)
+    let buf: &'b [u8] = buf;
+    Ok(buf.split_at(n).0)
 }
