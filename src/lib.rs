@@ -18,6 +18,10 @@
 //! - [`metrics`]: Prometheus counters for `/metrics`.
 //! - [`tlsgen`]: berth's own CA and server certificates (`berth cert`), expiry facts; no HTTP.
 
+// Library code returns errors instead of panicking on short input; tests may unwrap and index.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
+
 pub mod api;
 pub mod auth;
 pub mod bundle;

@@ -4,6 +4,8 @@
 //! mirror settings, `cert` makes a private CA and the certificate of berth's own TLS listener
 //! (see `berth::cli`).
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::process::ExitCode;
 
 use berth::config::auth::AuthCommand;

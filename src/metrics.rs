@@ -46,7 +46,9 @@ impl Metrics {
             .iter()
             .position(|&b| secs <= b)
             .unwrap_or(BUCKETS.len());
-        self.latency[slot].fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.latency.get(slot) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         self.latency_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
@@ -103,14 +105,14 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE berth_http_request_duration_seconds histogram")?;
         let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency[i].load(Ordering::Relaxed);
+        for (bound, count) in BUCKETS.iter().zip(&self.latency) {
+            cumulative += count.load(Ordering::Relaxed);
             writeln!(
                 out,
                 "berth_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             )?;
         }
-        cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
+        cumulative += self.latency.last().map_or(0, |c| c.load(Ordering::Relaxed));
         writeln!(
             out,
             "berth_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"

@@ -5,7 +5,6 @@
 mod common;
 mod storage_support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,8 @@ const BOUND: Duration = Duration::from_secs(2);
 struct Gate {
     armed: Mutex<bool>,
     cv: Condvar,
-    holding: AtomicBool,
+    /// Told when a sync starts waiting.
+    holding: tokio::sync::Notify,
 }
 
 impl Gate {
@@ -39,7 +39,7 @@ impl Gate {
     fn pass(&self) {
         let armed = self.armed.lock().unwrap();
         if *armed {
-            self.holding.store(true, Ordering::SeqCst);
+            self.holding.notify_one();
             let _ = self.cv.wait_timeout_while(armed, HOLD, |a| *a).unwrap();
         }
     }
@@ -115,11 +115,9 @@ async fn reads_and_metrics_answer_while_a_sync_is_stuck() {
     gate.set(true);
     let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
     let stuck = tokio::spawn(push("big", big));
-    let deadline = Instant::now() + HOLD;
-    while !gate.holding.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "the push never reached a sync");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    tokio::time::timeout(HOLD, gate.holding.notified())
+        .await
+        .expect("the push never reached a sync");
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let (r, took) = timed(&client, path, &[("accept", OCI_MANIFEST)]).await;

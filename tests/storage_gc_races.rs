@@ -180,9 +180,10 @@ fn a_manifest_pushed_again_while_its_body_is_swept_reads_back() {
         });
         wait(&held, "the sweep's commit to reach its log sync");
         let pusher = s.spawn(|| store.put_manifest("app", &m));
-        // The PUT has found the body stored and queued its commit behind the sweep's.
-        std::thread::sleep(Duration::from_millis(300));
+        // The PUT touches the body whose removal the sweep is committing, and waits for it.
+        let blocked = store.wait_for_blocked_touch(Duration::from_secs(20));
         stall.release();
+        assert!(blocked, "the PUT never waited for the sweep");
         let report = collector.join().unwrap().unwrap();
         eprintln!("{report:?}");
         pusher.join().unwrap().expect("the manifest PUT succeeds");
@@ -224,7 +225,10 @@ fn a_push_committing_during_compaction_keeps_its_segments() {
         // The big push writes its records (several segments, sealed as they fill) and queues
         // its commit.
         let pusher = s.spawn(|| store.put_blob("app", &sha(&big), &big));
-        std::thread::sleep(Duration::from_millis(300));
+        if !store.wait_for_queued_commits(1, Duration::from_secs(20)) {
+            stall.release();
+            panic!("the big push never queued its commit");
+        }
         let collector = s.spawn(move || {
             let mut compact_reports = 0;
             store.gc(
@@ -245,6 +249,7 @@ fn a_push_committing_during_compaction_keeps_its_segments() {
             )
         });
         // A collection that waits for commits in flight gets here only after the release.
+        // One that does not has compacted by now; the pause is its chance to delete victims.
         let _ = compacted.recv_timeout(Duration::from_millis(500));
         std::thread::sleep(Duration::from_millis(300));
         stall.release();

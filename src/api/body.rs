@@ -138,10 +138,7 @@ impl ResponseBody {
 /// thread) rather than inside the socket write on an async thread. Pages already checked or
 /// hashed are resident and cost nothing.
 fn fault_in(bytes: Bytes) -> Bytes {
-    let mut x = 0u8;
-    for i in (0..bytes.len()).step_by(4096) {
-        x ^= bytes[i];
-    }
+    let x = bytes.iter().step_by(4096).fold(0u8, |x, b| x ^ b);
     std::hint::black_box(x);
     bytes
 }

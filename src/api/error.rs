@@ -124,8 +124,8 @@ impl ApiError {
     /// The `{"errors":[…]}` body of the spec.
     pub fn body(&self) -> Vec<u8> {
         let mut entry = json!({ "code": self.code.as_str(), "message": self.code.message() });
-        if let Some(detail) = &self.detail {
-            entry["detail"] = json!(detail);
+        if let (Some(detail), Some(entry)) = (&self.detail, entry.as_object_mut()) {
+            entry.insert("detail".into(), json!(detail));
         }
         serde_json::to_vec(&json!({ "errors": [entry] })).unwrap_or_default()
     }

@@ -64,23 +64,21 @@ pub fn decode_path(s: &str) -> String {
 /// Malformed escapes are kept literally; invalid UTF-8 is replaced, which then fails whatever
 /// grammar the value must match. In a path (`plus_is_space` false) `%2F` is kept literally.
 fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let [b, tail @ ..] = rest {
+        rest = tail;
+        match (b, tail) {
+            (b'%', [h, l, after @ ..]) => match (hex_val(*h), hex_val(*l)) {
                 (Some(h), Some(l)) if plus_is_space || h << 4 | l != b'/' => {
                     out.push(h << 4 | l);
-                    i += 3;
-                    continue;
+                    rest = after;
                 }
                 _ => out.push(b'%'),
             },
-            b'+' if plus_is_space => out.push(b' '),
-            b => out.push(b),
+            (b'+', _) if plus_is_space => out.push(b' '),
+            (&b, _) => out.push(b),
         }
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }

@@ -68,30 +68,37 @@ impl Route {
             return Ok(None);
         };
         let segments: Vec<&str> = rest.split('/').collect();
-        let n = segments.len();
-        // Trailing patterns, longest first; the name is everything before them.
-        if n >= 4 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
-            let name = name_of(&segments[..n - 3])?;
-            let id = segments[n - 1];
+        // Trailing patterns, longest first; the name is everything before them (and no name is
+        // no route).
+        if let [head @ .., "blobs", "uploads", id] = segments.as_slice() {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            let name = name_of(head)?;
             return Ok(Some(if id.is_empty() {
                 Route::UploadStart { name }
             } else {
                 Route::Upload {
                     name,
-                    id: id.to_owned(),
+                    id: (*id).to_owned(),
                 }
             }));
         }
-        if n >= 3 && segments[n - 2] == "blobs" && segments[n - 1] == "uploads" {
-            let name = name_of(&segments[..n - 2])?;
+        if let [head @ .., "blobs", "uploads"] = segments.as_slice() {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            let name = name_of(head)?;
             return Ok(Some(Route::UploadStart { name }));
         }
-        if n < 3 {
+        let [head @ .., kind, last] = segments.as_slice() else {
+            return Ok(None);
+        };
+        if head.is_empty() {
             return Ok(None);
         }
-        let (head, kind, last) = (&segments[..n - 2], segments[n - 2], segments[n - 1]);
-        let route = match kind {
-            "tags" if last == "list" => Route::Tags {
+        let route = match *kind {
+            "tags" if *last == "list" => Route::Tags {
                 name: name_of(head)?,
             },
             "manifests" => {

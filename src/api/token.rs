@@ -135,8 +135,8 @@ fn body(issued: &Issued) -> Vec<u8> {
         "expires_in": issued.expires_in.as_secs(),
         "issued_at": rfc3339(issued_at),
     });
-    if let Some(r) = &issued.refresh_token {
-        v["refresh_token"] = json!(r);
+    if let (Some(r), Some(v)) = (&issued.refresh_token, v.as_object_mut()) {
+        v.insert("refresh_token".into(), json!(r));
     }
     serde_json::to_vec(&v).unwrap_or_default()
 }

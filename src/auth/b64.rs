@@ -25,16 +25,14 @@ pub fn encode_std(data: &[u8]) -> String {
 fn encode(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        let n = (0..3).fold(0u32, |n, i| {
+            n << 8 | u32::from(chunk.get(i).copied().unwrap_or(0))
+        });
         let chars = chunk.len() + 1;
         for i in 0..4 {
             if i < chars {
-                out.push(char::from(alphabet[(n >> (18 - 6 * i) & 0x3f) as usize]));
+                let sextet = (n >> (18 - 6 * i) & 0x3f) as usize;
+                out.extend(alphabet.get(sextet).copied().map(char::from));
             } else if pad {
                 out.push('=');
             }
@@ -90,7 +88,7 @@ pub fn decode_url(text: &str) -> Result<Vec<u8>, NotBase64Url> {
         if n & unused_mask != 0 {
             return Err(NotBase64Url);
         }
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..produced]);
+        out.extend(n.to_be_bytes().into_iter().skip(1).take(produced));
     }
     Ok(out)
 }

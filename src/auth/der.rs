@@ -54,7 +54,7 @@ impl<'a> Reader<'a> {
                     .iter()
                     .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
                 // DER demands the shortest length form.
-                if len < 0x80 || bytes[0] == 0 {
+                if len < 0x80 || bytes.first() == Some(&0) {
                     return Err(BadDer("non-minimal length"));
                 }
                 len
@@ -62,7 +62,9 @@ impl<'a> Reader<'a> {
             _ => return Err(BadDer("unsupported length")),
         };
         let (contents, after) = rest.split_at_checked(len).ok_or(BadDer("truncated"))?;
-        let whole = &start[..start.len() - after.len()];
+        let (whole, _) = start
+            .split_at_checked(start.len() - after.len())
+            .ok_or(BadDer("truncated"))?;
         self.rest = after;
         Ok((contents, whole))
     }

@@ -122,13 +122,13 @@ name_conversions!(UserName, ProjectName, TagPattern);
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
+    while let Some(&tc) = text.get(t) {
         match pattern.get(p) {
             Some(b'*') => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == b'?' || c == text[t] => {
+            Some(&c) if c == b'?' || c == tc => {
                 p += 1;
                 t += 1;
             }
@@ -142,7 +142,7 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    pattern.iter().skip(p).all(|&c| c == b'*')
 }
 
 /// A row of `users`. `password_hash` is a PHC string (argon2id), never shown.

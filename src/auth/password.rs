@@ -106,7 +106,11 @@ pub fn random_password() -> Result<String, AuthError> {
             // Rejection sampling keeps every character equally likely.
             let limit = 256 - 256 % ALPHABET.len();
             if (b as usize) < limit && out.len() < 24 {
-                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+                out.extend(
+                    ALPHABET
+                        .get(b as usize % ALPHABET.len())
+                        .map(|&c| char::from(c)),
+                );
             }
         }
     }

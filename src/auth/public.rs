@@ -175,11 +175,11 @@ impl PublicKey {
     /// The required members in lexicographic order without whitespace (RFC 7638 §3), spelled
     /// out rather than left to a JSON map's ordering.
     fn canonical_jwk(&self) -> String {
-        let xy = |p: &[u8], size: usize| {
-            (
-                b64::encode_url(&p[1..=size]),
-                b64::encode_url(&p[size + 1..]),
-            )
+        // An uncompressed point (`ec_point`): 0x04, then x and y of equal size.
+        let xy = |p: &[u8]| {
+            let coords = p.get(1..).unwrap_or_default();
+            let (x, y) = coords.split_at(coords.len() / 2);
+            (b64::encode_url(x), b64::encode_url(y))
         };
         match self {
             PublicKey::Ed25519(k) => {
@@ -189,12 +189,8 @@ impl PublicKey {
                 )
             }
             PublicKey::P256(p) | PublicKey::P384(p) => {
-                let (crv, size) = if p.len() == 65 {
-                    ("P-256", 32)
-                } else {
-                    ("P-384", 48)
-                };
-                let (x, y) = xy(p, size);
+                let crv = if p.len() == 65 { "P-256" } else { "P-384" };
+                let (x, y) = xy(p);
                 format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
             }
             PublicKey::Rsa { n, e } => format!(
@@ -213,13 +209,17 @@ pub fn libtrust_kid(spki_der: &[u8]) -> String {
     let digest = Sha256::digest(spki_der);
     let mut out = String::with_capacity(59);
     // 240 bits make exactly 48 five-bit symbols, so no padding arises.
-    for (i, chunk) in digest[..30].chunks(5).enumerate() {
+    for (i, chunk) in digest.chunks(5).take(6).enumerate() {
         let n = chunk.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b));
         for j in 0..8 {
             if (i * 8 + j) % 4 == 0 && i + j > 0 {
                 out.push(':');
             }
-            out.push(char::from(BASE32[(n >> (35 - 5 * j) & 0x1f) as usize]));
+            out.extend(
+                BASE32
+                    .get((n >> (35 - 5 * j) & 0x1f) as usize)
+                    .map(|&c| char::from(c)),
+            );
         }
     }
     out
@@ -232,7 +232,7 @@ fn ed25519(key: &[u8]) -> Result<PublicKey, KeyError> {
 }
 
 fn ec_point(point: &[u8], size: usize) -> Result<Vec<u8>, KeyError> {
-    if point.len() == 1 + 2 * size && point[0] == 4 {
+    if point.len() == 1 + 2 * size && point.first() == Some(&4) {
         Ok(point.to_vec())
     } else {
         Err(KeyError::UnsupportedKey("EC point must be uncompressed"))

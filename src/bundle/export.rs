@@ -171,8 +171,7 @@ impl Read for BlobRead {
                 Some(Err(e)) => return Err(storage_io(e)),
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
+        let n = (&*self.current).read(buf)?;
         let _ = self.current.split_to(n);
         Ok(n)
     }
@@ -200,7 +199,8 @@ impl<R: Read> Read for Exact<R> {
         let max = buf
             .len()
             .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
+        let (buf, _) = buf.split_at_mut(max);
+        let n = self.inner.read(buf)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

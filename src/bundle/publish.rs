@@ -28,9 +28,12 @@ pub fn merge(plan: Vec<Planned>) -> Vec<Planned> {
     for p in plan {
         match at.get(&(p.repo.clone(), p.digest.clone())) {
             Some(&i) => {
+                let Some(first) = out.get_mut(i) else {
+                    continue;
+                };
                 for t in p.tags {
-                    if !out[i].tags.contains(&t) {
-                        out[i].tags.push(t);
+                    if !first.tags.contains(&t) {
+                        first.tags.push(t);
                     }
                 }
             }

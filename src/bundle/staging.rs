@@ -214,10 +214,10 @@ fn truncated(path: &str, expected: u64, got: u64) -> BundleError {
 /// Fills as much of `buf` as the reader gives before its end (tar entries hand out short reads).
 fn read_some(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+    while let Some(rest @ [_, ..]) = buf.get_mut(n..) {
+        match r.read(rest) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => n += k.min(rest.len()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -159,17 +159,18 @@ pub fn upload(
     let mut offset = 0u64;
     let mut data = data.take(size);
     loop {
-        let n = fill(&mut data, &mut buf)?;
-        if n == 0 {
+        let part = fill(&mut data, &mut buf)?;
+        if part.is_empty() {
             break;
         }
-        hasher.update(&buf[..n]);
+        let n = part.len();
+        hasher.update(part);
         let range = format!("{}-{}", offset, offset + n as u64 - 1);
         let headers = [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_RANGE, range),
         ];
-        let body = Bytes::copy_from_slice(&buf[..n]);
+        let body = Bytes::copy_from_slice(part);
         let resp = remote.send(Method::PATCH, &location, &headers, Some(body))?;
         let resp = remote.require(resp, &[StatusCode::ACCEPTED], &what)?;
         location = location_of(&resp, &what)?;
@@ -230,13 +231,15 @@ fn location_of(resp: &reqwest::Response, what: &str) -> Result<String, BundleErr
     }
 }
 
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills as much of `buf` as the reader gives before its end; returns the part filled.
+fn fill<'b>(r: &mut impl Read, buf: &'b mut [u8]) -> std::io::Result<&'b [u8]> {
     let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
+    while let Some(rest @ [_, ..]) = buf.get_mut(n..) {
+        match r.read(rest)? {
             0 => break,
-            k => n += k,
+            k => n += k.min(rest.len()),
         }
     }
-    Ok(n)
+    let buf: &'b [u8] = buf;
+    Ok(buf.split_at(n).0)
 }

@@ -303,8 +303,7 @@ impl Read for BodyRead<'_> {
                 Err(e) => return Err(io::Error::other(e.to_string())),
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
+        let n = (&*self.current).read(buf)?;
         let _ = self.current.split_to(n);
         Ok(n)
     }

@@ -73,10 +73,14 @@ impl Answer {
     /// The `detail` (or else the `message`) of an OCI error body, or the body as text.
     pub fn error_text(&self) -> String {
         let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
-        let first = &v["errors"][0];
-        first["detail"]
-            .as_str()
-            .or_else(|| first["message"].as_str())
+        let first = v.pointer("/errors/0");
+        let text = |key| {
+            first
+                .and_then(|e| e.get(key))
+                .and_then(serde_json::Value::as_str)
+        };
+        text("detail")
+            .or_else(|| text("message"))
             .map(str::to_owned)
             .unwrap_or_else(|| String::from_utf8_lossy(&self.body).trim().to_owned())
     }

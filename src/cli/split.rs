@@ -82,7 +82,7 @@ impl Write for Output {
         let Some((f, n)) = &mut self.file else {
             return Err(io::Error::other("no output file"));
         };
-        let k = f.write(&buf[..buf.len().min(room)])?;
+        let k = f.write(buf.get(..room).unwrap_or(buf))?;
         *n += k as u64;
         Ok(k)
     }

@@ -448,8 +448,7 @@ fn place_in(text: &str, at: usize) -> String {
     let table = before
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with('['))
-        .last()
+        .rfind(|l| l.starts_with('['))
         .map(|header| format!(" in {header}"))
         .unwrap_or_default();
     format!(", line {line_no}{table}: `{line}`")

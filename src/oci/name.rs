@@ -33,37 +33,25 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// One path component: alphanumeric runs joined by `.`, `_`, `__` or any number of `-`.
 fn is_valid_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
+    /// `s` without its leading bytes that satisfy `keep`.
+    fn skip(s: &[u8], keep: impl Fn(u8) -> bool) -> &[u8] {
+        s.split_at(s.iter().take_while(|&&b| keep(b)).count()).1
+    }
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let mut i = 0;
+    let mut rest = component.as_bytes();
     loop {
         // An alphanumeric run is required here (start, or after a separator).
-        let start = i;
-        while i < bytes.len() && alnum(bytes[i]) {
-            i += 1;
-        }
-        if i == start {
+        let after = skip(rest, alnum);
+        if after.len() == rest.len() {
             return false;
         }
-        if i == bytes.len() {
-            return true;
-        }
         // A separator: ".", "_", "__" or "-+".
-        match bytes[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < bytes.len() && bytes[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < bytes.len() && bytes[i] == b'-' {
-                    i += 1;
-                }
-            }
+        rest = match after {
+            [] => return true,
+            [b'.', tail @ ..] | [b'_', b'_', tail @ ..] | [b'_', tail @ ..] => tail,
+            [b'-', ..] => skip(after, |b| b == b'-'),
             _ => return false,
-        }
+        };
     }
 }
 

@@ -226,14 +226,16 @@ impl Store {
         // Taken before anything is written, so a refusal changes nothing (making room may
         // write this session's tail, hence before `head`).
         let room = self.reserve_tail(id, s, data.len())?;
-        // Records completed here: `tail + data[..head]` (when the tail holds anything), then
-        // whole records of `data`; `data[records_end..]` is the new tail.
+        // Records completed here: `tail + first` (when the tail holds anything), then `whole`
+        // records of `data`; `rest` is the new tail.
         let head = if s.tail.is_empty() {
             0
         } else {
             cap - s.tail.len()
         };
-        let records_end = head + (data.len() - head) / cap * cap;
+        // `append_locked` sends a record or more here, so `data` covers what the tail lacks.
+        let (first, after) = data.split_at(head);
+        let (whole, rest) = after.split_at(after.len() / cap * cap);
         let before = s.hasher.clone();
         let (extents, accepted, failed) = {
             let Session {
@@ -241,7 +243,7 @@ impl Store {
             } = &mut *s;
             let first_at = *len - tail.len() as u64;
             let tail: Vec<&[u8]> = tail.parts().collect();
-            let write = || self.write_records(id, first_at, &tail, &data[..records_end], head, cap);
+            let write = || self.write_records(id, first_at, &tail, first, whole, cap);
             std::thread::scope(|scope| {
                 let helper = scope.spawn(write);
                 if let Some(h) = hasher.as_mut() {
@@ -259,36 +261,36 @@ impl Store {
         s.len += accepted as u64;
         if let Some(err) = failed {
             // sha256 already covers all of `data`: rebuild it for the part that was kept.
+            let (kept, _) = data.split_at(accepted);
             s.hasher = before.map(|mut h| {
-                h.update(&data[..accepted]);
+                h.update(kept);
                 h
             });
             return Err(err);
         }
-        let rest = &data[records_end..];
         s.tail.push_slice(rest);
         s.len += rest.len() as u64;
         drop(room);
         Ok(s.len)
     }
 
-    /// Writes `tail + data[..head]` as one record (when `tail` holds anything), then
-    /// `data[head..]` as whole records, stopping at the first failure. Returns the records
-    /// written, how many bytes of `data` they hold, and the failure.
+    /// Writes `tail + first` as one record (when `tail` holds anything), then `whole` as whole
+    /// records, stopping at the first failure. Returns the records written, how many bytes of
+    /// `first` and `whole` they hold, and the failure.
     fn write_records(
         &self,
         id: &UploadId,
         mut at: u64,
         tail: &[&[u8]],
-        data: &[u8],
-        head: usize,
+        first: &[u8],
+        whole: &[u8],
         cap: usize,
     ) -> (Vec<Extent>, usize, Option<StorageError>) {
-        let mut out = Vec::with_capacity(data.len() / cap + 1);
+        let mut out = Vec::with_capacity(whole.len() / cap + 1);
         let mut accepted = 0;
         if !tail.is_empty() {
             let mut parts = tail.to_vec();
-            parts.push(&data[..head]);
+            parts.push(first);
             let len: usize = parts.iter().map(|p| p.len()).sum();
             match self.inner.log.append_chunk(
                 id,
@@ -299,13 +301,13 @@ impl Store {
             ) {
                 Ok(e) => {
                     out.push(e);
-                    accepted = head;
+                    accepted = first.len();
                     at += len as u64;
                 }
                 Err(e) => return (out, 0, Some(e)),
             }
         }
-        for record in data[head..].chunks(cap) {
+        for record in whole.chunks_exact(cap) {
             match self.inner.log.append_chunk(
                 id,
                 at,

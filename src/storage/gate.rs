@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use crate::oci::digest::Digest;
 
@@ -29,6 +30,8 @@ struct State {
     touched: HashSet<Digest>,
     /// Digests whose removal a group commit is making durable and visible now.
     sweeping: HashSet<Digest>,
+    /// Touches waiting for such a removal to be visible.
+    waiting: usize,
 }
 
 /// Keeps a collection from starting or ending (its snapshot from being taken) until the
@@ -78,9 +81,25 @@ impl Marking {
     pub fn touch(&self, digest: &Digest) {
         let mut st = self.lock();
         st.touched.insert(digest.clone());
-        while st.sweeping.contains(digest) {
-            st = self.released.wait(st).unwrap_or_else(|p| p.into_inner());
+        if st.sweeping.contains(digest) {
+            st.waiting += 1;
+            self.released.notify_all();
+            while st.sweeping.contains(digest) {
+                st = self.released.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.waiting -= 1;
         }
+    }
+
+    /// Waits up to `timeout` until a touch waits for a claim; whether one does. Lets a test
+    /// stage a touch racing a sweep's commit without sleeping.
+    pub fn wait_for_blocked_touch(&self, timeout: Duration) -> bool {
+        let st = self.lock();
+        let (st, _) = self
+            .released
+            .wait_timeout_while(st, timeout, |st| st.waiting == 0)
+            .unwrap_or_else(|p| p.into_inner());
+        st.waiting > 0
     }
 
     /// Records touches without waiting (the group-commit leader, for the ops of its batch).
@@ -141,7 +160,7 @@ mod tests {
             drop(g.touch(&b2));
             std::time::Instant::now()
         });
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(m.wait_for_blocked_touch(Duration::from_secs(20)));
         let released_at = std::time::Instant::now();
         m.release([&b]);
         assert!(waiter.join().unwrap() >= released_at);

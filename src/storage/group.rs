@@ -69,6 +69,17 @@ impl<Op, Out> Group<Op, Out> {
         self.lock().poisoned
     }
 
+    /// Waits until at least `n` ops are queued for the next batch, or `timeout` has passed;
+    /// whether they are. Every submit notifies `cv` once its op is queued.
+    pub fn wait_queued(&self, n: usize, timeout: Duration) -> bool {
+        let st = self.lock();
+        let (st, _) = self
+            .cv
+            .wait_timeout_while(st, timeout, |st| st.queue.len() < n)
+            .unwrap_or_else(|p| p.into_inner());
+        st.queue.len() >= n
+    }
+
     /// Announces a submit that is about to come (after a short write).
     pub fn prepare(&self) -> Preparing<'_, Op, Out> {
         self.lock().preparing += 1;

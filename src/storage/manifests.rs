@@ -168,7 +168,6 @@ impl Store {
         }
         let tags = txn.open_table(TAGS)?;
         let (lo, hi) = prefix_range(repo, b"");
-        let prefix = lo.len();
         let mut out = Vec::new();
         let after = last.map(|l| repo_key(repo, l.as_bytes()));
         let iter = match &after {
@@ -183,7 +182,7 @@ impl Store {
                 break;
             }
             let (k, _) = r?;
-            let name = String::from_utf8(k.value()[prefix..].to_vec())
+            let name = String::from_utf8(key_after(k.value(), &lo)?.to_vec())
                 .map_err(|_| StorageError::Corrupt("tag not utf-8".into()))?;
             out.push(name);
         }
@@ -202,7 +201,7 @@ impl Store {
             let (k, v) = r?;
             if decode_tag(v.value())?.0 == &want[..] {
                 out.push(
-                    String::from_utf8(k.value()[lo.len()..].to_vec())
+                    String::from_utf8(key_after(k.value(), &lo)?.to_vec())
                         .map_err(|_| StorageError::Corrupt("tag not utf-8".into()))?,
                 );
             }
@@ -246,7 +245,7 @@ impl Store {
         let mut out = Vec::new();
         for r in t.range(&lo[..]..&hi[..])? {
             let (k, v) = r?;
-            let (digest, _) = decode_digest_key(&k.value()[lo.len()..])?;
+            let (digest, _) = decode_digest_key(key_after(k.value(), &lo)?)?;
             let rv: ReferrerValue = from_json(v.value())?;
             out.push(rv.into_referrer(digest));
         }

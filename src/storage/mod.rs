@@ -17,6 +17,9 @@
 //!
 //! The on-disk format is in storage-format.md.
 
+// Every integer on disk is little-endian (storage-format.md); a host-endian conversion is a bug.
+#![deny(clippy::host_endian_bytes)]
+
 mod blobs;
 mod budget;
 mod chunking;

@@ -171,8 +171,7 @@ pub(crate) fn recover(
             delta: &mut delta,
             session_ends: HashMap::new(),
         };
-        for &id in &ids {
-            let (len, header) = headers[&id];
+        for (&id, &(len, header)) in &headers {
             let Some(header) = header else {
                 let after = if len > seg::LEN as u64 {
                     io.read(id, seg::LEN as u64, (len - seg::LEN as u64) as usize)?
@@ -277,7 +276,7 @@ pub(crate) fn recover(
                     // Normally a torn tail (nothing after the last durable sync was
                     // acknowledged), but a damaged byte in a synced record looks the same: keep
                     // the bytes before cutting them.
-                    let tail = body[(valid - start) as usize..].to_vec();
+                    let tail = scan.rest().to_vec();
                     repairs.push(Repair::CutTail {
                         id,
                         at: valid,
@@ -403,8 +402,11 @@ impl Replay<'_, '_> {
 /// record header with a good crc, whether or not its payload is whole.
 fn next_record_header(buf: &[u8], base: u64) -> Option<u64> {
     (0..buf.len())
-        .filter(|&i| buf[i..].starts_with(rec::MAGIC))
-        .find(|&i| RecordHeader::decode(&buf[i..]).is_ok())
+        .find(|&i| {
+            buf.get(i..).is_some_and(|rest| {
+                rest.starts_with(rec::MAGIC) && RecordHeader::decode(rest).is_ok()
+            })
+        })
         .map(|i| base + i as u64)
 }
 
@@ -493,11 +495,10 @@ fn load_sessions(txn: &redb::ReadTransaction) -> Result<Vec<(UploadId, Session)>
         let mut next = 0u64;
         for c in chunks.range(&lo[..]..=&hi[..])? {
             let (ck, cv) = c?;
-            let mut off = [0u8; 8];
-            off.copy_from_slice(&ck.value()[16..24]);
+            let off = decode_upload_chunk_key(ck.value())?;
             let e = decode_extent(cv.value())?;
             // Only a contiguous prefix counts; a gap would make later bytes unusable.
-            if u64::from_be_bytes(off) != next {
+            if off != next {
                 break;
             }
             next += u64::from(e.len);

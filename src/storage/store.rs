@@ -368,6 +368,20 @@ impl Store {
             .is_some_and(|h| !h.is_finished())
     }
 
+    /// Waits up to `timeout` until `n` commits are queued behind the batch in flight; whether
+    /// they are. Lets a test put a commit exactly behind another without sleeping.
+    #[doc(hidden)]
+    pub fn wait_for_queued_commits(&self, n: usize, timeout: std::time::Duration) -> bool {
+        self.inner.group.wait_queued(n, timeout)
+    }
+
+    /// Waits up to `timeout` until a client's touch waits for a sweep's commit to be visible;
+    /// whether one does. Lets a test put a request exactly behind a sweep without sleeping.
+    #[doc(hidden)]
+    pub fn wait_for_blocked_touch(&self, timeout: std::time::Duration) -> bool {
+        (self.inner.gate.current()).is_some_and(|m| m.wait_for_blocked_touch(timeout))
+    }
+
     /// Bytes still free for the store on its file system (`None` for backends that cannot
     /// tell), so a request can be refused from its declared length before its body is read.
     pub fn free_bytes(&self) -> Result<Option<u64>, StorageError> {

@@ -152,7 +152,7 @@ impl Store {
                 start += u64::from(e.len);
                 keep += 1;
             }
-            let dropped = s.extents[keep..].to_vec();
+            let dropped = s.extents.get(keep..).unwrap_or_default().to_vec();
             let refill = match dropped.first() {
                 Some(e) if offset > start => {
                     let io = self.inner.log.io();

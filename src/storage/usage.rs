@@ -66,8 +66,12 @@ impl Store {
         let links = txn.open_table(REPO_BLOBS)?;
         let mut digests: HashSet<Vec<u8>> = HashSet::new();
         let mut add = |key: &[u8]| {
-            if let Some(sep) = key.iter().position(|b| *b == 0) {
-                digests.insert(key[sep + 1..].to_vec());
+            if let Some(digest) = key
+                .iter()
+                .position(|b| *b == 0)
+                .and_then(|sep| key.get(sep + 1..))
+            {
+                digests.insert(digest.to_vec());
             }
         };
         for group in groups {
@@ -84,8 +88,8 @@ impl Store {
                     for row in links.iter()? {
                         let (k, _) = row?;
                         let key = k.value();
-                        let repo_end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
-                        if !key[..repo_end].contains(&b'/') {
+                        let repo = key.split(|b| *b == 0).next().unwrap_or_default();
+                        if !repo.contains(&b'/') {
                             add(key);
                         }
                     }

@@ -53,8 +53,8 @@ impl Store {
                 continue;
             }
             let mut pos = seg::LEN;
-            while pos < data.len() {
-                let h = match RecordHeader::decode(&data[pos..]) {
+            while let Some(rest @ [_, ..]) = data.get(pos..) {
+                let h = match RecordHeader::decode(rest) {
                     Ok(h) => h,
                     Err(e) => {
                         bad(pos as u64, end, format!("record header: {e}"), &mut report);
@@ -62,7 +62,7 @@ impl Store {
                     }
                 };
                 let total = h.record_len() as usize;
-                if pos + total > data.len() {
+                let Some(record) = rest.get(..total) else {
                     bad(
                         pos as u64,
                         end,
@@ -70,9 +70,10 @@ impl Store {
                         &mut report,
                     );
                     break;
-                }
-                let payload = &data[pos + rec::HEADER_LEN..pos + total - rec::TRAILER_LEN];
-                if trailer(payload)[..] != data[pos + total - rec::TRAILER_LEN..pos + total] {
+                };
+                let body = record.get(rec::HEADER_LEN..);
+                let body = body.and_then(<[u8]>::split_last_chunk::<{ rec::TRAILER_LEN }>);
+                if body.is_none_or(|(payload, sum)| trailer(payload) != *sum) {
                     bad(
                         pos as u64,
                         (pos + total) as u64,

@@ -4,6 +4,7 @@
 //! op per batch, writing a base of the index, and deleting the emptied segments. Pulls that
 //! started before a switch keep reading the old segment through their pin.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -119,10 +120,10 @@ impl<'a> Pins<'a> {
     }
 
     fn get(&mut self, segment: u64) -> Result<&Arc<dyn SegmentPin>, StorageError> {
-        if !self.open.contains_key(&segment) {
-            self.open.insert(segment, self.io.pin(segment)?);
-        }
-        Ok(&self.open[&segment])
+        Ok(match self.open.entry(segment) {
+            Entry::Occupied(pin) => pin.into_mut(),
+            Entry::Vacant(slot) => slot.insert(self.io.pin(segment)?),
+        })
     }
 }
 
@@ -160,8 +161,11 @@ impl Prefetch {
             return Ok(());
         };
         self.next = self.next.max(at);
-        while self.next < self.extents.len() && self.starts[self.next] < from + PREFETCH_AHEAD {
-            let e = self.extents[self.next];
+        while let (Some(&e), Some(&at)) = (self.extents.get(self.next), self.starts.get(self.next))
+        {
+            if at >= from + PREFETCH_AHEAD {
+                break;
+            }
             let start = e.offset - rec::HEADER_LEN as u64;
             pins.get(e.segment)?
                 .prefetch(start, rec::OVERHEAD as u64 + u64::from(e.len));
@@ -326,7 +330,8 @@ pub(crate) fn compact(
             let decoded = decode_record(&record)
                 .ok()
                 .filter(|d| d.header.kind == Kind::Chunk && d.header.payload_len == e.len);
-            let Some(decoded) = decoded else {
+            let (Some(decoded), Some(sum)) = (decoded, record.last_chunk::<{ rec::TRAILER_LEN }>())
+            else {
                 // Never copy damage forward; the scrub reports the blob, and its segment stays.
                 tracing::error!(%digest, segment = e.segment, offset = e.offset,
                     "damaged chunk found while compacting; blob left in place");
@@ -338,7 +343,7 @@ pub(crate) fn compact(
                 Some(w) => w,
                 None => writer.insert(Writer::new(store)?),
             };
-            to.push(w.append(&decoded, &record[record.len() - rec::TRAILER_LEN..])?);
+            to.push(w.append(&decoded, sum)?);
             done += u64::from(e.len);
             batch_bytes += u64::from(e.len);
             throttle.spend(u64::from(e.len));

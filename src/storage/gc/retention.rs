@@ -5,27 +5,27 @@ use crate::storage::types::RetentionRule;
 /// Whether `text` matches `pattern`, where `*` matches any run of characters except `/`, `**`
 /// matches any run including `/`, and `?` one character other than `/`.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    /// `t`, then `t` without its first byte, and so on down to the empty slice.
+    fn suffixes(t: &[u8]) -> impl Iterator<Item = &[u8]> {
+        std::iter::successors(Some(t), |s| s.split_first().map(|(_, rest)| rest))
+    }
     fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                let rest = &p[2..];
-                (0..=t.len()).any(|i| go(rest, &t[i..]))
-            }
-            Some(b'*') => {
-                let rest = &p[1..];
-                for i in 0..=t.len() {
-                    if go(rest, &t[i..]) {
+        match p {
+            [] => t.is_empty(),
+            [b'*', b'*', rest @ ..] => suffixes(t).any(|s| go(rest, s)),
+            [b'*', rest @ ..] => {
+                for s in suffixes(t) {
+                    if go(rest, s) {
                         return true;
                     }
-                    if t.get(i) == Some(&b'/') {
+                    if s.first() == Some(&b'/') {
                         break;
                     }
                 }
                 false
             }
-            Some(b'?') => t.first().is_some_and(|&c| c != b'/') && go(&p[1..], &t[1..]),
-            Some(&c) => t.first() == Some(&c) && go(&p[1..], &t[1..]),
+            [b'?', rest @ ..] => matches!(t, [c, t_rest @ ..] if *c != b'/' && go(rest, t_rest)),
+            [c, rest @ ..] => matches!(t, [d, t_rest @ ..] if d == c && go(rest, t_rest)),
         }
     }
     go(pattern.as_bytes(), text.as_bytes())

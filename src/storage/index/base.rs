@@ -126,17 +126,18 @@ pub fn list(io: &dyn SegmentIo) -> Result<Vec<(Position, String)>, StorageError>
 }
 
 fn encode(position: Position, rows: &[Row]) -> Vec<u8> {
-    let mut out = vec![0u8; hdr::LEN];
-    out[..8].copy_from_slice(hdr::MAGIC);
-    out[hdr::OFF_VERSION..hdr::OFF_VERSION + 4].copy_from_slice(&BASE_VERSION.to_le_bytes());
-    out[hdr::OFF_HEADER_LEN..hdr::OFF_HEADER_LEN + 4]
+    let mut h = [0u8; hdr::LEN];
+    h[..8].copy_from_slice(hdr::MAGIC);
+    h[hdr::OFF_VERSION..hdr::OFF_VERSION + 4].copy_from_slice(&BASE_VERSION.to_le_bytes());
+    h[hdr::OFF_HEADER_LEN..hdr::OFF_HEADER_LEN + 4]
         .copy_from_slice(&(hdr::LEN as u32).to_le_bytes());
-    out[hdr::OFF_SEGMENT..hdr::OFF_SEGMENT + 8].copy_from_slice(&position.segment.to_le_bytes());
-    out[hdr::OFF_OFFSET..hdr::OFF_OFFSET + 8].copy_from_slice(&position.offset.to_le_bytes());
-    out[hdr::OFF_CREATED_MS..hdr::OFF_CREATED_MS + 8].copy_from_slice(&now_ms().to_le_bytes());
-    out[hdr::OFF_ROWS..hdr::OFF_ROWS + 8].copy_from_slice(&(rows.len() as u64).to_le_bytes());
-    let crc = crc32fast::hash(&out[..hdr::OFF_CRC]);
-    out[hdr::OFF_CRC..hdr::LEN].copy_from_slice(&crc.to_le_bytes());
+    h[hdr::OFF_SEGMENT..hdr::OFF_SEGMENT + 8].copy_from_slice(&position.segment.to_le_bytes());
+    h[hdr::OFF_OFFSET..hdr::OFF_OFFSET + 8].copy_from_slice(&position.offset.to_le_bytes());
+    h[hdr::OFF_CREATED_MS..hdr::OFF_CREATED_MS + 8].copy_from_slice(&now_ms().to_le_bytes());
+    h[hdr::OFF_ROWS..hdr::OFF_ROWS + 8].copy_from_slice(&(rows.len() as u64).to_le_bytes());
+    let crc = crc32fast::hash(&h[..hdr::OFF_CRC]);
+    h[hdr::OFF_CRC..hdr::LEN].copy_from_slice(&crc.to_le_bytes());
+    let mut out = h.to_vec();
     let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
     let flush = |block: &mut Vec<u8>, out: &mut Vec<u8>| {
         out.extend_from_slice(&(block.len() as u32).to_le_bytes());
@@ -162,18 +163,25 @@ fn encode(position: Position, rows: &[Row]) -> Vec<u8> {
 
 fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
     let bad = |why: &str| StorageError::Corrupt(format!("base segments/{name}: {why}"));
+    let Some((h, mut blocks)) = b.split_first_chunk::<{ hdr::LEN }>() else {
+        return Err(bad("not a base file"));
+    };
     let u32_at = |o: usize| {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        h.get(o..)
+            .and_then(<[u8]>::first_chunk)
+            .copied()
+            .map(u32::from_le_bytes)
     };
     let u64_at = |o: usize| {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+        h.get(o..)
+            .and_then(<[u8]>::first_chunk)
+            .copied()
+            .map(u64::from_le_bytes)
     };
-    if b.len() < hdr::LEN || &b[..8] != hdr::MAGIC {
+    if &h[..8] != hdr::MAGIC {
         return Err(bad("not a base file"));
     }
-    if crc32fast::hash(&b[..hdr::OFF_CRC]) != u32_at(hdr::OFF_CRC).unwrap_or(0) {
+    if crc32fast::hash(&h[..hdr::OFF_CRC]) != u32_at(hdr::OFF_CRC).unwrap_or(0) {
         return Err(bad("header checksum mismatch"));
     }
     let version = u32_at(hdr::OFF_VERSION).unwrap_or(0);
@@ -191,40 +199,25 @@ fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
     };
     let want_rows = u64_at(hdr::OFF_ROWS).unwrap_or(0);
     let mut rows = Vec::new();
-    let mut pos = hdr::LEN;
-    while pos < b.len() {
-        let len = u32_at(pos).ok_or_else(|| bad("torn block"))? as usize;
-        let payload = b
-            .get(pos + 4..pos + 4 + len)
+    while !blocks.is_empty() {
+        let (payload, rest) = length_prefixed(blocks).ok_or_else(|| bad("torn block"))?;
+        let (sum, rest) = rest
+            .split_first_chunk::<32>()
             .ok_or_else(|| bad("torn block"))?;
-        let sum = b
-            .get(pos + 4 + len..pos + 4 + len + 32)
-            .ok_or_else(|| bad("torn block"))?;
-        if blake3::hash(payload).as_bytes()[..] != sum[..] {
+        if blake3::hash(payload).as_bytes() != sum {
             return Err(bad("block checksum mismatch"));
         }
-        let mut p = 0usize;
-        while p < payload.len() {
-            let table = payload[p];
+        let mut row = payload;
+        while let Some((&table, rest)) = row.split_first() {
             if !TABLES.iter().any(|(id, _)| *id == table) {
                 return Err(bad("unknown table"));
             }
-            let field = |at: usize| -> Result<(&[u8], usize), StorageError> {
-                let n = payload
-                    .get(at..at + 4)
-                    .map(|s| u32::from_le_bytes(s.try_into().unwrap()) as usize)
-                    .ok_or_else(|| bad("short row"))?;
-                let v = payload
-                    .get(at + 4..at + 4 + n)
-                    .ok_or_else(|| bad("short row"))?;
-                Ok((v, at + 4 + n))
-            };
-            let (k, next) = field(p + 1)?;
-            let (v, next) = field(next)?;
+            let (k, rest) = length_prefixed(rest).ok_or_else(|| bad("short row"))?;
+            let (v, rest) = length_prefixed(rest).ok_or_else(|| bad("short row"))?;
             rows.push((table, k.to_vec(), v.to_vec()));
-            p = next;
+            row = rest;
         }
-        pos += 4 + len + 32;
+        blocks = rest;
     }
     if rows.len() as u64 != want_rows {
         return Err(bad("row count does not match the header (torn write?)"));
@@ -234,6 +227,12 @@ fn decode(name: &str, b: &[u8]) -> Result<Base, StorageError> {
         position,
         rows,
     })
+}
+
+/// Splits a field with a u32 LE length prefix off the front of `b`; `None` if `b` is short.
+fn length_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = b.split_first_chunk::<4>()?;
+    rest.split_at_checked(usize::try_from(u32::from_le_bytes(*len)).ok()?)
 }
 
 /// Writes a base of the index as `txn` sees it, at the checkpoint `txn` records; returns that

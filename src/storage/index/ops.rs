@@ -301,11 +301,8 @@ impl<'t> Tables<'t> {
             .next_back()
             .transpose()?;
         Ok(Some(match last {
-            Some((k, v)) => {
-                let mut off = [0u8; 8];
-                off.copy_from_slice(&k.value()[16..24]);
-                u64::from_be_bytes(off).saturating_add(u64::from(decode_extent(v.value())?.len))
-            }
+            Some((k, v)) => decode_upload_chunk_key(k.value())?
+                .saturating_add(u64::from(decode_extent(v.value())?.len)),
             None => 0,
         }))
     }
@@ -509,7 +506,7 @@ pub(crate) fn referencing(
     for r in refs.range(&lo[..]..&hi[..])? {
         let (k, v) = r?;
         if decode_digest_keys(v.value())?.contains(digest) {
-            out.push(decode_digest_key(&k.value()[lo.len()..])?.0);
+            out.push(decode_digest_key(key_after(k.value(), &lo)?)?.0);
         }
     }
     Ok(out)
@@ -778,5 +775,26 @@ mod tests {
             r#"{"op":"delete_tag","repo":"r","tag":"v1"}"#
         );
         assert!(matches!(Op::decode(json.as_bytes()).unwrap(), Op::Commit(c) if c.size == 5));
+    }
+
+    /// An `upload_chunks` key too short to hold a blob offset is a corrupt index, not a panic.
+    #[test]
+    fn short_upload_chunk_key_is_corrupt() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        let mut t = Tables::open(&txn).unwrap();
+        let session = UploadId([7; 16]);
+        t.uploads
+            .insert(&session.0[..], &encode_upload(0, "r")[..])
+            .unwrap();
+        let mut short = session.0.to_vec();
+        short.push(1);
+        t.chunks.insert(&short[..], &[0u8; 20][..]).unwrap();
+        assert!(matches!(
+            t.session_end(&session),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

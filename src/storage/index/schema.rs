@@ -62,13 +62,13 @@ pub fn decode_digest_key(b: &[u8]) -> Result<(Digest, usize), StorageError> {
 /// `repo 0x00 rest`: repository names never contain 0x00, so a repo's keys form one range.
 /// A `repo 0x00 rest` key split into the repository and the rest.
 pub fn split_repo_key(k: &[u8]) -> Result<(&str, &[u8]), StorageError> {
-    let nul = k
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| StorageError::Corrupt("index key without repository".into()))?;
-    let repo = std::str::from_utf8(&k[..nul])
+    let mut parts = k.splitn(2, |&b| b == 0);
+    let (Some(repo), Some(rest)) = (parts.next(), parts.next()) else {
+        return Err(StorageError::Corrupt("index key without repository".into()));
+    };
+    let repo = std::str::from_utf8(repo)
         .map_err(|_| StorageError::Corrupt("repository not utf-8".into()))?;
-    Ok((repo, &k[nul + 1..]))
+    Ok((repo, rest))
 }
 
 pub fn repo_key(repo: &str, rest: &[u8]) -> Vec<u8> {
@@ -77,6 +77,12 @@ pub fn repo_key(repo: &str, rest: &[u8]) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(rest);
     k
+}
+
+/// What follows `prefix` in `key`, a key read from [`prefix_range`] of that prefix.
+pub fn key_after<'k>(key: &'k [u8], prefix: &[u8]) -> Result<&'k [u8], StorageError> {
+    key.strip_prefix(prefix)
+        .ok_or_else(|| StorageError::Corrupt("index key outside its range".into()))
 }
 
 /// The half-open key range holding every `repo 0x00 prefix…` key.
@@ -140,10 +146,11 @@ pub fn encode_blob(size: u64, extents: &[Extent]) -> Vec<u8> {
 pub fn decode_blob(b: &[u8]) -> Result<(u64, Vec<Extent>), StorageError> {
     let size = u64_le(b, 0)?;
     let n = u32_le(b, 8)? as usize;
-    if b.len() != 12 + n * EXTENT_LEN {
-        return Err(StorageError::Corrupt("blob value length".into()));
-    }
-    let extents = b[12..]
+    let extents = match b.get(12..) {
+        Some(e) if e.len() == n * EXTENT_LEN => e,
+        _ => return Err(StorageError::Corrupt("blob value length".into())),
+    };
+    let extents = extents
         .chunks_exact(EXTENT_LEN)
         .map(decode_extent)
         .collect::<Result<_, _>>()?;
@@ -161,7 +168,10 @@ pub fn encode_tag(manifest: &[u8], at_ms: u64) -> Vec<u8> {
 /// The manifest's digest key and the tag time of a tag value.
 pub fn decode_tag(b: &[u8]) -> Result<(&[u8], u64), StorageError> {
     let (_, n) = decode_digest_key(b)?;
-    Ok((&b[..n], u64_le(b, n)?))
+    let (key, rest) = b
+        .split_at_checked(n)
+        .ok_or_else(|| StorageError::Corrupt("short index value".into()))?;
+    Ok((key, u64_le(rest, 0)?))
 }
 
 /// Concatenated digest keys (each fixed-length by its first byte).
@@ -170,7 +180,7 @@ pub fn decode_digest_keys(mut b: &[u8]) -> Result<Vec<Digest>, StorageError> {
     while !b.is_empty() {
         let (d, n) = decode_digest_key(b)?;
         out.push(d);
-        b = &b[n..];
+        b = b.get(n..).unwrap_or_default();
     }
     Ok(out)
 }
@@ -191,7 +201,7 @@ pub fn encode_upload(started_ms: u64, repo: &str) -> Vec<u8> {
 
 pub fn decode_upload(b: &[u8]) -> Result<(u64, String), StorageError> {
     let started = u64_le(b, 0)?;
-    let repo = String::from_utf8(b[8..].to_vec())
+    let repo = String::from_utf8(b.get(8..).unwrap_or_default().to_vec())
         .map_err(|_| StorageError::Corrupt("upload repo not utf-8".into()))?;
     Ok((started, repo))
 }
@@ -201,6 +211,14 @@ pub fn upload_chunk_key(id: &[u8; 16], blob_offset: u64) -> [u8; 24] {
     k[..16].copy_from_slice(id);
     k[16..].copy_from_slice(&blob_offset.to_be_bytes());
     k
+}
+
+/// The blob offset of an `upload_chunks` key.
+pub fn decode_upload_chunk_key(k: &[u8]) -> Result<u64, StorageError> {
+    match k.split_last_chunk::<8>() {
+        Some((id, off)) if id.len() == 16 => Ok(u64::from_be_bytes(*off)),
+        _ => Err(StorageError::Corrupt("upload chunk key length".into())),
+    }
 }
 
 pub fn encode_space(live: u64, dead: u64) -> [u8; 16] {
@@ -289,5 +307,20 @@ mod tests {
         let mut k = digest_key(&d);
         k.push(9);
         assert_eq!(decode_digest_key(&k).unwrap(), (d, 65));
+    }
+
+    #[test]
+    fn upload_chunk_key_round_trips() {
+        let k = upload_chunk_key(&[3; 16], 1 << 40);
+        assert_eq!(decode_upload_chunk_key(&k).unwrap(), 1 << 40);
+        assert!(decode_upload_chunk_key(&k[..23]).is_err());
+        assert!(decode_upload_chunk_key(&[k.as_slice(), &[0]].concat()).is_err());
+    }
+
+    #[test]
+    fn repo_key_splits_at_the_first_nul() {
+        let k = repo_key("a/b", b"x\0y");
+        assert_eq!(split_repo_key(&k).unwrap(), ("a/b", &b"x\0y"[..]));
+        assert!(split_repo_key(b"no separator").is_err());
     }
 }

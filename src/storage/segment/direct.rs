@@ -38,7 +38,7 @@ pub(crate) fn sub_slices<'a>(bufs: &[&'a [u8]], from: usize, to: usize) -> Vec<&
         if end <= from || start >= to {
             continue;
         }
-        out.push(&b[from.max(start) - start..to.min(end) - start]);
+        out.extend(b.get(from.max(start) - start..to.min(end) - start));
     }
     out
 }
@@ -61,7 +61,7 @@ pub(crate) fn stage(offset: u64, bufs: &[&[u8]]) -> Option<Staged> {
     let (a, b) = aligned_middle(offset, len)?;
     let middle = sub_slices(bufs, (a - offset) as usize, (b - offset) as usize);
     let mut buf = BOUNCE.with(|bounce| std::mem::replace(&mut *bounce.borrow_mut(), Bounce::EMPTY));
-    fill(buf.get((b - a) as usize).ok()?, &middle);
+    fill(buf.get((b - a) as usize).ok()?, &middle).ok()?;
     Some(Staged { offset, len, buf })
 }
 
@@ -76,7 +76,7 @@ impl Staged {
             fill(
                 buf,
                 &sub_slices(bufs, (a - offset) as usize, (b - offset) as usize),
-            );
+            )?;
         }
         Ok(buf)
     }
@@ -114,17 +114,21 @@ pub(crate) fn write_direct(
         fill(
             buf,
             &sub_slices(bufs, (a - offset) as usize, (b - offset) as usize),
-        );
+        )?;
         direct.write_all_at(buf, a)
     })
 }
 
-fn fill(buf: &mut [u8], parts: &[&[u8]]) {
-    let mut filled = 0;
+fn fill(buf: &mut [u8], parts: &[&[u8]]) -> io::Result<()> {
+    let mut rest = buf;
     for part in parts {
-        buf[filled..filled + part.len()].copy_from_slice(part);
-        filled += part.len();
+        let (dst, after) = rest
+            .split_at_mut_checked(part.len())
+            .ok_or_else(|| io::Error::other("direct write parts overrun their buffer"))?;
+        dst.copy_from_slice(part);
+        rest = after;
     }
+    Ok(())
 }
 
 thread_local! {

@@ -122,8 +122,8 @@ fn write_group(file: &File, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
     for b in bufs {
         let skip = done.min(b.len());
         done -= skip;
-        if skip < b.len() {
-            file.write_all_at(&b[skip..], off + skip as u64)?;
+        if let Some(rest @ [_, ..]) = b.get(skip..) {
+            file.write_all_at(rest, off + skip as u64)?;
         }
         off += b.len() as u64;
     }
@@ -170,6 +170,7 @@ struct MapSlice {
 }
 
 impl AsRef<[u8]> for MapSlice {
+    #[allow(clippy::indexing_slicing)] // `read` maps at least `end` bytes before making one
     fn as_ref(&self) -> &[u8] {
         &self.map[self.start..self.end]
     }

@@ -88,7 +88,9 @@ fn write_into(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
     if buf.len() < end {
         buf.resize(end, 0);
     }
-    buf[offset as usize..end].copy_from_slice(data);
+    if let Some(dst) = buf.get_mut(offset as usize..end) {
+        dst.copy_from_slice(data);
+    }
 }
 
 /// splitmix64: a tiny deterministic generator so images are reproducible from a seed.
@@ -221,7 +223,7 @@ impl MemDisk {
     /// held. Size changes hold in order.
     pub fn power_cut_image(&self, point: usize, seed: u64) -> Arc<MemDisk> {
         let st = self.lock();
-        let ops = &st.log[..point.min(st.log.len())];
+        let ops = st.log.get(..point).unwrap_or(&st.log);
         let mut last_sync: BTreeMap<&str, usize> = BTreeMap::new();
         let mut last_dir_sync = None;
         for (i, op) in ops.iter().enumerate() {
@@ -289,7 +291,7 @@ impl MemDisk {
                             1 => write_into(buf, *offset, data),
                             _ => {
                                 let keep = rng.below(data.len() as u64 + 1) as usize;
-                                write_into(buf, *offset, &data[..keep]);
+                                write_into(buf, *offset, data.get(..keep).unwrap_or(data));
                             }
                         }
                     }
@@ -398,7 +400,7 @@ impl SegmentIo for MemSegments {
                     as usize,
                 _ => b.len(),
             };
-            let data = b[..allowed].to_vec();
+            let data = b.get(..allowed).unwrap_or(b).to_vec();
             if let Some(f) = st.files.get_mut(&name) {
                 write_into(f, off, &data);
             }
@@ -426,6 +428,7 @@ impl SegmentIo for MemSegments {
             offset,
             len,
         )
+        .map(Bytes::copy_from_slice)
     }
 
     fn pin(&self, id: u64) -> io::Result<Arc<dyn SegmentPin>> {
@@ -528,19 +531,14 @@ impl SegmentPin for MemPin {
             .get(&self.name)
             .or_else(|| st.removed.get(&self.name))
             .ok_or_else(|| missing(&self.name))?;
-        read_range(f, offset, len)
+        read_range(f, offset, len).map(Bytes::copy_from_slice)
     }
 }
 
-fn read_range(f: &[u8], offset: u64, len: usize) -> io::Result<Bytes> {
+fn read_range(f: &[u8], offset: u64, len: usize) -> io::Result<&[u8]> {
     let end = (offset as usize).saturating_add(len);
-    if end > f.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "read past end",
-        ));
-    }
-    Ok(Bytes::copy_from_slice(&f[offset as usize..end]))
+    f.get(offset as usize..end)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past end"))
 }
 
 /// The index file on a [`MemDisk`], for `redb::Builder::create_with_backend`.
@@ -563,14 +561,7 @@ impl redb::StorageBackend for MemIndexFile {
             .files
             .get(INDEX_FILE)
             .ok_or_else(|| missing(INDEX_FILE))?;
-        let end = (offset as usize).saturating_add(len);
-        if end > f.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end",
-            ));
-        }
-        Ok(f[offset as usize..end].to_vec())
+        read_range(f, offset, len).map(<[u8]>::to_vec)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

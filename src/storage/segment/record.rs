@@ -108,18 +108,21 @@ pub enum FrameError {
     BadPayload,
 }
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
+/// The `N` bytes at `off`, or `Truncated` when `b` ends first.
+fn bytes_at<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], FrameError> {
+    b.get(off..)
+        .and_then(<[u8]>::first_chunk)
+        .copied()
+        .ok_or(FrameError::Truncated)
 }
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
+fn u16_at(b: &[u8], off: usize) -> Result<u16, FrameError> {
+    bytes_at(b, off).map(u16::from_le_bytes)
 }
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
+fn u32_at(b: &[u8], off: usize) -> Result<u32, FrameError> {
+    bytes_at(b, off).map(u32::from_le_bytes)
+}
+fn u64_at(b: &[u8], off: usize) -> Result<u64, FrameError> {
+    bytes_at(b, off).map(u64::from_le_bytes)
 }
 
 impl RecordHeader {
@@ -147,13 +150,13 @@ impl RecordHeader {
 
     /// Decodes and checks a header; does not look at the payload.
     pub fn decode(b: &[u8]) -> Result<RecordHeader, FrameError> {
-        if b.len() < rec::HEADER_LEN {
+        let Some(b) = b.first_chunk::<{ rec::HEADER_LEN }>() else {
             return Err(FrameError::Truncated);
-        }
+        };
         if &b[rec::OFF_MAGIC..rec::OFF_MAGIC + 4] != rec::MAGIC {
             return Err(FrameError::BadMagic);
         }
-        if crc32fast::hash(&b[..rec::OFF_CRC]) != u32_at(b, rec::OFF_CRC) {
+        if crc32fast::hash(&b[..rec::OFF_CRC]) != u32_at(b, rec::OFF_CRC)? {
             return Err(FrameError::HeaderCrc);
         }
         let version = b[rec::OFF_VERSION];
@@ -163,18 +166,16 @@ impl RecordHeader {
         if version == 0 {
             return Err(FrameError::BadVersion(version));
         }
-        if u32_at(b, rec::OFF_RESERVED) != 0 {
+        if u32_at(b, rec::OFF_RESERVED)? != 0 {
             return Err(FrameError::Reserved);
         }
         let kind = Kind::from_u8(b[rec::OFF_KIND]).ok_or(FrameError::BadKind(b[rec::OFF_KIND]))?;
-        let mut session = [0u8; 16];
-        session.copy_from_slice(&b[rec::OFF_SESSION..rec::OFF_SESSION + 16]);
         Ok(RecordHeader {
             kind,
-            flags: u16_at(b, rec::OFF_FLAGS),
-            payload_len: u32_at(b, rec::OFF_PAYLOAD_LEN),
-            session,
-            blob_offset: u64_at(b, rec::OFF_BLOB_OFFSET),
+            flags: u16_at(b, rec::OFF_FLAGS)?,
+            payload_len: u32_at(b, rec::OFF_PAYLOAD_LEN)?,
+            session: bytes_at(b, rec::OFF_SESSION)?,
+            blob_offset: u64_at(b, rec::OFF_BLOB_OFFSET)?,
         })
     }
 
@@ -200,17 +201,22 @@ pub struct Decoded<'a> {
 /// Decodes one record at the start of `b`, checking header crc and payload blake3.
 pub fn decode_record(b: &[u8]) -> Result<Decoded<'_>, FrameError> {
     let header = RecordHeader::decode(b)?;
-    let total = usize::try_from(header.record_len()).map_err(|_| FrameError::Truncated)?;
-    if b.len() < total {
+    let payload_len = usize::try_from(header.payload_len).map_err(|_| FrameError::Truncated)?;
+    let Some((head, rest)) = b.split_first_chunk::<{ rec::HEADER_LEN }>() else {
         return Err(FrameError::Truncated);
-    }
-    let payload = &b[rec::HEADER_LEN..rec::HEADER_LEN + header.payload_len as usize];
-    if trailer(payload)[..] != b[total - rec::TRAILER_LEN..total] {
+    };
+    let Some((payload, rest)) = rest.split_at_checked(payload_len) else {
+        return Err(FrameError::Truncated);
+    };
+    let Some(sum) = rest.first_chunk::<{ rec::TRAILER_LEN }>() else {
+        return Err(FrameError::Truncated);
+    };
+    if trailer(payload) != *sum {
         return Err(FrameError::PayloadChecksum);
     }
     Ok(Decoded {
         header,
-        version: b[rec::OFF_VERSION],
+        version: head[rec::OFF_VERSION],
         payload,
     })
 }
@@ -238,6 +244,12 @@ impl<'a> Scanner<'a> {
     pub fn valid_end(&self) -> u64 {
         self.base + self.pos as u64
     }
+
+    /// The bytes from [`Scanner::valid_end`] on: what is left after the last good record.
+    pub fn rest(&self) -> &'a [u8] {
+        // `pos` only moves past records that decoded whole, so it never passes the end.
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
 }
 
 impl<'a> Iterator for Scanner<'a> {
@@ -248,7 +260,7 @@ impl<'a> Iterator for Scanner<'a> {
         if self.error.is_some() || self.pos >= self.buf.len() {
             return None;
         }
-        let rest = &self.buf[self.pos..];
+        let rest = self.buf.get(self.pos..)?;
         match decode_record(rest) {
             Ok(d) => {
                 let at = self.base + self.pos as u64;
@@ -281,20 +293,20 @@ pub fn encode_segment_header(id: u64, created_ms: u64, stream: Stream) -> [u8; s
 
 /// Checks a segment header.
 pub fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, FrameError> {
-    if b.len() < seg::LEN {
+    let Some(b) = b.first_chunk::<{ seg::LEN }>() else {
         return Err(FrameError::Truncated);
-    }
+    };
     if &b[seg::OFF_MAGIC..seg::OFF_MAGIC + 8] != seg::MAGIC {
         return Err(FrameError::BadMagic);
     }
-    if crc32fast::hash(&b[..seg::OFF_CRC]) != u32_at(b, seg::OFF_CRC) {
+    if crc32fast::hash(&b[..seg::OFF_CRC]) != u32_at(b, seg::OFF_CRC)? {
         return Err(FrameError::HeaderCrc);
     }
-    let version = u32_at(b, seg::OFF_VERSION);
+    let version = u32_at(b, seg::OFF_VERSION)?;
     if version > u32::from(FORMAT_VERSION) {
         return Err(FrameError::Newer(version));
     }
-    if version == 0 || u32_at(b, seg::OFF_HEADER_LEN) as usize != seg::LEN {
+    if version == 0 || u32_at(b, seg::OFF_HEADER_LEN)? as usize != seg::LEN {
         return Err(FrameError::BadVersion(version.min(255) as u8));
     }
     let stream = match (version, b[seg::OFF_STREAM]) {
@@ -302,16 +314,16 @@ pub fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, FrameError> {
         (_, 1) => Stream::Compaction,
         _ => return Err(FrameError::Reserved),
     };
-    let reserved_from = if version == 1 {
-        seg::OFF_STREAM
+    let reserved = if version == 1 {
+        &b[seg::OFF_STREAM..seg::OFF_CRC]
     } else {
-        seg::OFF_STREAM + 1
+        &b[seg::OFF_STREAM + 1..seg::OFF_CRC]
     };
-    if b[reserved_from..seg::OFF_CRC].iter().any(|&x| x != 0) {
+    if reserved.iter().any(|&x| x != 0) {
         return Err(FrameError::Reserved);
     }
     Ok(SegmentHeader {
-        id: u64_at(b, seg::OFF_SEGMENT_ID),
+        id: u64_at(b, seg::OFF_SEGMENT_ID)?,
         version: version as u8,
         stream,
     })

@@ -23,9 +23,9 @@ struct Slots {
     used: Mutex<usize>,
     freed: Condvar,
     max: usize,
-    /// Submits waiting for a slot, so a test can tell one is held back without sleeping.
+    /// Hears of each submit that waits for a slot, so a test can tell one is held back.
     #[cfg(test)]
-    waiting: std::sync::atomic::AtomicUsize,
+    parked: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl Slots {
@@ -54,7 +54,7 @@ impl Writers {
                 freed: Condvar::new(),
                 max: 2 * thread_count(),
                 #[cfg(test)]
-                waiting: Default::default(),
+                parked: Mutex::new(None),
             }),
         }
     }
@@ -70,14 +70,10 @@ impl Writers {
             let mut used = self.slots.lock();
             while *used >= self.slots.max {
                 #[cfg(test)]
-                self.slots
-                    .waiting
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(tx) = self.slots.parked.lock().unwrap().as_ref() {
+                    let _ = tx.send(());
+                }
                 used = (self.slots.freed.wait(used)).unwrap_or_else(|p| p.into_inner());
-                #[cfg(test)]
-                self.slots
-                    .waiting
-                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             }
             *used += 1;
         }
@@ -186,6 +182,8 @@ mod tests {
         use std::sync::{mpsc, Arc, Mutex};
 
         let w = Arc::new(Writers::new());
+        let (parked_tx, parked) = mpsc::channel::<()>();
+        *w.slots.parked.lock().unwrap() = Some(parked_tx);
         let (go, wait) = mpsc::channel::<()>();
         let wait = Arc::new(Mutex::new(wait));
         let full: Vec<_> = (0..w.slots.max)
@@ -207,15 +205,10 @@ mod tests {
                 waited
             })
         };
-        // Wait (with a deadline) until the late submit is parked on the full queue.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while w.slots.waiting.load(Ordering::SeqCst) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the late submit never waited"
-            );
-            std::thread::yield_now();
-        }
+        // The late submit is parked on the full queue.
+        parked
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the late submit never waited");
         released.store(true, Ordering::SeqCst);
         for _ in 0..w.slots.max {
             go.send(()).unwrap();
