@@ -208,8 +208,8 @@ mod tests {
 
     #[test]
     fn finish_writes_every_line_appended_before_it_and_later_lines_directly() {
-        let (w, flusher) = spawn(DEFAULT_CAPACITY, || Box::new(Collect(received(&DRAINED))))
-            .unwrap();
+        let (w, flusher) =
+            spawn(DEFAULT_CAPACITY, || Box::new(Collect(received(&DRAINED)))).unwrap();
         let mut writers: Vec<_> = (0..4).map(|_| w.clone()).collect();
         std::thread::scope(|s| {
             for (t, w) in writers.iter_mut().enumerate() {

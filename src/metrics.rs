@@ -47,9 +47,9 @@ impl Default for RequestCounts {
 impl RequestCounts {
     fn add(&self, route: &'static str, status: u16) {
         let key = (route, status);
-        let start = route
-            .bytes()
-            .fold(usize::from(status), |h, b| h.wrapping_mul(31) ^ usize::from(b));
+        let start = route.bytes().fold(usize::from(status), |h, b| {
+            h.wrapping_mul(31) ^ usize::from(b)
+        });
         for i in 0..REQUEST_SLOTS {
             let slot = &self.slots[(start + i) % REQUEST_SLOTS];
             if *slot.key.get_or_init(|| key) == key {

@@ -93,12 +93,25 @@ fn every_request_line_is_written_out_before_a_graceful_exit() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let started = next_json(&mut lines);
     let addr = started["fields"]["listen"].as_str().unwrap().to_owned();
+    // The log is read as it comes: the lines outgrow a pipe's buffer.
+    let reader = std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .filter(|l| l.contains("berth::access"))
+            .collect::<Vec<String>>()
+    });
 
     let mut tcp = TcpStream::connect(&addr).unwrap();
     let mut burst = String::new();
     for i in 0..REQUESTS {
-        let close = if i + 1 == REQUESTS { "connection: close\r\n" } else { "" };
-        burst.push_str(&format!("HEAD /v2/r/manifests/t{i} HTTP/1.1\r\nhost: x\r\n{close}\r\n"));
+        let close = if i + 1 == REQUESTS {
+            "connection: close\r\n"
+        } else {
+            ""
+        };
+        burst.push_str(&format!(
+            "HEAD /v2/r/manifests/t{i} HTTP/1.1\r\nhost: x\r\n{close}\r\n"
+        ));
     }
     tcp.write_all(burst.as_bytes()).unwrap();
     let mut replies = String::new();
@@ -109,10 +122,7 @@ fn every_request_line_is_written_out_before_a_graceful_exit() {
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
     assert!(child.wait().unwrap().success());
-    let logged: Vec<String> = lines
-        .map_while(Result::ok)
-        .filter(|l| l.contains("berth::access"))
-        .collect();
+    let logged = reader.join().unwrap();
     assert_eq!(logged.len(), REQUESTS);
     for (i, line) in logged.iter().enumerate() {
         let v: Value = serde_json::from_str(line).unwrap();

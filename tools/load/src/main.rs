@@ -231,7 +231,9 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
             tag,
         } => {
             if clients == 0 {
-                return Err(LoadError::BadArgument("--clients must be at least 1".into()));
+                return Err(LoadError::BadArgument(
+                    "--clients must be at least 1".into(),
+                ));
             }
             let opts = rollout::Options {
                 repo,
