@@ -16,6 +16,7 @@
 //! - [`config`]: command line, environment and TOML settings.
 //! - [`maintenance`]: garbage collection and scrubs of a serving registry, one at a time.
 //! - [`metrics`]: Prometheus counters for `/metrics`.
+//! - [`log_writer`]: log lines written to stdout by a thread of their own, batched, bounded.
 //! - [`tlsgen`]: berth's own CA and server certificates (`berth cert`), expiry facts; no HTTP.
 
 // Library code returns errors instead of panicking on short input; tests may unwrap and index.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod log_writer;
 pub mod maintenance;
 pub mod metrics;
 pub mod mirror;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use berth::config::auth::AuthCommand;
 use berth::config::{Cli, Command, Config, LogFormat, ServeArgs};
+use berth::log_writer::{self, LogFlusher};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -64,7 +65,13 @@ fn serve_main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    let flusher = match init_logging(config.log_format) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("berth: starting the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,14 +82,18 @@ fn serve_main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    let code = match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("berth: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Every task has ended with the runtime; then the log writer writes out their last lines.
+    drop(runtime);
+    flusher.finish();
+    code
 }
 
 /// Upload bodies pass through short-lived buffers on many runtime threads; glibc would keep an
@@ -115,16 +126,21 @@ async fn serve(config: Config) -> Result<(), berth::server::ServerError> {
     berth::server::run(listener, shutdown_signal(), config).await
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines (one per request among them) go to stdout through a writer thread, so that no
+/// request waits for the write.
+fn init_logging(format: LogFormat) -> std::io::Result<LogFlusher> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (writer, flusher) = log_writer::stdout(log_writer::DEFAULT_CAPACITY)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(flusher)
 }
 
 /// Warnings of the store (recovery, damage) on stderr, which stdout's report does not mix with.

@@ -1,12 +1,12 @@
 //! Counters behind `/metrics`, rendered in the Prometheus text format. Request counters are
-//! updated once per request; store gauges and the garbage collection and scrub totals
+//! updated once per request, with atomics only (every request pays for them); store gauges and the garbage collection and scrub totals
 //! (`Store::gc_stats`) are read at scrape time. Timestamps of things that never happened
 //! are 0.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::storage::Store;
@@ -16,9 +16,67 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0,
 ];
 
+/// Slots of the request counters: route kinds times the statuses each answers with are far
+/// fewer.
+const REQUEST_SLOTS: usize = 256;
+
+/// One request counter, claimed by the first request of its route and status.
+#[derive(Default)]
+struct RequestSlot {
+    key: OnceLock<(&'static str, u16)>,
+    count: AtomicU64,
+}
+
+/// Request counts by route and status, counted with atomics only once a pair has its slot
+/// (an open-addressing table that is never cleared); pairs beyond the table, which no
+/// registry of today's routes reaches, are counted under a lock.
+struct RequestCounts {
+    slots: Box<[RequestSlot]>,
+    overflow: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl Default for RequestCounts {
+    fn default() -> RequestCounts {
+        RequestCounts {
+            slots: (0..REQUEST_SLOTS).map(|_| RequestSlot::default()).collect(),
+            overflow: Mutex::default(),
+        }
+    }
+}
+
+impl RequestCounts {
+    fn add(&self, route: &'static str, status: u16) {
+        let key = (route, status);
+        let start = route.bytes().fold(usize::from(status), |h, b| {
+            h.wrapping_mul(31) ^ usize::from(b)
+        });
+        let probes = self.slots.iter().cycle().skip(start % REQUEST_SLOTS);
+        for slot in probes.take(REQUEST_SLOTS) {
+            if *slot.key.get_or_init(|| key) == key {
+                slot.count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if let Ok(mut map) = self.overflow.lock() {
+            *map.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Every pair counted so far, in order.
+    fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
+        let mut all = self.overflow.lock().map(|m| m.clone()).unwrap_or_default();
+        for slot in self.slots.iter() {
+            if let Some(key) = slot.key.get() {
+                *all.entry(*key).or_default() += slot.count.load(Ordering::Relaxed);
+            }
+        }
+        all
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    requests: RequestCounts,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     /// Cumulative bucket counts are derived at render time; each slot counts its own bucket.
@@ -37,9 +95,7 @@ impl Metrics {
     }
 
     pub fn record(&self, route: &'static str, status: u16, bytes_out: u64, took: Duration) {
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry((route, status)).or_default() += 1;
-        }
+        self.requests.add(route, status);
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let slot = BUCKETS
@@ -56,14 +112,11 @@ impl Metrics {
     /// Requests counted so far for one route and status (for tests and health checks).
     pub fn requests(&self, route: &str, status: u16) -> u64 {
         self.requests
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|((r, s), _)| *r == route && *s == status)
-                    .map(|(_, c)| *c)
-                    .sum()
-            })
-            .unwrap_or(0)
+            .snapshot()
+            .iter()
+            .filter(|((r, s), _)| *r == route && *s == status)
+            .map(|(_, c)| *c)
+            .sum()
     }
 
     pub fn render(&self, store: &Store) -> String {
@@ -78,13 +131,11 @@ impl Metrics {
             "# HELP berth_http_requests_total HTTP requests by route and status."
         )?;
         writeln!(out, "# TYPE berth_http_requests_total counter")?;
-        if let Ok(map) = self.requests.lock() {
-            for ((route, status), count) in map.iter() {
-                writeln!(
-                    out,
-                    "berth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-                )?;
-            }
+        for ((route, status), count) in self.requests.snapshot() {
+            writeln!(
+                out,
+                "berth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            )?;
         }
         counter(
             out,
@@ -97,6 +148,12 @@ impl Metrics {
             "berth_http_response_bytes_total",
             "Response body bytes sent.",
             self.bytes_out.load(Ordering::Relaxed),
+        )?;
+        counter(
+            out,
+            "berth_log_lines_dropped_total",
+            "Log lines (request lines among them) dropped because the log writer was behind.",
+            crate::log_writer::dropped_lines(),
         )?;
 
         writeln!(
@@ -254,4 +311,49 @@ fn gauge_f64(out: &mut String, name: &str, help: &str, value: f64) -> std::fmt::
     writeln!(out, "# HELP {name} {help}")?;
     writeln!(out, "# TYPE {name} gauge")?;
     writeln!(out, "{name} {value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTES: [&str; 4] = ["manifest", "blob", "upload", "tags"];
+
+    #[test]
+    fn request_counts_from_many_threads_add_up_per_route_and_status() {
+        let m = Metrics::new();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for i in 0..1000u16 {
+                        let route = ROUTES[usize::from(i) % ROUTES.len()];
+                        m.record(route, 200 + i % 3, 0, Duration::ZERO);
+                    }
+                });
+            }
+        });
+        let all = m.requests.snapshot();
+        assert_eq!(all.len(), 12);
+        assert_eq!(all.values().sum::<u64>(), 4000);
+        // i ≡ 0 (mod 4) and i ≡ 0 (mod 3): 84 of 0..1000, per thread.
+        assert_eq!(m.requests("manifest", 200), 4 * 84);
+    }
+
+    #[test]
+    fn pairs_beyond_the_table_are_still_counted() {
+        let m = Metrics::new();
+        let routes: Vec<&'static str> = (0..40)
+            .map(|i| &*Box::leak(format!("r{i}").into_boxed_str()))
+            .collect();
+        for route in &routes {
+            for status in 100..110 {
+                m.record(route, status, 0, Duration::ZERO);
+                m.record(route, status, 0, Duration::ZERO);
+            }
+        }
+        let all = m.requests.snapshot();
+        assert_eq!(all.len(), 400);
+        assert!(all.values().all(|&c| c == 2));
+        assert!(!m.requests.overflow.lock().unwrap().is_empty());
+    }
 }

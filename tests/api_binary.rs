@@ -75,6 +75,62 @@ fn serve_logs_json_and_stops_on_sigterm() {
     assert!(rest.iter().any(|l| l.contains("store closed")), "{rest:?}");
 }
 
+/// Log lines are written by a thread of their own; a SIGTERM right after a burst of requests
+/// still finds every one of their lines in the output.
+#[test]
+fn every_request_line_is_written_out_before_a_graceful_exit() {
+    const REQUESTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = next_json(&mut lines);
+    let addr = started["fields"]["listen"].as_str().unwrap().to_owned();
+    // The log is read as it comes: the lines outgrow a pipe's buffer.
+    let reader = std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .filter(|l| l.contains("berth::access"))
+            .collect::<Vec<String>>()
+    });
+
+    let mut tcp = TcpStream::connect(&addr).unwrap();
+    let mut burst = String::new();
+    for i in 0..REQUESTS {
+        let close = if i + 1 == REQUESTS {
+            "connection: close\r\n"
+        } else {
+            ""
+        };
+        burst.push_str(&format!(
+            "HEAD /v2/r/manifests/t{i} HTTP/1.1\r\nhost: x\r\n{close}\r\n"
+        ));
+    }
+    tcp.write_all(burst.as_bytes()).unwrap();
+    let mut replies = String::new();
+    tcp.read_to_string(&mut replies).unwrap();
+    assert_eq!(replies.matches("HTTP/1.1 404").count(), REQUESTS);
+
+    // SAFETY: signalling a child process this test spawned and still owns.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    assert!(child.wait().unwrap().success());
+    let logged = reader.join().unwrap();
+    assert_eq!(logged.len(), REQUESTS);
+    for (i, line) in logged.iter().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["fields"]["path"], format!("/v2/r/manifests/t{i}"));
+        assert_eq!(v["fields"]["status"], 404);
+    }
+}
+
 #[test]
 fn bad_settings_exit_with_usage_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))

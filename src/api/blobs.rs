@@ -87,7 +87,7 @@ async fn stored(
     head: bool,
 ) -> ApiResult<Option<(u64, Option<BlobData>)>> {
     let (name, d) = (name.to_owned(), digest.clone());
-    reg.blocking(move |s| {
+    reg.read(move |s| {
         if !s.repo_has_blob(&name, &d)? {
             return Ok(None);
         }

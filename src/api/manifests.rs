@@ -156,7 +156,7 @@ pub async fn get(
         None => {
             let r = to_store_ref(reference);
             let n = name.clone();
-            reg.blocking(move |s| s.get_manifest(&n, &r))
+            reg.read(move |s| s.get_manifest(&n, &r))
                 .await?
                 .ok_or_else(|| ApiError::not_found(ErrorCode::ManifestUnknown))?
         }

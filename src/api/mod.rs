@@ -253,6 +253,22 @@ impl Registry {
         }
     }
 
+    /// Runs a store read of microseconds (index lookups, a manifest from the segment maps) on
+    /// the async thread itself: handing the thread's other work to a new one around it, as
+    /// [`Registry::blocking`] does, costs a thread wake-up, more than the read. Blob bodies are
+    /// read from the same maps on these threads already. While a collection runs, a read may
+    /// wait in the touch gate for a sweep's commit, so it goes through `blocking` then.
+    pub(crate) async fn read<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+    {
+        if self.inner.store.collecting() {
+            return self.blocking(f).await;
+        }
+        Ok(f(&self.inner.store)?)
+    }
+
     /// Answers one request; never fails and never panics on client input.
     pub async fn handle(&self, mut req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();

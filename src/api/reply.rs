@@ -34,7 +34,8 @@ impl Reply {
     /// Sets a header. Values come from validated names, digests and numbers; one that still is
     /// not a legal header value is dropped rather than sent mangled.
     pub fn header(mut self, name: HeaderName, value: impl Display) -> Reply {
-        match HeaderValue::from_str(&value.to_string()) {
+        // From the formatted `String` itself: no second copy.
+        match HeaderValue::try_from(value.to_string()) {
             Ok(v) => {
                 self.headers.insert(name, v);
             }

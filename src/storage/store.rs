@@ -360,6 +360,12 @@ impl Store {
             .collect())
     }
 
+    /// Whether a collection is marking or sweeping: a read then records its digest in the touch
+    /// gate and may wait there for a sweep's commit.
+    pub fn collecting(&self) -> bool {
+        self.inner.gate.current().is_some()
+    }
+
     /// Whether the background checkpointer still runs (for health checks and tests).
     pub fn checkpointer_running(&self) -> bool {
         self.owner

@@ -9,7 +9,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
@@ -160,6 +161,11 @@ struct SegFile {
     direct: OnceLock<Option<File>>,
     path: PathBuf,
     map: RwLock<Arc<Mmap>>,
+    /// Bytes the file was last seen to hold: a read inside them needs no `statx` to know its
+    /// pages exist. Raised by a read that goes further, lowered by `set_len`, both under
+    /// `len_lock` so that a stale length never overwrites a cut.
+    known_len: AtomicU64,
+    len_lock: Mutex<()>,
 }
 
 /// Keeps a map alive while hyper (or anyone) holds a slice of it.
@@ -265,7 +271,32 @@ impl SegFile {
             direct: OnceLock::new(),
             path,
             map: RwLock::new(Arc::new(map)),
+            known_len: AtomicU64::new(0),
+            len_lock: Mutex::new(()),
         })
+    }
+
+    /// Fails unless the file holds at least `end` bytes.
+    fn check_len(&self, end: u64) -> io::Result<()> {
+        if end <= self.known_len.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.len_lock.lock().map_err(poisoned)?;
+        let len = self.file.metadata()?.len();
+        self.known_len.store(len, Ordering::Release);
+        if end > len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past end of segment",
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let _one = self.len_lock.lock().map_err(poisoned)?;
+        self.known_len.store(0, Ordering::Release);
+        self.file.set_len(len)
     }
 
     fn direct(&self) -> Option<&File> {
@@ -304,12 +335,7 @@ impl SegmentPin for SegFile {
             .checked_add(len as u64)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflow"))?;
         // Touching a mapped page past end of file raises SIGBUS, so check against the file.
-        if end > self.file.metadata()?.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past end of segment",
-            ));
-        }
+        self.check_len(end)?;
         let map = self.map_covering(end)?;
         Ok(Bytes::from_owner(MapSlice {
             map,
@@ -458,7 +484,7 @@ impl SegmentIo for FileIo {
     }
 
     fn set_len(&self, id: u64, len: u64) -> io::Result<()> {
-        self.get(id)?.file.set_len(len)
+        self.get(id)?.set_len(len)
     }
 
     fn keep_aside(&self, id: u64, tag: &str, data: &[u8]) -> io::Result<()> {

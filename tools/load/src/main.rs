@@ -13,6 +13,7 @@ mod pull;
 mod push_chunked;
 mod push_small;
 mod report;
+mod rollout;
 mod sink;
 
 use std::process::ExitCode;
@@ -102,6 +103,20 @@ enum Command {
         /// Copied into the result lines (e.g. idle, compacting).
         #[arg(long, default_value = "run")]
         label: String,
+    },
+    /// Push one image, then let `clients` pull it at once, each on its own connection:
+    /// HEAD the tag, GET the manifest, the config and every layer, digests checked; print
+    /// p50/p99/max time per client and the wall time of the whole rollout.
+    Rollout {
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// Sizes of the image's layers.
+        #[arg(long, value_delimiter = ',', default_value = "1MiB,8MiB,64MiB", value_parser = parse_size)]
+        layers: Vec<u64>,
+        #[arg(long, default_value = "load/rollout")]
+        repo: String,
+        #[arg(long, default_value = "v1")]
+        tag: String,
     },
     /// Serve as a stand-in registry that only checks the sha256 of chunked pushes and keeps
     /// nothing: the push rate no digest-verifying registry can beat on this machine.
@@ -215,6 +230,25 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
                 label,
             };
             latency::run(&reg, &opts).await
+        }
+        Command::Rollout {
+            clients,
+            layers,
+            repo,
+            tag,
+        } => {
+            if clients == 0 {
+                return Err(LoadError::BadArgument(
+                    "--clients must be at least 1".into(),
+                ));
+            }
+            let opts = rollout::Options {
+                repo,
+                tag,
+                clients,
+                layer_sizes: layers,
+            };
+            rollout::run(&reg, &opts).await
         }
         Command::HashSink { listen } => Ok(tokio::task::block_in_place(|| sink::run(&listen))?),
         Command::HashRate { size } => {
