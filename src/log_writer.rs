@@ -1,8 +1,9 @@
 //! The server's log output, written by a thread of its own. A request formats its line and
 //! appends it to a shared buffer under a lock held for the copy only; the writer thread takes
-//! the whole buffer at once and writes it with one call, then lets the next lines gather for
-//! a few milliseconds, so lines are batched (one write, one wake-up per batch) and no request
-//! ever waits for a write to stdout (a slow disk, a full pipe). The buffer is bounded: a line
+//! the whole buffer at once and writes it with one call. Lines that arrive during that write
+//! form the next batch (one write, at most one wake-up per batch, however busy the server),
+//! and a quiet server's line is written at once, so the log keeps up with what clients see.
+//! No request ever waits for a write to stdout (a slow disk, a full pipe). The buffer is bounded: a line
 //! that does not fit while the writer is behind is dropped and counted
 //! (`berth_log_lines_dropped_total`), never queued without limit. [`LogFlusher::finish`]
 //! writes out every line appended before it, so a graceful shutdown loses none.
@@ -11,14 +12,10 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// Bytes of formatted lines waiting for the writer; about half a second of request lines at
 /// 40 000 requests/s.
 pub const DEFAULT_CAPACITY: usize = 4 << 20;
-
-/// How long the writer lets lines gather after a write: the delay of a line in the log.
-const GATHER: Duration = Duration::from_millis(10);
 
 /// Lines dropped because the buffer was full, in this process (the logger is process-wide).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -121,9 +118,6 @@ fn write_batches(shared: &Shared, mut out: Sink) {
         // A log that cannot be written (stdout closed) is not a reason to stop serving.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
         batch.clear();
-        // Under load, lines gather meanwhile: one write and at most one wake-up per pause
-        // rather than per line.
-        std::thread::sleep(GATHER);
     }
 }
 

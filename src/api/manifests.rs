@@ -153,6 +153,12 @@ pub async fn get(
     };
     let stored = match mirrored::manifest(reg, &name, &reference).await {
         Some(found) => found?,
+        None if head => {
+            let r = to_store_ref(reference);
+            let found = reg.read(move |s| s.manifest_head(&name, &r)).await?;
+            let m = found.ok_or_else(|| ApiError::not_found(ErrorCode::ManifestUnknown))?;
+            return Ok(manifest_reply(&m.digest, &m.media_type, m.size));
+        }
         None => {
             let r = to_store_ref(reference);
             let n = name.clone();
@@ -171,12 +177,17 @@ pub async fn get(
             tag.as_deref(),
         );
     }
-    let reply = Reply::new(StatusCode::OK)
-        .header(CONTENT_TYPE, &stored.media_type)
-        .header(CONTENT_DIGEST, &stored.digest)
-        .header(ETAG, format!("\"{}\"", stored.digest))
-        .content_length(stored.body.len() as u64);
+    let reply = manifest_reply(&stored.digest, &stored.media_type, stored.body.len() as u64);
     Ok(if head { reply } else { reply.body(stored.body) })
+}
+
+/// The headers of a manifest GET or HEAD.
+fn manifest_reply(digest: &Digest, media_type: &str, size: u64) -> Reply {
+    Reply::new(StatusCode::OK)
+        .header(CONTENT_TYPE, media_type)
+        .header(CONTENT_DIGEST, digest)
+        .header(ETAG, format!("\"{digest}\""))
+        .content_length(size)
 }
 
 pub async fn delete(

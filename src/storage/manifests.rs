@@ -6,7 +6,7 @@ use super::error::StorageError;
 use super::index::ops::{BlobCommit, ManifestCommit, Op, Out, ReferrerValue};
 use super::index::schema::*;
 use super::store::Store;
-use super::types::{now_ms, ManifestPut, Reference, Referrer, StoredManifest};
+use super::types::{now_ms, ManifestHead, ManifestPut, Reference, Referrer, StoredManifest};
 use crate::oci::digest::Digest;
 
 fn expect_bool(out: Out) -> Result<bool, StorageError> {
@@ -105,27 +105,9 @@ impl Store {
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, StorageError> {
         self.check_open()?;
-        let (dk, meta) = {
-            let txn = self.inner.db.begin_read()?;
-            let dk = match reference {
-                Reference::Digest(d) => digest_key(d),
-                Reference::Tag(t) => {
-                    let tags = txn.open_table(TAGS)?;
-                    let v = tags.get(&repo_key(repo, t.as_bytes())[..])?;
-                    match v {
-                        Some(v) => decode_tag(v.value())?.0.to_vec(),
-                        None => return Ok(None),
-                    }
-                }
-            };
-            let manifests = txn.open_table(MANIFESTS)?;
-            let meta: ManifestMeta = match manifests.get(&repo_key(repo, &dk)[..])? {
-                Some(v) => from_json(v.value())?,
-                None => return Ok(None),
-            };
-            (dk, meta)
+        let Some((digest, meta)) = self.find_manifest(repo, reference)? else {
+            return Ok(None);
         };
-        let (digest, _) = decode_digest_key(&dk)?;
         let Some(blob) = self.get(&digest)? else {
             return Err(StorageError::Corrupt(format!(
                 "manifest {digest} has no blob"
@@ -137,6 +119,50 @@ impl Store {
             media_type: meta.media_type,
             body,
         }))
+    }
+
+    /// What a `HEAD` of a manifest answers, from the index alone: a rollout resolves tags
+    /// far more often than it fetches manifests, and the bytes are not needed for that.
+    pub fn manifest_head(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<ManifestHead>, StorageError> {
+        self.check_open()?;
+        Ok(self
+            .find_manifest(repo, reference)?
+            .map(|(digest, meta)| ManifestHead {
+                digest,
+                media_type: meta.media_type,
+                size: meta.size,
+            }))
+    }
+
+    /// The digest and metadata of `reference` in `repo`, in one read transaction.
+    fn find_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<(Digest, ManifestMeta)>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let dk = match reference {
+            Reference::Digest(d) => digest_key(d),
+            Reference::Tag(t) => {
+                let tags = txn.open_table(TAGS)?;
+                let v = tags.get(&repo_key(repo, t.as_bytes())[..])?;
+                match v {
+                    Some(v) => decode_tag(v.value())?.0.to_vec(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let manifests = txn.open_table(MANIFESTS)?;
+        let meta: ManifestMeta = match manifests.get(&repo_key(repo, &dk)[..])? {
+            Some(v) => from_json(v.value())?,
+            None => return Ok(None),
+        };
+        let (digest, _) = decode_digest_key(&dk)?;
+        Ok(Some((digest, meta)))
     }
 
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StorageError> {

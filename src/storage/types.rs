@@ -206,6 +206,14 @@ pub struct StoredManifest {
     pub body: Bytes,
 }
 
+/// A manifest's headers without its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestHead {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referrer {
     pub digest: Digest,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Air-gapped transfer, side by side in one run on one disk:
-#   - export of a ~2 GiB bundle (4 images, 19 blobs from 1 KiB to 512 MiB) from a stopped data
+#   - export of a ~2 GiB bundle (4 images, 21 layers from 1 KiB to 512 MiB) from a stopped data
 #     directory, against a plain `cp` + `sync` of a file of the same size (goal ≥ 0.8×);
 #   - import of that bundle into a fresh stopped data directory (`--data`) and into a running
 #     `berth serve` (`--url`), against the durable disk bandwidth (dd, conv=fdatasync) and the
@@ -65,8 +65,8 @@ KiB, MiB = 1 << 10, 1 << 20
 images = {
     "app": [1 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 512 * MiB],
     "db": [4 * KiB, 256 * KiB, 4 * MiB, 64 * MiB, 512 * MiB],
-    "ml": [2 * KiB, 8 * MiB, 32 * MiB, 128 * MiB, 256 * MiB],
-    "tools": [16 * KiB, 1 * MiB, 16 * MiB, 128 * MiB],
+    "ml": [2 * KiB, 8 * MiB, 32 * MiB, 64 * MiB, 128 * MiB, 256 * MiB],
+    "tools": [16 * KiB, 1 * MiB, 16 * MiB, 128 * MiB, 256 * MiB],
 }
 def put(layout, data_iter):
     h, tmp = hashlib.sha256(), os.path.join(layout, "blob.tmp")
@@ -175,7 +175,7 @@ r_data=$(calc "$data_rate / $floor" 2)
 r_url=$(calc "$url_rate / $floor" 2)
 
 echo
-echo "Bundle of $(calc "$SIZE / 1048576" 0) MiB (4 images, 19 blobs, 1 KiB to 512 MiB); medians of $RUNS; load average $LOAD_START → $LOAD_END."
+echo "Bundle of $(calc "$SIZE / 1048576" 0) MiB (4 images, 21 layers, 1 KiB to 512 MiB); medians of $RUNS; load average $LOAD_START → $LOAD_END."
 echo
 echo "| measure | MB/s | reference | reference MB/s | ratio | goal | met |"
 echo "|---|---|---|---|---|---|---|"
