@@ -13,6 +13,7 @@ mod push_chunked;
 mod push_small;
 mod report;
 mod sink;
+mod sync_rate;
 
 use std::process::ExitCode;
 
@@ -107,6 +108,16 @@ enum Command {
     HashSink {
         #[arg(long, default_value = "127.0.0.1:5099")]
         listen: String,
+    },
+    /// Append and fdatasync a file in DIR from one thread for a while: the disk's durable
+    /// small-append rate, the reference for small pushes.
+    SyncRate {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value = "4KiB", value_parser = parse_size)]
+        size: u64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
 }
 
@@ -210,5 +221,9 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
             latency::run(&reg, &opts).await
         }
         Command::HashSink { listen } => Ok(tokio::task::block_in_place(|| sink::run(&listen))?),
+        Command::SyncRate { dir, size, seconds } => {
+            let opts = sync_rate::Options { dir, size, seconds };
+            tokio::task::block_in_place(|| sync_rate::run(&opts))
+        }
     }
 }
