@@ -4,6 +4,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::error::StorageError;
 use super::index::ops::{BlobCommit, Op};
 use super::segment::memdisk::MemDisk;
 use super::store::Store;
@@ -137,4 +138,39 @@ fn a_power_cut_between_the_next_batch_sync_and_the_index_commit_loses_nothing() 
     let blobs = [first, second];
     assert_survive(&disk, both_synced, &blobs);
     assert_survive(&disk, first_indexed, &blobs);
+}
+
+/// A batch logged while the one before it fails its index commit (which poisons the log) is
+/// not applied on top of the index that lacks the earlier batch: its callers get `Poisoned`,
+/// nothing of it is visible, and a reopen replays both from the log.
+#[test]
+fn a_batch_logged_behind_a_failed_index_commit_is_not_applied() {
+    let disk = MemDisk::new();
+    let store = Store::open_with(disk.segments(), disk.index(), options()).unwrap();
+    let blobs: Vec<(Digest, Vec<u8>)> = (1..=2).map(blob).collect();
+    let logged: Vec<_> = blobs
+        .iter()
+        .map(|(d, data)| {
+            let extents = store.write_blob_records(data).unwrap();
+            store.log_batch(vec![Op::Commit(BlobCommit {
+                session: None,
+                repo: "pipe/line".into(),
+                digest: d.clone(),
+                size: data.len() as u64,
+                extents,
+                at_ms: 0,
+            })])
+        })
+        .collect();
+    // What a failed index commit of the first batch leaves: the log poisoned, its ops unapplied.
+    store.inner.log.poison();
+    let mut logged = logged.into_iter();
+    drop(logged.next());
+    let outs = store.apply_logged(logged.next().unwrap());
+    assert!(
+        matches!(outs[..], [Err(StorageError::Poisoned)]),
+        "{outs:?}"
+    );
+    assert!(store.get(&blobs[1].0).unwrap().is_none());
+    assert_survive(&disk, disk.op_count(), &blobs);
 }

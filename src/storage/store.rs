@@ -500,6 +500,12 @@ impl Store {
             Ok(synced) => synced,
             Err(e) => return fail(e, n),
         };
+        if self.inner.log.is_poisoned() {
+            // An earlier batch's index commit failed (or a sync since): the live index lacks
+            // its ops, so this batch must not become visible on top of it. Its records are
+            // durable; a reopen replays both.
+            return fail(StorageError::Poisoned, n);
+        }
         let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
             || self.inner.lazy_commits.load(Ordering::SeqCst) >= MAX_LAZY_COMMITS;
         let result = (|| {
