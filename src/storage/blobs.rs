@@ -163,9 +163,6 @@ impl Store {
             });
         }
         let _floor = self.inner.floors.hold(self.inner.log.active().0);
-        // Small pushes are quick to write: tell a commit leader to wait for this one.
-        let announced =
-            (data.len() <= self.inner.opts.chunk_record_bytes).then(|| self.inner.group.prepare());
         let extents = self.write_blob_records(data)?;
         let op = Op::Commit(BlobCommit {
             session: None,
@@ -175,11 +172,7 @@ impl Store {
             extents,
             at_ms: now_ms(),
         });
-        match announced {
-            Some(a) => self.submit_announced(op, a)?,
-            None => self.submit(op)?,
-        }
-        .blob()
+        self.submit(op)?.blob()
     }
 
     /// Writes `data` as chunk records under a fresh session id; the commit op that follows

@@ -23,6 +23,8 @@
 mod blobs;
 mod budget;
 mod chunking;
+#[cfg(test)]
+mod commit_tests;
 mod error;
 mod floor;
 mod gate;

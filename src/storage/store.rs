@@ -447,42 +447,33 @@ impl Store {
 
     /// Queues an index change and returns once it (and every byte it refers to) is durable.
     pub(crate) fn submit(&self, op: Op) -> Result<Out, StorageError> {
-        self.inner.group.submit(op, None, |ops| self.run_batch(ops))
+        self.inner.group.submit(
+            op,
+            |ops| self.log_batch(ops),
+            |logged| self.apply_logged(logged),
+        )
     }
 
-    /// Like [`Store::submit`] for a caller that announced itself with `group.prepare()`.
-    pub(crate) fn submit_announced(
-        &self,
-        op: Op,
-        announced: super::group::Preparing<'_, Op, Out>,
-    ) -> Result<Out, StorageError> {
-        self.inner
-            .group
-            .submit(op, Some(announced), |ops| self.run_batch(ops))
-    }
-
-    /// The group-commit leader's work: log the batch's OP records, sync the log, then apply
-    /// the batch to the index. The log is the durability point: an index transaction is made
-    /// durable only by the periodic checkpoint (or close), and a reopen replays the log after
-    /// the last durable checkpoint, so an index entry never outlives the bytes it names.
-    fn run_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
-        let marking = self.inner.gate.current();
-        let (ops, claimed) = match &marking {
-            Some(m) => claim_sweeps(m, ops),
-            None => (ops, Vec::new()),
+    /// The group-commit leader's log stage: log the batch's OP records and sync the log. The
+    /// log is the durability point: an index transaction is made durable only by the periodic
+    /// checkpoint (or close), and a reopen replays the log after the last durable checkpoint,
+    /// so an index entry never outlives the bytes it names. The next batch's log stage may run
+    /// while this one is applied ([`Store::apply_logged`]): its records lie after this batch's
+    /// snapshot, so a reopen replays them whatever this batch's index commit reached.
+    pub(super) fn log_batch(&self, ops: Vec<Op>) -> Logged {
+        let (ops, claims) = match self.inner.gate.current() {
+            Some(marking) => {
+                let (ops, digests) = claim_sweeps(&marking, ops);
+                (ops, Some(Claims { marking, digests }))
+            }
+            None => (ops, None),
         };
-        let outs = self.run_claimed_batch(ops);
-        if let Some(m) = marking {
-            m.release(&claimed);
-        }
-        outs
-    }
-
-    fn run_claimed_batch(&self, ops: Vec<Op>) -> Vec<Result<Out, StorageError>> {
-        let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
         let n = ops.len();
-        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
-            || self.inner.lazy_commits.load(Ordering::SeqCst) >= MAX_LAZY_COMMITS;
+        let logged = |synced| Logged {
+            synced,
+            n,
+            _claims: claims,
+        };
         let payloads = match ops
             .iter()
             .filter(|o| o.logged_by_leader())
@@ -490,12 +481,12 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(p) => p,
-            Err(e) => return fail(e, n),
+            Err(e) => return logged(Err(e)),
         };
         let log = &self.inner.log;
         let snap = match log.append_ops_and_snapshot(&payloads) {
             Ok(s) => s,
-            Err(e) => return fail(e, n),
+            Err(e) => return logged(Err(e)),
         };
         // Deferred session starts are taken only after the snapshot: a session begun before
         // it has its start here, so none of the snapshot's chunks is dropped as belonging to an
@@ -511,12 +502,32 @@ impl Store {
         let skip = deferred.len();
         let mut all = deferred;
         all.extend(ops);
-        let ops = all;
         if let Err(e) = log.sync(&snap) {
             log.restore(snap);
-            self.requeue(ops, skip);
-            return fail(e, n);
+            self.requeue(all, skip);
+            return logged(Err(e));
         }
+        logged(Ok((all, skip, snap)))
+    }
+
+    /// The group-commit leader's apply stage (batches in log order): apply the synced batch
+    /// to the index in one transaction, durable every [`MAX_LAZY_COMMITS`]th time or when the
+    /// batch holds a checkpoint. Sweep claims end (with `logged`) once it is visible.
+    pub(super) fn apply_logged(&self, logged: Logged) -> Vec<Result<Out, StorageError>> {
+        let fail = |e: StorageError, n: usize| (0..n).map(|_| Err(e.duplicate())).collect();
+        let n = logged.n;
+        let (ops, skip, snap) = match logged.synced {
+            Ok(synced) => synced,
+            Err(e) => return fail(e, n),
+        };
+        if self.inner.log.is_poisoned() {
+            // An earlier batch's index commit failed (or a sync since): the live index lacks
+            // its ops, so this batch must not become visible on top of it. Its records are
+            // durable; a reopen replays both.
+            return fail(StorageError::Poisoned, n);
+        }
+        let immediate = ops.iter().any(|o| matches!(o, Op::Checkpoint))
+            || self.inner.lazy_commits.load(Ordering::SeqCst) >= MAX_LAZY_COMMITS;
         let result = (|| {
             let mut txn = self.inner.db.begin_write()?;
             txn.set_durability(if immediate {
@@ -547,7 +558,7 @@ impl Store {
             Err(e) => {
                 // The ops are durable in the log but not in the live index: only a reopen,
                 // which replays them, can bring the two together again.
-                log.poison();
+                self.inner.log.poison();
                 fail(e, n)
             }
         }
@@ -594,6 +605,29 @@ impl Store {
             blob_offset: 0,
         };
         self.inner.log.append(h, &payload, false).map(|_| ())
+    }
+}
+
+/// A batch between its log stage and its apply stage.
+pub(super) struct Logged {
+    /// The ops to apply (the deferred ones first), how many of them were deferred, and the
+    /// synced snapshot; or why the log stage failed.
+    synced: Result<(Vec<Op>, usize, super::segment::log::Snapshot), StorageError>,
+    /// The batch's own ops (outcomes are owed for these).
+    n: usize,
+    _claims: Option<Claims>,
+}
+
+/// Sweep claims of a batch, ended when the batch is dropped: after its apply stage, or
+/// unapplied after a poison (touches waiting on them must not wait forever).
+struct Claims {
+    marking: Arc<Marking>,
+    digests: Vec<Digest>,
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        self.marking.release(&self.digests);
     }
 }
 

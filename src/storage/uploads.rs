@@ -226,7 +226,6 @@ impl Store {
     pub fn commit(&self, id: &UploadId, expected: &Digest) -> Result<BlobInfo, StorageError> {
         let arc = self.session(id)?;
         let mut s = lock_live(&arc)?;
-        let announced = self.inner.group.prepare();
         self.flush_buffer(id, &mut s)?;
         let actual = match (expected.algorithm(), s.hasher.clone()) {
             (Algorithm::Sha256, Some(h)) => h.finish(),
@@ -237,7 +236,6 @@ impl Store {
             // them uncounted until a reopen replays the log.
             // Its write floor is held until the discard is applied: until then no batch may
             // have noted its chunks, and compaction must not delete a segment holding them.
-            drop(announced);
             let floor = s.floor.take();
             self.retire(id, &mut s);
             let extents = std::mem::take(&mut s.extents);
@@ -262,7 +260,7 @@ impl Store {
             extents: s.extents.clone(),
             at_ms: now_ms(),
         });
-        let info = self.submit_announced(op, announced)?.blob()?;
+        let info = self.submit(op)?.blob()?;
         self.retire(id, &mut s);
         s.extents = Vec::new();
         Ok(info)

@@ -99,7 +99,7 @@ mod tests {
             store
                 .inner
                 .group
-                .submit(Op::Checkpoint, None, |_| panic!("leader failed"))
+                .submit(Op::Checkpoint, |ops| ops, |_| panic!("leader failed"))
         }));
         assert!(panicked.is_err());
         assert!(store.is_poisoned());

@@ -15,6 +15,7 @@ mod push_small;
 mod report;
 mod rollout;
 mod sink;
+mod sync_rate;
 
 use std::process::ExitCode;
 
@@ -129,6 +130,16 @@ enum Command {
     HashRate {
         #[arg(long, default_value = "2GiB", value_parser = parse_size)]
         size: u64,
+    },
+    /// Append and fdatasync a file in DIR from one thread for a while: the disk's durable
+    /// small-append rate, the reference for small pushes.
+    SyncRate {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value = "4KiB", value_parser = parse_size)]
+        size: u64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
 }
 
@@ -254,6 +265,10 @@ async fn dispatch(cli: Cli) -> Result<(), LoadError> {
         Command::HashRate { size } => {
             hash_rate::run(size);
             Ok(())
+        }
+        Command::SyncRate { dir, size, seconds } => {
+            let opts = sync_rate::Options { dir, size, seconds };
+            tokio::task::block_in_place(|| sync_rate::run(&opts))
         }
     }
 }
