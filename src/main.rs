@@ -15,6 +15,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tune_malloc();
     match Cli::parse().command {
         Command::Serve(args) => serve_main(*args),
         Command::Gc(cmd) => {
@@ -57,7 +58,6 @@ fn auth_main(cmd: AuthCommand) -> ExitCode {
 }
 
 fn serve_main(args: ServeArgs) -> ExitCode {
-    tune_malloc();
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {

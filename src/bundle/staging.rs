@@ -6,6 +6,8 @@
 use std::io::{self, Read};
 use std::sync::mpsc;
 
+use bytes::Bytes;
+
 use crate::oci::digest::{Algorithm, Digest, Hasher};
 use crate::storage::{StorageError, Store, UploadId};
 
@@ -24,7 +26,7 @@ pub struct Staged {
 
 /// Bytes read from the input per append: whole chunk records of the store, several at once.
 const CHUNK: usize = 4 << 20;
-/// Buffers in flight between the reading and the writing thread.
+/// Buffers read ahead of the one being stored.
 const BUFFERS: usize = 3;
 /// How many leading bytes [`Staged::head`] keeps.
 const HEAD: usize = 8;
@@ -109,10 +111,10 @@ impl<'s> Staging<'s> {
         })
     }
 
-    /// The first bytes of a stored blob.
     /// Appends everything `data` yields to upload `id` on a second thread while this one reads
-    /// the next buffer, so reading (and decompressing) the input overlaps with hashing and
-    /// writing the store. Returns the bytes read and the first [`HEAD`] of them.
+    /// (and decompresses) the next buffer. The store hashes each buffer as it takes it and
+    /// hands its records to its writer threads, as it does a pushed request body, so reading,
+    /// sha256 and the writes all overlap. Returns the bytes read and the first [`HEAD`].
     fn write_while_reading(
         &self,
         id: &UploadId,
@@ -121,29 +123,22 @@ impl<'s> Staging<'s> {
     ) -> Result<(u64, Vec<u8>), BundleError> {
         let store = self.store;
         std::thread::scope(|scope| {
-            let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(1);
-            let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
-            for _ in 0..BUFFERS {
-                let _ = empty_tx.send(Vec::with_capacity(CHUNK));
-            }
+            let (full_tx, full_rx) = mpsc::sync_channel::<Bytes>(BUFFERS);
             let writer = scope.spawn(move || -> Result<(), StorageError> {
+                let mut at = 0;
                 for buf in full_rx {
-                    store.append_at_end(id, &buf)?;
-                    // The reader may have stopped already.
-                    let _ = empty_tx.send(buf);
+                    at = store.append_owned(id, at, [buf])?;
                 }
                 Ok(())
             });
             let read = (|| -> Result<(u64, Vec<u8>), BundleError> {
                 let (mut got, mut head) = (0u64, Vec::new());
-                // Ends when the input does, or when the writer stopped (it says why below).
-                while let Ok(mut buf) = empty_rx.recv() {
-                    buf.resize(CHUNK, 0);
-                    let n = read_some(data, &mut buf)?;
+                loop {
+                    let mut buf = Vec::with_capacity(CHUNK);
+                    let n = (&mut *data).take(CHUNK as u64).read_to_end(&mut buf)?;
                     if n == 0 {
                         break;
                     }
-                    buf.truncate(n);
                     if head.len() < HEAD {
                         head.extend(buf.iter().take(HEAD - head.len()));
                     }
@@ -151,7 +146,8 @@ impl<'s> Staging<'s> {
                         h.update(&buf);
                     }
                     got += n as u64;
-                    if full_tx.send(buf).is_err() {
+                    // A closed channel: the writer stopped, and says why below.
+                    if full_tx.send(Bytes::from(buf)).is_err() {
                         break;
                     }
                 }
@@ -166,6 +162,7 @@ impl<'s> Staging<'s> {
         })
     }
 
+    /// The first bytes of a stored blob.
     fn stored_head(&self, d: &Digest) -> Result<Vec<u8>, BundleError> {
         let Some(blob) = self.store.get(d)? else {
             return Ok(Vec::new());
@@ -209,18 +206,4 @@ fn truncated(path: &str, expected: u64, got: u64) -> BundleError {
         expected,
         got,
     }
-}
-
-/// Fills as much of `buf` as the reader gives before its end (tar entries hand out short reads).
-fn read_some(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while let Some(rest @ [_, ..]) = buf.get_mut(n..) {
-        match r.read(rest) {
-            Ok(0) => break,
-            Ok(k) => n += k.min(rest.len()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

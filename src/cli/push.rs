@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc;
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
@@ -139,9 +140,10 @@ pub fn mount(
     Ok(false)
 }
 
-/// Pushes `size` bytes of `data` as `digest` into `repo`: chunked PATCHes, hashed as they are
-/// sent; a wrong digest is refused here, and the upload abandoned, before the registry is
-/// asked to commit it.
+/// Pushes `size` bytes of `data` as `digest` into `repo`: chunked PATCHes, sent by a second
+/// thread while this one reads and hashes the next chunk, so the registry stores one chunk
+/// while the next is read. A wrong digest is refused here, and the upload abandoned, before
+/// the registry is asked to commit it.
 pub fn upload(
     remote: &Remote,
     repo: &str,
@@ -153,29 +155,51 @@ pub fn upload(
     let start = format!("/v2/{repo}/blobs/uploads/");
     let resp = remote.send(Method::POST, &start, &[], None)?;
     let resp = remote.require(resp, &[StatusCode::ACCEPTED], &what)?;
-    let mut location = location_of(&resp, &what)?;
+    let location = location_of(&resp, &what)?;
     let mut hasher = Hasher::new(Algorithm::Sha256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut offset = 0u64;
     let mut data = data.take(size);
-    loop {
-        let part = fill(&mut data, &mut buf)?;
-        if part.is_empty() {
-            break;
-        }
-        let n = part.len();
-        hasher.update(part);
-        let range = format!("{}-{}", offset, offset + n as u64 - 1);
-        let headers = [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_RANGE, range),
-        ];
-        let body = Bytes::copy_from_slice(part);
-        let resp = remote.send(Method::PATCH, &location, &headers, Some(body))?;
-        let resp = remote.require(resp, &[StatusCode::ACCEPTED], &what)?;
-        location = location_of(&resp, &what)?;
-        offset += n as u64;
-    }
+    let (read, sent) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Bytes>(1);
+        let what = &what;
+        let sender = scope.spawn(move || -> Result<(u64, String), BundleError> {
+            let (mut location, mut offset) = (location, 0u64);
+            for body in rx {
+                let n = body.len() as u64;
+                let headers = [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (
+                        header::CONTENT_RANGE,
+                        format!("{}-{}", offset, offset + n - 1),
+                    ),
+                ];
+                let resp = remote.send(Method::PATCH, &location, &headers, Some(body))?;
+                let resp = remote.require(resp, &[StatusCode::ACCEPTED], what)?;
+                location = location_of(&resp, what)?;
+                offset += n;
+            }
+            Ok((offset, location))
+        });
+        let read = (|| -> std::io::Result<()> {
+            loop {
+                let mut buf = Vec::with_capacity(CHUNK);
+                if (&mut data).take(CHUNK as u64).read_to_end(&mut buf)? == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf);
+                // A closed channel: the sender stopped, and says why.
+                if tx.send(Bytes::from(buf)).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(tx);
+        let sent = sender
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (read, sent)
+    });
+    let (offset, location) = sent?;
+    read?;
     let actual = hasher.finish();
     if offset != size || actual != *digest {
         let _ = remote.send(Method::DELETE, &location, &[], None);
@@ -229,17 +253,4 @@ fn location_of(resp: &reqwest::Response, what: &str) -> Result<String, BundleErr
         }
         None => Ok(loc.to_owned()),
     }
-}
-
-/// Fills as much of `buf` as the reader gives before its end; returns the part filled.
-fn fill<'b>(r: &mut impl Read, buf: &'b mut [u8]) -> std::io::Result<&'b [u8]> {
-    let mut n = 0;
-    while let Some(rest @ [_, ..]) = buf.get_mut(n..) {
-        match r.read(rest)? {
-            0 => break,
-            k => n += k.min(rest.len()),
-        }
-    }
-    let buf: &'b [u8] = buf;
-    Ok(buf.split_at(n).0)
 }
