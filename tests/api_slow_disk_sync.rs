@@ -6,7 +6,7 @@ mod common;
 mod storage_support;
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth::api::{Limits, Registry};
 use berth::config::ServerSettings;
@@ -17,9 +17,9 @@ use common::*;
 use http::{Method, StatusCode};
 use storage_support::sync_hook::SyncHook;
 
-/// How long a held sync waits to be released; the answers must come far sooner.
-const HOLD: Duration = Duration::from_secs(10);
-const BOUND: Duration = Duration::from_secs(2);
+/// How long a held sync waits to be released before it goes on by itself: only so that a
+/// regression fails (the push completes, see below) instead of hanging the suite.
+const HOLD: Duration = Duration::from_secs(60);
 
 /// Syncs that wait (up to [`HOLD`]) while the gate is armed.
 #[derive(Default)]
@@ -43,12 +43,6 @@ impl Gate {
             let _ = self.cv.wait_timeout_while(armed, HOLD, |a| *a).unwrap();
         }
     }
-}
-
-async fn timed(client: &Client, path: &str, headers: &[(&str, &str)]) -> (Resp, Duration) {
-    let started = Instant::now();
-    let r = client.send(Method::GET, path, headers, Body::Empty).await;
-    (r, started.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,17 +114,15 @@ async fn reads_and_metrics_answer_while_a_sync_is_stuck() {
         .expect("the push never reached a sync");
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let (r, took) = timed(&client, path, &[("accept", OCI_MANIFEST)]).await;
+    let r = client
+        .send(Method::GET, path, &[("accept", OCI_MANIFEST)], Body::Empty)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(&r.body[..], &manifest[..]);
-    assert!(
-        took < BOUND,
-        "manifest GET took {took:?} during a held sync"
-    );
-    let (r, took) = timed(&client, "/metrics", &[]).await;
+    let r = client.send(Method::GET, "/metrics", &[], Body::Empty).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(took < BOUND, "/metrics took {took:?} during a held sync");
-    assert!(!stuck.is_finished(), "the sync was not held");
+    // Both answered while the sync was still held: the push behind it has not finished.
+    assert!(!stuck.is_finished(), "the answers waited for the held sync");
 
     gate.set(false);
     stuck.await.unwrap();
