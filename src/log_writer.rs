@@ -1,8 +1,10 @@
 //! The server's log output, written by a thread of its own. A request formats its line and
 //! appends it to a shared buffer under a lock held for the copy only; the writer thread takes
 //! the whole buffer at once and writes it with one call. Lines that arrive during that write
-//! form the next batch (one write, at most one wake-up per batch, however busy the server),
-//! and a quiet server's line is written at once, so the log keeps up with what clients see.
+//! form the next batch. A quiet server's line is written at once, so the log keeps up with
+//! what clients see; after a large batch (a busy server) the writer lets the next one gather
+//! for a millisecond, so it writes and wakes about a thousand times a second at most instead
+//! of once per request.
 //! No request ever waits for a write to stdout (a slow disk, a full pipe). The buffer is bounded: a line
 //! that does not fit while the writer is behind is dropped and counted
 //! (`berth_log_lines_dropped_total`), never queued without limit. [`LogFlusher::finish`]
@@ -12,10 +14,16 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Bytes of formatted lines waiting for the writer; about half a second of request lines at
 /// 40 000 requests/s.
 pub const DEFAULT_CAPACITY: usize = 4 << 20;
+
+/// A batch this large (a dozen request lines) means the server is busy: let the next gather.
+const BUSY_BATCH: usize = 2 << 10;
+/// How long the next batch gathers after a busy one.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// Lines dropped because the buffer was full, in this process (the logger is process-wide).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -117,7 +125,11 @@ fn write_batches(shared: &Shared, mut out: Sink) {
         }
         // A log that cannot be written (stdout closed) is not a reason to stop serving.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
+        let busy = batch.len() >= BUSY_BATCH;
         batch.clear();
+        if busy {
+            std::thread::sleep(GATHER);
+        }
     }
 }
 
