@@ -32,6 +32,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BERTH=$TARGET/release/berth
 log() { echo "[auth-bench] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 need=()
 for tool in wrk curl python3; do command -v "$tool" >/dev/null || need+=("$tool"); done
@@ -57,9 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 serve() { # name data-dir [flags...] -> sets URL_<name>
   local name=$1 data=$2 port

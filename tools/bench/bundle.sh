@@ -34,6 +34,7 @@ LOAD=$TARGET/release/berth-load
 BERTH=$TARGET/release/berth
 
 log() { echo "[bench] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 log "building"
 (cd "$ROOT" && cargo build --release -p berth -p berth-load >&2)
@@ -54,9 +55,6 @@ calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 median() { tr ' ' '\n' <<<"$*" | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 now() { date +%s.%N; }
 settle() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 1 >/proc/sys/vm/drop_caches; fi; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # ---- the images: OCI layouts of random (incompressible) blobs --------------------------------
 log "making the images"

@@ -43,6 +43,7 @@ HELPER=$TARGET/release/berth-gc-bench
 BERTH=$TARGET/release/berth
 
 log() { echo "[gc-bench] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 command -v curl >/dev/null || { log "installing curl"; apt-get install -y curl >&2; }
 
@@ -71,17 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-wait_http() { # url
-  for _ in $(seq 300); do
-    if curl -fs -o /dev/null "$1"; then return 0; fi
-    sleep 0.1
-  done
-  log "no answer from $1"; return 1
-}
 
 wait_line() { # file pattern seconds -> the first matching line
   local deadline=$(( $(date +%s) + $3 ))
@@ -90,10 +81,6 @@ wait_line() { # file pattern seconds -> the first matching line
     sleep 0.05
   done
   log "no '$2' in $1 within $3 s"; return 1
-}
-
-field() { # line key -> value of key=value in a result line
-  tr ' ' '\n' <<<"$1" | sed -n "s|^$2=||p" | head -1
 }
 
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }

@@ -46,6 +46,7 @@ LOAD=$TARGET/release/berth-load
 BERTH=${BERTH:-$TARGET/release/berth}
 
 log() { echo "[bench] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 if [ "$STRACE" = 1 ] && ! command -v strace >/dev/null; then
   log "installing strace"
@@ -80,21 +81,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
-wait_http() { # url
-  for _ in $(seq 100); do
-    if curl -fs -o /dev/null "$1"; then return 0; fi
-    sleep 0.1
-  done
-  log "no answer from $1"; return 1
-}
 
-field() { # line key -> value of key=value in a berth-load result line
-  tr ' ' '\n' <<<"$1" | sed -n "s|^$2=||p" | head -1
-}
 
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
